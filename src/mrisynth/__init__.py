@@ -1,3 +1,3 @@
-"""mrisynth: abdominal MRI DICOM -> StyleGAN2-ADA generator, synthetic images and their evaluation."""
+"""mrisynth: abdominal MRI DICOM to StyleGAN2-ADA, synthetic images and their evaluation."""
 
 __version__ = "0.1.0"

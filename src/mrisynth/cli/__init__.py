@@ -37,7 +37,8 @@ def cli(verbose: int) -> None:
     `demo` runs them all on built-in data.
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
 
 for _module in (phantom, prepare, dataset, train, metrics, weights, generate, report, demo):
