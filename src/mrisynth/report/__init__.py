@@ -1,0 +1,1 @@
+"""mrisynth.report."""
