@@ -1,0 +1,237 @@
+"""Training archives: folder or uncompressed ZIP of PNGs + `dataset.json` (NVIDIA's convention).
+
+Reading is random access (one ZIP member or one file per item, decoded with `cv2.imdecode`) and
+safe in DataLoader workers: the ZIP handle is opened lazily per process and never pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mrisynth.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+LABELS_NAME = "dataset.json"
+MANIFEST_NAME = "manifest.csv"
+IMAGE_SUFFIX = ".png"
+
+
+def _is_hidden(rel: str) -> bool:
+    """Hidden path parts (`.x`, macOS `__MACOSX`) are never images of the dataset."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/"))
+
+
+def list_image_names(path: str | os.PathLike[str]) -> list[str]:
+    """Sorted POSIX names of the PNGs in a folder (recursive) or ZIP; hidden ones skipped."""
+    path = Path(path)
+    if path.is_dir():
+        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+    else:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIX) and not _is_hidden(n))
+
+
+def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """PNG bytes -> uint8 [C, H, W] (C = 1 or 3, RGB order). 16-bit or RGBA input is refused."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{name}: not a readable PNG image")
+    if img.dtype != np.uint8:
+        raise InputError(
+            f"{name}: {img.dtype} PNG; training archives need 8-bit images "
+            "(run `mrisynth prepare` without --bit-depth 16)"
+        )
+    if img.ndim == 2:
+        return img[np.newaxis]  # [1, H, W]
+    if img.shape[2] == 3:
+        return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB [3, H, W]
+    if img.shape[2] == 1:
+        return img.transpose(2, 0, 1)
+    raise InputError(f"{name}: {img.shape[2]} channels; training archives need 1 (grey) or 3 (RGB)")
+
+
+def labels_to_array(raw: Sequence, source: str) -> np.ndarray:
+    """NVIDIA's rule: ints are classes (one-hot, max+1 classes); lists of floats are vectors."""
+    arr = np.asarray(raw)
+    if arr.ndim == 1 and arr.size and np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0:
+            raise InputError(f"{source}: class labels must be >= 0")
+        onehot = np.zeros((arr.size, int(arr.max()) + 1), dtype=np.float32)
+        onehot[np.arange(arr.size), arr] = 1
+        return onehot  # [N, num_classes]
+    if arr.ndim == 2 and np.issubdtype(arr.dtype, np.number):
+        return arr.astype(np.float32)  # [N, label_dim]
+    raise InputError(f"{source}: labels must be all ints (classes) or all equal-length float lists")
+
+
+class ImageArchive:
+    """Random-access reader for a training archive (folder or ZIP); see DEVELOPERS.md."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such folder or ZIP archive")
+        self._is_zip = self.path.is_file()
+        if self._is_zip and not zipfile.is_zipfile(self.path):
+            raise InputError(f"{self.path}: neither a folder nor a ZIP archive")
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid: int | None = None
+        self._lock = threading.Lock()
+        self._hash: str | None = None
+        self.names: list[str] = list_image_names(self.path)
+        if not self.names:
+            raise InputError(f"{self.path}: contains no PNG images")
+        first = self[0]  # [C, H, W]
+        self.num_channels, self.resolution = int(first.shape[0]), int(first.shape[1])
+        check_image_shape(first, f"{self.path}/{self.names[0]}")
+        self.labels = self._load_labels()  # [N, c_dim]
+        logger.info(
+            "archive %s: %d images, %dx%d, %d channel(s), label_dim %d",
+            self.path, len(self), self.resolution, self.resolution, self.num_channels,
+            self.label_dim,
+        )
+
+    # -- raw member access -------------------------------------------------------------------
+    def _zipfile(self) -> zipfile.ZipFile:
+        """One ZipFile per process (forked DataLoader workers must not share the parent's)."""
+        pid = os.getpid()
+        if self._zip is None or self._zip_pid != pid:
+            with self._lock:
+                if self._zip is None or self._zip_pid != pid:
+                    self._zip = zipfile.ZipFile(self.path)
+                    self._zip_pid = pid
+        return self._zip
+
+    def read_member(self, name: str) -> bytes | None:
+        """Raw bytes of one member (image, `dataset.json`, `manifest.csv`); None if absent."""
+        if self._is_zip:
+            try:
+                return self._zipfile().read(name)
+            except KeyError:
+                return None
+        p = self.path / name
+        return p.read_bytes() if p.is_file() else None
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_zip"], state["_zip_pid"], state["_lock"] = None, None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- the contract --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, idx: int) -> np.ndarray:
+        """uint8 [C, H, W]; every image is checked against the first one's shape."""
+        name = self.names[idx]
+        data = self.read_member(name)
+        if data is None:
+            raise InputError(f"{self.path}: member {name} vanished while reading")
+        img = decode_png(data, f"{self.path}/{name}")
+        if hasattr(self, "resolution") and img.shape != self.image_shape:
+            raise InputError(
+                f"{self.path}/{name}: shape {list(img.shape)} differs from the archive's "
+                f"{list(self.image_shape)}; all images must have the same size and channels"
+            )
+        return img
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.num_channels, self.resolution, self.resolution)
+
+    @property
+    def label_dim(self) -> int:
+        return int(self.labels.shape[1])
+
+    def _load_labels(self) -> np.ndarray:
+        data = self.read_member(LABELS_NAME)
+        empty = np.zeros((len(self), 0), dtype=np.float32)
+        if data is None:
+            return empty
+        src = f"{self.path}/{LABELS_NAME}"
+        try:
+            raw = json.loads(data.decode("utf-8")).get("labels")
+        except (ValueError, AttributeError) as e:
+            raise InputError(f"{src}: not a JSON object with a 'labels' key ({e})") from None
+        if raw is None:
+            return empty
+        table = {str(k).replace("\\", "/"): v for k, v in raw}
+        missing = [n for n in self.names if n not in table]
+        if missing:
+            raise InputError(f"{src}: no label for {missing[0]} ({len(missing)} images unlabelled)")
+        return labels_to_array([table[n] for n in self.names], src)
+
+    def content_hash(self) -> str:
+        """sha256 over (name, bytes) of every image in order; same for a folder and its ZIP.
+
+        Labels are not part of it, so relabelling keeps metric caches valid.
+        """
+        if self._hash is None:
+            h = hashlib.sha256()
+            for name in self.names:
+                data = self.read_member(name) or b""
+                h.update(name.encode("utf-8") + b"\0" + len(data).to_bytes(8, "little"))
+                h.update(data)
+            self._hash = h.hexdigest()
+        return self._hash
+
+    def read_all(self, num_threads: int = 4) -> np.ndarray:
+        """All images as uint8 [N, C, H, W] (decoding in threads: cv2 releases the GIL)."""
+        out = np.empty((len(self), *self.image_shape), dtype=np.uint8)  # [N, C, H, W]
+
+        def load(i: int) -> None:
+            out[i] = self[i]
+
+        if num_threads <= 1 or len(self) < 64:
+            for i in range(len(self)):
+                load(i)
+        else:
+            with ThreadPoolExecutor(num_threads) as pool:
+                list(pool.map(load, range(len(self))))
+        return out
+
+    def manifest_text(self) -> str | None:
+        """mrisynth's manifest.csv carried along from `prepare`, if present."""
+        data = self.read_member(MANIFEST_NAME)
+        return None if data is None else data.decode("utf-8")
+
+    def validate(self) -> None:
+        """Decode every image (raises InputError on the first bad one)."""
+        for i in range(len(self)):
+            self[i]
+
+
+def check_image_shape(img: np.ndarray, name: str) -> None:
+    """Square, power-of-two side, 1 or 3 channels: what the networks accept."""
+    c, h, w = img.shape
+    if h != w:
+        raise InputError(f"{name}: {w}x{h} is not square; run `mrisynth prepare` (pads to square)")
+    if h < 4 or h & (h - 1):
+        raise InputError(
+            f"{name}: side {h} is not a power of two >= 4; re-run `mrisynth prepare --size 256`"
+        )
+    if c not in (1, 3):
+        raise InputError(f"{name}: {c} channels; need 1 or 3")
