@@ -1,0 +1,136 @@
+"""Turn sampled images into output files (PNG, DICOM, grid) and the manifest describing them.
+
+The library returns `(name, bytes)` items; the CLI writes them atomically. Nothing here depends
+on the clock, so the same network and options give byte-identical outputs on every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrisynth import __version__
+from mrisynth.errors import ConfigError
+from mrisynth.generate.dicom import SeriesInfo, dataset_bytes, synthetic_dataset
+from mrisynth.generate.images import encode_png, make_grid
+from mrisynth.generate.sampling import SamplingOptions
+
+FORMATS = ("png", "dicom")
+MANIFEST_NAME = "manifest.csv"
+INFO_NAME = "generation.json"
+GRID_NAME = "grid.png"
+MANIFEST_COLUMNS = ("file", "format", "seed", "truncation_psi", "noise_mode", "class",
+                    "sop_instance_uid")
+
+
+def png_name(seed: int) -> str:
+    """File name of a seed's PNG; zero-padded so names sort in seed order."""
+    return f"seed{seed:06d}.png"
+
+
+def dicom_name(seed: int) -> str:
+    return f"seed{seed:06d}.dcm"
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, streamed (network files can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file to write, relative to the output folder, with its manifest row."""
+
+    name: str
+    data: bytes
+    row: dict[str, str] | None = None  # None: not listed in manifest.csv (e.g. the grid)
+
+
+@dataclass
+class ExportPlan:
+    """What to write for one generation run."""
+
+    formats: tuple[str, ...] = ("png",)
+    grid: bool = False
+    grid_cols: int | None = None
+    series: SeriesInfo | None = None  # required when "dicom" is in formats
+    rows: list[dict[str, str]] = field(default_factory=list)  # filled while exporting
+
+    def check(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ConfigError(f"--format {unknown[0]!r} unknown; choose from {', '.join(FORMATS)}")
+        if not self.formats and not self.grid:
+            raise ConfigError("nothing to write: give --format png/dicom or --grid")
+        if "dicom" in self.formats and self.series is None:
+            raise ValueError("DICOM export needs ExportPlan.series")
+
+
+def export_images(
+    samples: Iterable[tuple[int, np.ndarray]], plan: ExportPlan, opts: SamplingOptions
+) -> Iterator[OutputFile]:
+    """Yield the files for each `(seed, uint8 [C, H, W])`, then the grid if asked for.
+
+    Manifest rows are collected in `plan.rows` (in output order) as the files are yielded.
+    """
+    plan.check()
+    grid_images: list[np.ndarray] = []
+    for instance, (seed, img) in enumerate(samples, start=1):
+        common = {"seed": str(seed), "truncation_psi": f"{opts.truncation_psi:g}",
+                  "noise_mode": opts.noise_mode,
+                  "class": "" if opts.class_idx is None else str(opts.class_idx)}
+        if "png" in plan.formats:
+            row = {"file": png_name(seed), "format": "png", **common, "sop_instance_uid": ""}
+            plan.rows.append(row)
+            yield OutputFile(png_name(seed), encode_png(img), row)
+        if "dicom" in plan.formats:
+            assert plan.series is not None
+            ds = synthetic_dataset(img, seed, instance, plan.series)
+            row = {"file": dicom_name(seed), "format": "dicom", **common,
+                   "sop_instance_uid": str(ds.SOPInstanceUID)}
+            plan.rows.append(row)
+            yield OutputFile(dicom_name(seed), dataset_bytes(ds), row)
+        if plan.grid:
+            grid_images.append(img)
+    if plan.grid and grid_images:
+        yield OutputFile(GRID_NAME, encode_png(make_grid(np.stack(grid_images), plan.grid_cols)))
+
+
+def manifest_csv(rows: list[dict[str, str]]) -> str:
+    """The manifest as CSV text, one row per written image file."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def generation_info(network: str, snapshot_name: str, model_sha256: str, kimg: int | None,
+                    seeds_text: str, num_images: int, opts: SamplingOptions,
+                    plan: ExportPlan) -> dict:
+    """JSON-able record of the run (no timestamps, so re-runs are identical)."""
+    return {
+        "generator": f"mrisynth {__version__}",
+        "synthetic": True,
+        "network": network,
+        "snapshot": snapshot_name,
+        "model_sha256": model_sha256,
+        "kimg": kimg,
+        "seeds": seeds_text,
+        "num_images": num_images,
+        "sampling": asdict(opts),
+        "formats": list(plan.formats),
+        "grid": GRID_NAME if plan.grid else None,
+        "dicom_series_uid": plan.series.series_uid if plan.series else None,
+        "dicom_study_uid": plan.series.study_uid if plan.series else None,
+    }

@@ -1,0 +1,112 @@
+"""Sampling images from a StyleGAN2 generator (Karras et al. 2020, arXiv 1912.04958).
+
+Latents come from the seeds (see `seeds.py`); images are quantised exactly as NVIDIA's tools
+and metrics do, `(x * 127.5 + 128).clamp(0, 255)` to uint8, so a saved PNG is what the metrics
+saw.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mrisynth.errors import ConfigError
+from mrisynth.generate.seeds import latents_from_seeds
+
+log = logging.getLogger(__name__)
+
+NOISE_MODES = ("const", "random", "none")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample; the defaults are the original generate.py's."""
+
+    truncation_psi: float = 1.0  # 1 = no truncation, 0 = every seed gives the mean image
+    truncation_cutoff: int | None = None  # None: truncate all ws layers
+    noise_mode: str = "const"  # const: reproducible per seed; random: fresh noise per batch
+    class_idx: int | None = None  # for conditional generators (c_dim > 0)
+    batch_size: int = 16
+
+    def check(self, c_dim: int) -> None:
+        """Raise ConfigError for options that do not fit a generator with `c_dim` labels."""
+        if self.noise_mode not in NOISE_MODES:
+            raise ConfigError(
+                f"--noise-mode {self.noise_mode!r} unknown; choose one of {', '.join(NOISE_MODES)}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
+        if c_dim > 0 and self.class_idx is None:
+            raise ConfigError(
+                f"the generator is conditional ({c_dim} classes): pass --class 0..{c_dim - 1}"
+            )
+        if c_dim == 0 and self.class_idx is not None:
+            raise ConfigError("--class given, but the generator is unconditional; drop --class")
+        if c_dim > 0 and not 0 <= self.class_idx < c_dim:  # type: ignore[operator]
+            raise ConfigError(f"--class {self.class_idx} out of range 0..{c_dim - 1}")
+
+
+def quantize(images: torch.Tensor) -> np.ndarray:
+    """Float images ~[-1, 1] -> uint8 as the reference does. [N, C, H, W] -> [N, C, H, W]"""
+    x = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.cpu().numpy()
+
+
+def class_labels(c_dim: int, class_idx: int | None, num: int) -> torch.Tensor:
+    """One-hot labels for `num` images (shape [num, 0] for unconditional generators)."""
+    c = torch.zeros(num, c_dim)  # [N, c_dim]
+    if c_dim > 0 and class_idx is not None:
+        c[:, class_idx] = 1
+    return c
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for a missing CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but no CUDA GPU is visible; use --device cpu")
+    return dev
+
+
+@torch.no_grad()
+def sample_images(
+    G: torch.nn.Module,
+    seeds: list[int],
+    opts: SamplingOptions = SamplingOptions(),
+    device: torch.device | str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(seed, uint8 image [C, H, W])` for each seed, in order, batch by batch.
+
+    With noise_mode="const" an image depends only on its seed (and psi/class), not on the
+    batch it was drawn in; with "random" the noise is seeded from the batch's first seed.
+    `on_batch(n)` is called after each batch (for a progress bar).
+    """
+    opts.check(int(G.c_dim))
+    device = torch.device(device)
+    G = G.to(device).eval()
+    z_all = latents_from_seeds(seeds, int(G.z_dim))  # [N, z_dim]
+    for start in range(0, len(seeds), opts.batch_size):
+        batch_seeds = seeds[start : start + opts.batch_size]
+        z = torch.from_numpy(z_all[start : start + len(batch_seeds)]).to(device)
+        c = class_labels(int(G.c_dim), opts.class_idx, len(batch_seeds)).to(device)
+        if opts.noise_mode == "random":
+            torch.manual_seed(batch_seeds[0])
+        img = G(  # [B, C, H, W]
+            z,
+            c,
+            truncation_psi=opts.truncation_psi,
+            truncation_cutoff=opts.truncation_cutoff,
+            noise_mode=opts.noise_mode,
+        )
+        yield from zip(batch_seeds, quantize(img), strict=True)
+        if on_batch is not None:
+            on_batch(len(batch_seeds))
+    log.info("sampled %d images (psi=%s, noise=%s)", len(seeds), opts.truncation_psi,
+             opts.noise_mode)
