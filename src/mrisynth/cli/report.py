@@ -1,11 +1,98 @@
-"""`mrisynth report` (being built: see the issue that adds it)."""
+"""`mrisynth report RUN_DIR`: the study's figures, Table 1 and a real-vs-generated panel."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
 
 import click
 
-from mrisynth.errors import MrisynthError
+log = logging.getLogger(__name__)
+
+_DATA_KEYS = ("data", "data_path", "dataset", "training_data")
+
+
+def data_path_from_options(options: dict[str, Any] | None, run_dir: Path) -> Path | None:
+    """The training archive named in training_options.json, if it still exists."""
+    if not options:
+        return None
+    candidates = [options.get(k) for k in _DATA_KEYS]
+    nested = options.get("training_set_kwargs")
+    if isinstance(nested, dict):
+        candidates.append(nested.get("path"))
+    for value in candidates:
+        if isinstance(value, str) and value:
+            p = Path(value)
+            for q in (p, run_dir / p):
+                if q.exists():
+                    return q
+    return None
+
+
+def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
+    """Figure 4's inputs, or None (with the reason logged) when something is missing."""
+    import numpy as np
+
+    from mrisynth.data.archive import ImageArchive
+    from mrisynth.generate.sampling import SamplingOptions, resolve_device, sample_images
+    from mrisynth.report.build import PanelImages, panel_snapshot
+    from mrisynth.training.checkpoint import load_generator
+
+    snapshot = panel_snapshot(run)
+    data = data or data_path_from_options(run.options, run.run_dir)
+    if snapshot is None or data is None:
+        why = "no snapshot in the run" if snapshot is None else "no training data (use --data)"
+        log.warning("real-vs-generated panel left out: %s", why)
+        return None
+    dev = resolve_device(device)
+    G, info = load_generator(snapshot, device=str(dev))
+    seeds = list(range(num))
+    generated = [img for _, img in sample_images(G, seeds, SamplingOptions(), dev)]
+    train = ImageArchive(data).read_all()
+    return PanelImages(generated=np.stack(generated), seeds=seeds, train=train,
+                       snapshot=info.path.name, kimg=info.kimg)
+
+
+def write_report(run_dir: str | Path, outdir: str | Path | None = None, *,
+                 data: str | Path | None = None, panel_images: int = 8,
+                 device: str = "auto") -> Path:
+    """Build the report of a run folder and write it; returns the HTML page's path."""
+    from mrisynth import atomic
+    from mrisynth.report.build import build_report
+    from mrisynth.report.render import HTML_NAME, MARKDOWN_NAME, render_html, render_markdown
+    from mrisynth.report.runfiles import read_run
+
+    run = read_run(run_dir)
+    outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
+    panel = _panel(run, Path(data) if data else None, panel_images, device) if panel_images \
+        else None
+    report = build_report(run, panel)
+    if panel is None and panel_images:
+        report.notes.append("Figure 4 (real vs generated) left out: it needs a snapshot and the "
+                            "training archive (pass --data ARCHIVE).")
+    for name, blob in report.files.items():
+        atomic.write_bytes(outdir / name, blob)
+    atomic.write_text(outdir / MARKDOWN_NAME, render_markdown(report))
+    atomic.write_text(outdir / HTML_NAME, render_html(report))
+    return outdir / HTML_NAME
 
 
 @click.command("report")
-def command() -> None:
-    """Not built yet."""
-    raise MrisynthError("`mrisynth report` is not built yet")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--outdir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the report (default: RUN_DIR/report).")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="Training archive for Figure 4 (default: the one in training_options.json).")
+@click.option("--panel", "panel_images", type=int, default=8, show_default=True,
+              help="Generated images in the real-vs-generated panel (0 = leave it out).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def command(run_dir: str, outdir: str | None, data: str | None, panel_images: int,
+            device: str) -> None:
+    """Figures, best-snapshot table and summary of a training run as HTML + Markdown.
+
+    Reads training_options.json, stats.jsonl, metric-*.jsonl, fakes*.png and memorisation-*.json
+    from RUN_DIR; every file is optional. Example: mrisynth report runs/00000-tiny
+    """
+    page = write_report(run_dir, outdir, data=data, panel_images=panel_images, device=device)
+    click.echo(f"Report: {page}")

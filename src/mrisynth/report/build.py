@@ -1,0 +1,174 @@
+"""Assemble a run's report: figures, best-snapshot table, grids, panel, memorisation summary.
+
+`build_report` returns every file as bytes/text; the CLI writes them (atomically) into one
+folder, so the HTML page only ever points at files lying next to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrisynth.report import figures
+from mrisynth.report.panel import real_vs_generated_figure
+from mrisynth.report.runfiles import RunFiles
+from mrisynth.report.tables import (
+    CATEGORIES,
+    BestRow,
+    Series,
+    best_table,
+    collect_series,
+    pick_series,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """One image of the report: its file (next to the HTML), title and caption."""
+
+    file: str
+    title: str
+    caption: str = ""
+    section: str = "figures"  # figures | training | images | memorisation
+
+
+@dataclass(frozen=True)
+class PanelImages:
+    """Inputs of Figure 4: generated images and the training set they are compared with."""
+
+    generated: np.ndarray  # uint8 [N, C, H, W]
+    seeds: list[int]
+    train: np.ndarray  # uint8 [M, C, H, W]
+    snapshot: str
+    kimg: int | None = None
+
+
+@dataclass
+class Report:
+    """Everything the report consists of, before it is written."""
+
+    run: RunFiles
+    series: list[Series]
+    best: list[BestRow]
+    entries: list[FigureEntry] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes
+    notes: list[str] = field(default_factory=list)
+    memorisation: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, entry: FigureEntry, data: bytes) -> None:
+        self.files[entry.file] = data
+        self.entries.append(entry)
+
+
+def _ada_target(options: dict[str, Any] | None) -> float | None:
+    if not options:
+        return None
+    for key in ("target", "ada_target", "augment_target"):
+        value = options.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _metric_figures(report: Report) -> None:
+    series = report.series
+    prec, rec = pick_series(series, "precision"), pick_series(series, "recall")
+    used: set[tuple[str, str]] = set()
+    if prec or rec:
+        report.add(FigureEntry("fig1-precision-recall.png", "Figure 1: precision and recall",
+                               "Higher is better. The study's best: precision 59.33 %, "
+                               "recall 15.70 %."),
+                   figures.precision_recall_figure(prec, rec))
+        used |= {(s.metric, s.key) for s in (prec, rec) if s}
+    for cat, number, file, scale, ylabel, study in (
+        ("fid", 2, "fig2-fid.png", 1.0, "FID", "18.14"),
+        ("kid", 3, "fig3-kid.png", 1e3, "KID x 1e3", "7.17e-3"),
+    ):
+        s = pick_series(series, cat)
+        if s is None:
+            continue
+        label = CATEGORIES[cat][0]
+        std = next((o for o in series if o.metric == s.metric and o.key == s.key + "_std"
+                    and o.kimg == s.kimg), None)
+        report.add(FigureEntry(file, f"Figure {number}: {label} ({s.key})",
+                               f"Lower is better. The study's best: {study}."
+                               + (" Band: +/- one std over KID subsets." if std else "")),
+                   figures.single_metric_figure(s, f"{label} vs kimg", ylabel, scale, std))
+        used |= {(s.metric, s.key)} | ({(std.metric, std.key)} if std else set())
+    by_metric: dict[str, list[Series]] = {}
+    for s in series:
+        if (s.metric, s.key) not in used:
+            by_metric.setdefault(s.metric, []).append(s)
+    for metric, group in sorted(by_metric.items()):
+        report.add(FigureEntry(f"metric-{metric}.png", f"Metric {metric}",
+                               "; ".join(sorted({n for s in group for n in s.caveats()}))),
+                   figures.metric_group_figure(metric, group))
+
+
+def _images(report: Report) -> None:
+    run = report.run
+    if run.reals is not None:
+        report.add(FigureEntry("reals.png", "Training images (reals.png)", section="images"),
+                   run.reals.read_bytes())
+    picks = run.fakes[:1] + run.fakes[-1:] if len(run.fakes) > 1 else run.fakes
+    for kimg, path in picks:
+        report.add(FigureEntry(path.name, f"Generated at {kimg} kimg ({path.name})",
+                               "Fixed latents, so grids are comparable over training.",
+                               section="images"), path.read_bytes())
+
+
+def _memorisation(report: Report) -> None:
+    for path, obj in report.run.memorisation:
+        report.memorisation.append((path.name, obj))
+    for path in report.run.memorisation_images:
+        report.add(FigureEntry(path.name, f"Memorisation audit ({path.name})",
+                               "Generated images beside their nearest training images.",
+                               section="memorisation"), path.read_bytes())
+
+
+def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
+    """Everything of the report except the HTML/Markdown text (see `render`)."""
+    series = collect_series(run.metrics)
+    report = Report(run=run, series=series, best=best_table(series))
+    _metric_figures(report)
+    if not run.metrics:
+        report.notes.append("No metric-*.jsonl files in the run folder: train with --metrics or "
+                            "run `mrisynth metrics --network RUN_DIR --data ARCHIVE`.")
+    for note in sorted({n for s in series for n in s.caveats()}):
+        report.notes.append(f"{note}.")
+    curves = figures.training_figure(run.stats, _ada_target(run.options))
+    if curves is not None:
+        report.add(FigureEntry("training-curves.png", "Training curves",
+                               "G/D losses, R1 and path-length penalties, ADA's r_t "
+                               "(Loss/signs/real) against its target, and augment p.",
+                               section="training"), curves)
+    elif not run.stats:
+        report.notes.append("No stats.jsonl yet: training curves are left out.")
+    _images(report)
+    if panel is not None:
+        kimg = "" if panel.kimg is None else f" at {panel.kimg} kimg"
+        report.add(FigureEntry("fig4-real-vs-generated.png",
+                               "Figure 4: generated images and their most similar training "
+                               "images", f"Snapshot {panel.snapshot}{kimg}; similarity = "
+                               "pixel NCC over the whole training set (1.0 = identical).",
+                               section="images"),
+                   real_vs_generated_figure(panel.generated, panel.train, panel.seeds))
+    _memorisation(report)
+    log.info("report of %s: %d figures", run.run_dir, len(report.entries))
+    return report
+
+
+def panel_snapshot(report_or_run: Report | RunFiles) -> Path | None:
+    """Snapshot for Figure 4: the best by precision (the study's choice), else the latest."""
+    run = report_or_run.run if isinstance(report_or_run, Report) else report_or_run
+    series = collect_series(run.metrics)
+    for row in best_table(series):
+        if row.category == "precision" and (run.run_dir / row.snapshot).is_file():
+            return run.run_dir / row.snapshot
+    return run.snapshots[-1][1] if run.snapshots else None

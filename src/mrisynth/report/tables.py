@@ -1,0 +1,143 @@
+"""Metric series and the best-snapshot table in the layout of the study's Table 1.
+
+The study (StyleGAN2-ADA on CHAOS T1 in-phase) lists, for the best snapshot by each metric,
+kimg, precision, recall, FID and KID. Precision/recall are best high, FID/KID best low. A number
+computed with a stand-in detector or with fewer than 50k generated images is not comparable to
+published ones; `caveats` says so next to the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+REFERENCE_NUM_GEN = 50_000
+
+# category -> (label, True if higher is better)
+CATEGORIES: dict[str, tuple[str, bool]] = {
+    "precision": ("Precision", True),
+    "recall": ("Recall", True),
+    "fid": ("FID", False),
+    "kid": ("KID", False),
+}
+
+
+def category_of(key: str) -> str | None:
+    """Which of the study's four numbers a result key is (NVIDIA's naming), or None."""
+    if key.startswith("pr") and key.endswith("_precision"):
+        return "precision"
+    if key.startswith("pr") and key.endswith("_recall"):
+        return "recall"
+    if key.startswith("fid") and "std" not in key:
+        return "fid"
+    if key.startswith("kid") and not key.endswith("_std"):
+        return "kid"
+    return None
+
+
+@dataclass
+class Series:
+    """One result key over snapshots, with what is needed to judge its numbers."""
+
+    metric: str  # the metric-<name>.jsonl name
+    key: str  # the result key
+    kimg: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+    num_gen: int | None = None
+    detector: str | None = None
+    reference_exact: bool | None = None
+
+    @property
+    def category(self) -> str | None:
+        return category_of(self.key)
+
+    def caveats(self) -> list[str]:
+        """Why these numbers are not comparable with the study's (empty when they are)."""
+        notes = []
+        if self.category is None:
+            return notes
+        if self.reference_exact is False or self.detector is None:
+            name = self.detector or "no reference detector"
+            notes.append(f"stand-in detector ({name}): not FID/KID/PR as published")
+        if self.num_gen is not None and self.num_gen < REFERENCE_NUM_GEN:
+            notes.append(f"{self.num_gen:,} generated images, not 50k: not comparable with "
+                         "the study")
+        return notes
+
+
+def collect_series(metrics: dict[str, list[dict[str, Any]]]) -> list[Series]:
+    """Every (metric, result key) pair as a series over kimg, non-finite values dropped."""
+    out: list[Series] = []
+    for name, records in sorted(metrics.items()):
+        by_key: dict[str, Series] = {}
+        for rec in records:
+            det = rec.get("detector")
+            for key, value in rec["results"].items():
+                if not isinstance(value, int | float) or not math.isfinite(value):
+                    continue
+                s = by_key.setdefault(key, Series(metric=name, key=key))
+                s.kimg.append(float(rec.get("kimg", 0)))
+                s.values.append(float(value))
+                s.snapshots.append(str(rec.get("snapshot", "")))
+                if rec.get("num_gen") is not None:
+                    n = int(rec["num_gen"])
+                    s.num_gen = n if s.num_gen is None else min(s.num_gen, n)
+                s.detector = det.get("name") if isinstance(det, dict) else s.detector
+                if "reference_exact" in rec:
+                    exact = bool(rec["reference_exact"])
+                    s.reference_exact = exact if s.reference_exact is None else (
+                        s.reference_exact and exact)
+        out.extend(by_key.values())
+    return out
+
+
+def pick_series(series: list[Series], category: str) -> Series | None:
+    """The series standing for a category: reference-exact first, then the most images."""
+    cands = [s for s in series if s.category == category and s.values]
+    if not cands:
+        return None
+    return max(cands, key=lambda s: (bool(s.reference_exact), s.num_gen or 0, len(s.values)))
+
+
+@dataclass(frozen=True)
+class BestRow:
+    """One row of Table 1: the snapshot that is best by `category`, with all four numbers."""
+
+    category: str
+    kimg: float
+    snapshot: str
+    values: dict[str, float | None]  # category -> value at that snapshot (None: not computed)
+
+
+def best_table(series: list[Series]) -> list[BestRow]:
+    """Best snapshot per metric (precision/recall max, FID/KID min), Table 1 style."""
+    chosen = {c: pick_series(series, c) for c in CATEGORIES}
+    rows: list[BestRow] = []
+    for cat, (_, higher) in CATEGORIES.items():
+        s = chosen[cat]
+        if s is None:
+            continue
+        pick = max if higher else min
+        i = pick(range(len(s.values)), key=lambda j: (s.values[j], -s.kimg[j] if higher
+                                                       else s.kimg[j]))
+        kimg = s.kimg[i]
+        values: dict[str, float | None] = {}
+        for other, o in chosen.items():
+            values[other] = None
+            if o is not None and kimg in o.kimg:
+                values[other] = o.values[o.kimg.index(kimg)]
+        rows.append(BestRow(category=cat, kimg=kimg, snapshot=s.snapshots[i], values=values))
+    return rows
+
+
+def format_value(category: str, value: float | None) -> str:
+    """Numbers as the study prints them: P/R in %, FID 2 decimals, KID x1e3."""
+    if value is None:
+        return "–"
+    if category in ("precision", "recall"):
+        return f"{100 * value:.2f} %"
+    if category == "kid":
+        return f"{1e3 * value:.2f}e-3"
+    return f"{value:.2f}"
