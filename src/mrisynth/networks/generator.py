@@ -34,8 +34,7 @@ class Generator(nn.Module):
         truncation_cutoff: int | None = None, noise_mode: str = "random",
         update_emas: bool = False, fused_modconv: bool | None = None, force_fp32: bool = False,
     ) -> torch.Tensor:
-        if c is None:
-            c = z.new_zeros(z.shape[0], self.c_dim)
+        """c may be None (or [N, 0]) when unconditional; update_emas: track w_avg (training)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi,
                           truncation_cutoff=truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv,
