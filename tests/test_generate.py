@@ -44,10 +44,12 @@ def snapshot(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def strict_dicom():
-    old = dicom_config.settings.reading_validation_mode
-    dicom_config.settings.reading_validation_mode = dicom_config.RAISE
+    """pydicom raises on any invalid value, when the files are written and read back."""
+    settings = dicom_config.settings
+    old = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = dicom_config.RAISE
     yield
-    dicom_config.settings.reading_validation_mode = old
+    settings.reading_validation_mode, settings.writing_validation_mode = old
 
 
 def test_parse_seeds_ranges_lists_and_errors():
