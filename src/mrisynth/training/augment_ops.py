@@ -1,0 +1,341 @@
+"""Differentiable image ops behind ADA's augmentations (Karras et al. 2020, arXiv 2006.06676).
+
+Geometric transforms arrive as one inverse matrix per image (output pixel -> input pixel, in pixel
+units centred on the image) and are applied in a single resampling: mirror padding, 2x wavelet
+(sym6) upsampling, bilinear `grid_sample`, low-pass and 2x downsampling. Images whose matrix maps
+pixel centres onto pixel centres (flips, quarter turns, integer shifts) are gathered exactly
+instead. Colour transforms arrive as a 4x4 matrix per image, image-space filtering as per-image
+band gains. Every op is built from standard torch ops and supports double backward (R1 runs
+through the pipeline).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pywt
+import torch
+import torch.nn.functional as F
+
+# How far (in output pixels) the 2x grid reaches beyond the output image on each side, so that the
+# 12-tap downsampling filter sees real samples for every output pixel.
+_OUT_MARGIN = 3
+# Extra input pixels beyond the sampled area: the 12-tap upsampling filter is only valid 3 pixels
+# inside the padded image, plus half a 2x sample for bilinear interpolation, rounded up.
+_IN_MARGIN = 4
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched matrices: every parameter is a tensor [N]; constants may be plain floats.
+
+
+def _matrix(rows: list[list[torch.Tensor | float]], ref: torch.Tensor) -> torch.Tensor:
+    """Stack per-image entries into matrices. # [N, R, K]"""
+    entries = [
+        [e if isinstance(e, torch.Tensor) else torch.full_like(ref, float(e)) for e in row]
+        for row in rows
+    ]
+    return torch.stack([torch.stack(row, dim=-1) for row in entries], dim=-2)
+
+
+def translate2d(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """Homogeneous 2-D translation by (tx, ty) pixels. # [N, 3, 3]"""
+    return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]], tx)
+
+
+def scale2d(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    """Homogeneous 2-D scaling about the image centre. # [N, 3, 3]"""
+    return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], sx)
+
+
+def rotate2d(theta: torch.Tensor) -> torch.Tensor:
+    """Homogeneous 2-D rotation by theta radians about the image centre. # [N, 3, 3]"""
+    c, s = torch.cos(theta), torch.sin(theta)
+    return _matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
+
+
+def rotate90_2d(k: torch.Tensor) -> torch.Tensor:
+    """Rotation by k quarter turns with exact 0/+-1 entries (cos(pi/2) is not 0 in floats)."""
+    k = k.remainder(4)
+    cos = torch.where(k == 0, 1.0, torch.where(k == 2, -1.0, 0.0)).to(k.dtype)
+    sin = torch.where(k == 1, 1.0, torch.where(k == 3, -1.0, 0.0)).to(k.dtype)
+    return _matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], k)
+
+
+def translate3d(t: torch.Tensor) -> torch.Tensor:
+    """Colour-space shift of all three channels by t. # [N, 4, 4]"""
+    return _matrix([[1, 0, 0, t], [0, 1, 0, t], [0, 0, 1, t], [0, 0, 0, 1]], t)
+
+
+def scale3d(s: torch.Tensor) -> torch.Tensor:
+    """Colour-space scaling of all three channels about 0 (mid grey). # [N, 4, 4]"""
+    return _matrix([[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]], s)
+
+
+def luma_axis(ref: torch.Tensor) -> torch.Tensor:
+    """Unit luma direction (1, 1, 1, 0) / sqrt(3) as a column. # [4, 1]"""
+    v = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=ref.dtype, device=ref.device) / math.sqrt(3)
+    return v[:, None]
+
+
+def luma_flip3d(flip: torch.Tensor) -> torch.Tensor:
+    """Householder reflection of the luma component where flip == 1. # [N, 4, 4]"""
+    v = luma_axis(flip)
+    eye = torch.eye(4, dtype=flip.dtype, device=flip.device)
+    return eye - 2 * (v @ v.T) * flip[:, None, None]
+
+
+def hue_rotate3d(theta: torch.Tensor) -> torch.Tensor:
+    """Rotation of the chroma plane about the luma axis (Rodrigues' formula). # [N, 4, 4]"""
+    v = luma_axis(theta)[:3, 0]
+    vvt = torch.outer(v, v)
+    cross = torch.tensor(
+        [[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]],
+        dtype=theta.dtype,
+        device=theta.device,
+    )
+    eye3 = torch.eye(3, dtype=theta.dtype, device=theta.device)
+    c, s = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    rot = c * eye3 + s * cross + (1 - c) * vvt  # [N, 3, 3]
+    out = torch.eye(4, dtype=theta.dtype, device=theta.device).repeat(len(theta), 1, 1)
+    out[:, :3, :3] = rot
+    return out
+
+
+def saturation3d(s: torch.Tensor) -> torch.Tensor:
+    """Scale the chroma (the part orthogonal to luma) by s. # [N, 4, 4]"""
+    v = luma_axis(s)
+    vvt = v @ v.T
+    eye = torch.eye(4, dtype=s.dtype, device=s.device)
+    return vvt + (eye - vvt) * s[:, None, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Mirror padding of any width and the wavelet filters.
+
+
+def reflect_index(pos: torch.Tensor, size: int) -> torch.Tensor:
+    """Map integer positions onto 0..size-1 by mirror tiling without repeating the edge sample.
+
+    Unlike `F.pad(mode="reflect")` this works for margins wider than the image.
+    """
+    if size == 1:
+        return torch.zeros_like(pos)
+    period = 2 * (size - 1)
+    r = pos.remainder(period)
+    return torch.where(r < size, r, period - r)
+
+
+def mirror_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """Reflect-pad the last two dims by any amount (index_select: differentiable twice)."""
+    h, w = x.shape[-2:]
+    ix = reflect_index(torch.arange(-left, w + right, device=x.device), w)
+    iy = reflect_index(torch.arange(-top, h + bottom, device=x.device), h)
+    return x.index_select(-1, ix).index_select(-2, iy)
+
+
+@functools.cache
+def _wavelet_lowpass(name: str) -> tuple[tuple[float, ...], float]:
+    """Decomposition low-pass taps of a PyWavelets wavelet (sum 1) and their delay error.
+
+    The delay error is how far (in input pixels) `_upsample2x` moves low-frequency content from
+    the nominal sample positions: sym6 is only nearly symmetric, its centroid is 5.10 taps, not
+    5.5. The downsampler's reversed taps move it back, so the identity is exact; but a flip or
+    rotation between the two would double the shift (~0.4 pixels), so `resample_affine`
+    corrects its sampling positions by this amount.
+    """
+    taps = np.asarray(pywt.Wavelet(name).dec_lo, dtype=np.float64)
+    taps = taps / taps.sum()
+    centroid = float((np.arange(len(taps)) * taps).sum())
+    return tuple(taps.tolist()), (centroid - (len(taps) - 1) / 2) / 2
+
+
+@functools.cache
+def _band_filter_bank(name: str = "sym2", num_bands: int = 4) -> np.ndarray:
+    """Zero-phase octave bands [lowest .. highest] that sum exactly to a unit impulse.
+
+    The half-band filter is the wavelet low-pass's autocorrelation; coarser low-passes are built
+    a-trous (the half-band filter with 2^k - 1 zeros between taps). Band 0 is the coarsest
+    low-pass, band i the difference of consecutive low-passes, the last band impulse - half-band.
+    """
+    h = np.asarray(pywt.Wavelet(name).dec_lo, dtype=np.float64)
+    halfband = np.convolve(h, h[::-1])
+    halfband /= halfband.sum()
+    lowpasses = [np.array([1.0])]  # cut-off pi, pi/2, pi/4, ...
+    for k in range(num_bands - 1):
+        dilated = np.zeros((len(halfband) - 1) * 2**k + 1)
+        dilated[:: 2**k] = halfband
+        lowpasses.append(np.convolve(lowpasses[-1], dilated))
+    length = len(lowpasses[-1])
+    padded = [np.pad(lp, (length - len(lp)) // 2) for lp in lowpasses]
+    bands = [padded[-1]] + [padded[i - 1] - padded[i] for i in range(num_bands - 1, 0, -1)]
+    return np.stack(bands)  # [num_bands, taps], lowest band first
+
+
+def band_filter_bank(ref: torch.Tensor) -> torch.Tensor:
+    """The 4-band filter bank as a tensor on ref's device and dtype. # [4, 43]"""
+    return torch.as_tensor(_band_filter_bank(), dtype=ref.dtype, device=ref.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometric warps.
+
+
+def _upsample2x(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Polyphase 2x upsampling with a 12-tap low-pass (gain 2 per axis). # [M,1,H,W]->[M,1,2H,2W]
+
+    Output sample n sits at input position (n + 0.5) / 2 (in pixels from the top-left edge).
+    """
+    even = F.pad(taps[0::2], [0, 1]) * 2  # [7] taps meeting the input at offsets -3..2
+    odd = F.pad(taps[1::2], [1, 0]) * 2  # [7] taps meeting the input at offsets -2..3
+    kernel = torch.stack([even, odd])  # [2, 7]
+    m, _, h, w = x.shape
+    x = F.conv2d(F.pad(x, [3, 3, 0, 0]), kernel[:, None, None, :])  # [M, 2, H, W]
+    x = x.permute(0, 2, 3, 1).reshape(m, 1, h, 2 * w)
+    x = F.conv2d(F.pad(x, [0, 0, 3, 3]), kernel[:, None, :, None])  # [M, 2, H, 2W]
+    return x.permute(0, 2, 1, 3).reshape(m, 1, 2 * h, 2 * w)
+
+
+def _downsample2x(x: torch.Tensor, taps: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    """Low-pass and keep every second sample; the reversed taps cancel the upsampler's phase.
+
+    Input covers the output plus _OUT_MARGIN pixels per side at 2x. # [M,1,2H+12,2W+12]->[M,1,H,W]
+    """
+    rev = taps.flip(0)
+    x = x[:, :, :, 1 : 2 * out_w + 11]
+    x = F.conv2d(x, rev[None, None, None, :], stride=(1, 2))
+    x = x[:, :, 1 : 2 * out_h + 11, :]
+    return F.conv2d(x, rev[None, None, :, None], stride=(2, 1))
+
+
+def resample_affine(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+    """Warp each image by its inverse matrix in one filtered resampling. # [N, C, H, W]
+
+    `g_inv[n]` maps output pixel positions to input positions, both in pixels relative to the
+    image centre. Areas outside the input are filled by mirror tiling (zeros beyond 4 sizes).
+    """
+    n, c, h, w = images.shape
+    dtype = g_inv.dtype
+    e = _OUT_MARGIN
+    # Bounding box of the sampled input area: the output corners (plus margin) mapped back.
+    cx, cy = w / 2 + e, h / 2 + e
+    corners = torch.tensor(
+        [[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], dtype=dtype, device=g_inv.device
+    )
+    src = g_inv @ corners.T  # [N, 3, 4]
+    x_lo, y_lo = src[:, 0].min().item(), src[:, 1].min().item()
+    x_hi, y_hi = src[:, 0].max().item(), src[:, 1].max().item()
+
+    tap_values, delay = _wavelet_lowpass("sym6")
+
+    def margin(extent: float, size: int) -> int:
+        need = math.ceil(extent + abs(delay) - size / 2) + _IN_MARGIN
+        return int(min(max(need, 0), 4 * size))
+
+    ml, mr = margin(-x_lo, w), margin(x_hi, w)
+    mt, mb = margin(-y_lo, h), margin(y_hi, h)
+    padded = mirror_pad(images, ml, mr, mt, mb)  # [N, C, Hp, Wp]
+    hp, wp = padded.shape[-2:]
+
+    taps = torch.as_tensor(tap_values, dtype=images.dtype, device=images.device)
+    up = _upsample2x(padded.reshape(n * c, 1, hp, wp), taps).reshape(n, c, 2 * hp, 2 * wp)
+
+    # Output positions on the 2x grid in centred coordinates, corrected for the downsampler's
+    # delay; mapped back, then into the padded, upsampled image's (delayed) frame.
+    pos = functools.partial(torch.arange, dtype=dtype, device=g_inv.device)
+    xs = (pos(2 * (w + 2 * e)) + 0.5) / 2 - e - w / 2 + delay
+    ys = (pos(2 * (h + 2 * e)) + 0.5) / 2 - e - h / 2 + delay
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1)  # [Ho, Wo, 3]
+    shift = torch.tensor(
+        [(ml - mr) / 2 - delay, (mt - mb) / 2 - delay], dtype=dtype, device=g_inv.device
+    )
+    mat = g_inv.clone()
+    mat[:, :2, 2] += shift
+    src_pts = torch.einsum("nij,hwj->nhwi", mat[:, :2], pts)  # [N, Ho, Wo, 2]
+    grid = src_pts * torch.tensor([2 / wp, 2 / hp], dtype=dtype, device=g_inv.device)
+    sampled = F.grid_sample(
+        up, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # [N, C, 2(H+2e), 2(W+2e)]
+    out = _downsample2x(sampled.reshape(n * c, 1, *sampled.shape[-2:]), taps, h, w)
+    return out.reshape(n, c, h, w)
+
+
+def is_pixel_exact(g_inv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Which matrices send pixel centres onto pixel centres (signed permutation, integer shift)."""
+    lin, shift = g_inv[:, :2, :2], g_inv[:, :2, 2]
+    signed_perm = ((lin == 0) | (lin.abs() == 1)).all(dim=(1, 2))
+    nonzero = lin != 0
+    signed_perm &= nonzero.sum(dim=1).eq(1).all(dim=1) & nonzero.sum(dim=2).eq(1).all(dim=1)
+    integral = (shift == shift.round()).all(dim=1)
+    swaps = lin[:, 0, 0] == 0
+    return signed_perm & integral & (~swaps | (height == width))
+
+
+def warp_pixel_exact(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+    """Apply flips, quarter turns and integer shifts by gathering (mirror tiling outside).
+
+    Only valid where `is_pixel_exact` holds. # [N, C, H, W]
+    """
+    n, c, h, w = images.shape
+    dtype = g_inv.dtype
+    xs = torch.arange(w, dtype=dtype, device=g_inv.device) + 0.5 - w / 2
+    ys = torch.arange(h, dtype=dtype, device=g_inv.device) + 0.5 - h / 2
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)  # [H*W, 3]
+    src = torch.einsum("nij,pj->npi", g_inv[:, :2], pts)  # [N, H*W, 2]
+    col = reflect_index((src[..., 0] + w / 2 - 0.5).round().long(), w)
+    row = reflect_index((src[..., 1] + h / 2 - 0.5).round().long(), h)
+    index = (row * w + col).to(images.device)[:, None, :].expand(n, c, h * w)
+    return images.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Colour, filtering, cutout.
+
+
+def apply_color_matrix(images: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    """Apply per-image 4x4 colour matrices to RGB, or to grey seen as (g, g, g). # [N, C, H, W]
+
+    For one channel the result is the mean of the three transformed channels, so brightness,
+    contrast and luma flip act as on a grey RGB image, and hue/saturation leave grey unchanged.
+    """
+    mat = mat.to(images.dtype)
+    if images.shape[1] == 3:
+        out = torch.einsum("nij,njhw->nihw", mat[:, :3, :3], images)
+        return out + mat[:, :3, 3, None, None]
+    gain = mat[:, :3, :3].sum(dim=2).mean(dim=1)  # [N]
+    offset = mat[:, :3, 3].mean(dim=1)  # [N]
+    return images * gain[:, None, None, None] + offset[:, None, None, None]
+
+
+def apply_separable_filter(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Filter each image with its own odd-length 1-D kernel along x, then y (mirror padded).
+
+    taps: [N, K]. # [N, C, H, W]
+    """
+    n, c, h, w = images.shape
+    k = taps.shape[1]
+    pad = k // 2
+    x = mirror_pad(images, pad, pad, pad, pad).reshape(1, n * c, h + 2 * pad, w + 2 * pad)
+    weight = taps.to(images.dtype).repeat_interleave(c, dim=0)  # [N*C, K]
+    x = F.conv2d(x, weight[:, None, None, :], groups=n * c)
+    x = F.conv2d(x, weight[:, None, :, None], groups=n * c)
+    return x.reshape(n, c, h, w)
+
+
+def cutout_mask(
+    center: torch.Tensor, size: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """1 outside, 0 inside a square of side `size` (fraction of the image) at `center`.
+
+    center: [N, 2] as (x, y) in [0, 1); size: [N]. # [N, 1, H, W]
+    """
+    xs = (torch.arange(width, device=center.device, dtype=center.dtype) + 0.5) / width
+    ys = (torch.arange(height, device=center.device, dtype=center.dtype) + 0.5) / height
+    half = size[:, None, None] / 2
+    outside_x = (xs[None, None, :] - center[:, 0, None, None]).abs() >= half  # [N, 1, W]
+    outside_y = (ys[None, :, None] - center[:, 1, None, None]).abs() >= half  # [N, H, 1]
+    return (outside_x | outside_y)[:, None].to(center.dtype)
