@@ -50,7 +50,8 @@ def _make_run(root: Path, with_metrics: bool) -> Path:
         (data / f"img{i:04d}.png").write_bytes(
             encode_png(rng.integers(0, 256, (1, 16, 16), dtype=np.uint8)))
     (run / "training_options.json").write_text(json.dumps(
-        {"data": str(data), "cfg": "tiny", "target": 0.6, "kimg": 8, "aug": "ada"}))
+        {"user": {"data": str(data), "cfg": "tiny", "target": 0.6, "kimg": 8, "aug": "ada"},
+         "resolution": 16, "batch": 16}))
     ticks = []
     for t, kimg in enumerate(np.linspace(0, 8, 9)):
         ticks.append({"Progress/tick": {"num": 1, "mean": t, "std": 0},

@@ -17,10 +17,9 @@ def data_path_from_options(options: dict[str, Any] | None, run_dir: Path) -> Pat
     """The training archive named in training_options.json, if it still exists."""
     if not options:
         return None
-    candidates = [options.get(k) for k in _DATA_KEYS]
-    nested = options.get("training_set_kwargs")
-    if isinstance(nested, dict):
-        candidates.append(nested.get("path"))
+    scopes = [options] + [options[k] for k in ("user", "training_set_kwargs")
+                          if isinstance(options.get(k), dict)]  # mrisynth's, NVIDIA's nesting
+    candidates = [scope.get(k) for scope in scopes for k in (*_DATA_KEYS, "path")]
     for value in candidates:
         if isinstance(value, str) and value:
             p = Path(value)

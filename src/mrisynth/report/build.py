@@ -69,10 +69,12 @@ class Report:
 def _ada_target(options: dict[str, Any] | None) -> float | None:
     if not options:
         return None
-    for key in ("target", "ada_target", "augment_target"):
-        value = options.get(key)
-        if isinstance(value, int | float):
-            return float(value)
+    scopes = [options] + ([options["user"]] if isinstance(options.get("user"), dict) else [])
+    for scope in scopes:  # mrisynth nests what the user set under "user"
+        for key in ("target", "ada_target", "augment_target"):
+            value = scope.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
     return None
 
 
