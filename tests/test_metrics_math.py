@@ -1,0 +1,160 @@
+"""Cross-checks of the metric maths against independent float64 references (reference/metrics.md)."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from mrisynth.metrics.feature_stats import FeatureStats
+from mrisynth.metrics.fid import FrechetDistance, frechet_distance
+from mrisynth.metrics.kid import kernel_inception_distance, mmd2_unbiased
+from mrisynth.metrics.precision_recall import knn_radii, precision_recall_density_coverage
+
+
+def _scipy_fid(mu1, s1, mu2, s2):
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    covmean = np.real(covmean)
+    return float(np.square(mu1 - mu2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_fid_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    d, n = 64, 2048
+    a = rng.normal(size=[n, d]) @ rng.normal(size=[d, d]) * 0.3
+    b = rng.normal(size=[n, d]) * 1.3 + 0.2
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False, bias=True), np.cov(b, rowvar=False, bias=True)
+    ours = frechet_distance(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(_scipy_fid(mu1, s1, mu2, s2), rel=1e-6)
+
+
+def test_fid_is_zero_for_identical_stats_and_symmetric():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=[500, 16])
+    mu, s = x.mean(0), np.cov(x, rowvar=False, bias=True)
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-8
+    y = rng.normal(size=[500, 16]) * 2
+    mu2, s2 = y.mean(0), np.cov(y, rowvar=False, bias=True)
+    assert frechet_distance(mu, s, mu2, s2) == pytest.approx(frechet_distance(mu2, s2, mu, s))
+
+
+def test_streaming_stats_equal_stacked_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=[300, 12]).astype(np.float32) * 5 + 3
+    stats = FeatureStats()
+    for chunk in np.array_split(x, [7, 100, 101, 250]):
+        stats.update(chunk)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(stats.mean(), x64.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stats.cov(), np.cov(x64, rowvar=False, bias=True), atol=1e-10)
+    assert stats.num_items == 300
+
+
+def test_stats_save_load_roundtrip(tmp_path):
+    x = np.random.default_rng(3).normal(size=[40, 5]).astype(np.float32)
+    stats = FeatureStats(keep_features=True)
+    stats.update(x)
+    stats.save(tmp_path / "s.npz")
+    back = FeatureStats.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.features(), x)
+    np.testing.assert_array_equal(back.cov(), stats.cov())
+
+
+def test_fid_same_gaussian_goes_to_zero_and_shifted_mean_gives_norm():
+    rng = np.random.default_rng(4)
+    d = 8
+    shift = np.full([d], 0.5)  # |m|^2 = 2
+    fids = []
+    for n in (200, 20000):
+        fd = FrechetDistance()
+        fd.update(rng.normal(size=[n, d]), real=True)
+        fd.update(rng.normal(size=[n, d]), real=False)
+        fids.append(fd.compute())
+    assert fids[1] < fids[0] / 10 and fids[1] < 0.01
+    fd = FrechetDistance()
+    fd.update(rng.normal(size=[50000, d]), real=True)
+    fd.update(rng.normal(size=[50000, d]) + shift, real=False)
+    assert fd.compute() == pytest.approx(2.0, abs=0.05)
+
+
+def _direct_mmd(x, y):
+    d = x.shape[1]
+    m = x.shape[0]
+    total_xx = total_yy = total_xy = 0.0
+    for i in range(m):
+        for j in range(m):
+            kxy = (x[i] @ y[j] / d + 1) ** 3
+            total_xy += kxy
+            if i != j:
+                total_xx += (x[i] @ x[j] / d + 1) ** 3
+                total_yy += (y[i] @ y[j] / d + 1) ** 3
+    return (total_xx + total_yy) / (m * (m - 1)) - 2 * total_xy / m**2
+
+
+def test_kid_subsets_match_direct_formula_and_seed_is_deterministic():
+    rng = np.random.default_rng(5)
+    gen = rng.normal(size=[30, 6])
+    real = rng.normal(size=[25, 6]) + 0.3
+    a = kernel_inception_distance(gen, real, num_subsets=4, max_subset_size=10, seed=7)
+    b = kernel_inception_distance(gen, real, num_subsets=4, max_subset_size=10, seed=7)
+    np.testing.assert_array_equal(a.subsets, b.subsets)
+    assert a.subset_size == 10
+    # Reproduce the draws: per subset, generated indices first, then real ones.
+    draw = np.random.default_rng(7)
+    for value in a.subsets:
+        gi = draw.choice(30, 10, replace=False)
+        ri = draw.choice(25, 10, replace=False)
+        assert value == pytest.approx(_direct_mmd(gen[gi], real[ri]), abs=1e-12)
+    assert a.mean == pytest.approx(a.subsets.mean()) and a.std == pytest.approx(a.subsets.std())
+    c = kernel_inception_distance(gen, real, num_subsets=4, max_subset_size=10, seed=8)
+    assert not np.array_equal(a.subsets, c.subsets)
+
+
+def test_kid_subset_size_is_capped_by_smallest_set():
+    rng = np.random.default_rng(6)
+    res = kernel_inception_distance(rng.normal(size=[12, 4]), rng.normal(size=[9, 4]), 3)
+    assert res.subset_size == 9
+    same = rng.normal(size=[40, 4])
+    assert mmd2_unbiased(same, same) < 0  # unbiased estimate: identical samples go negative
+
+
+def _brute_pr(real, gen, k):
+    drr = np.linalg.norm(real[:, None] - real[None], axis=2)
+    dgg = np.linalg.norm(gen[:, None] - gen[None], axis=2)
+    drg = np.linalg.norm(real[:, None] - gen[None], axis=2)  # [N, M]
+    rr = np.sort(drr, axis=1)[:, k]
+    rg = np.sort(dgg, axis=1)[:, k]
+    precision = (drg <= rr[:, None]).any(axis=0).mean()
+    recall = (drg <= rg[None, :]).any(axis=1).mean()
+    density = (drg < rr[:, None]).sum() / (k * gen.shape[0])
+    coverage = (drg.min(axis=1) < rr).mean()
+    return precision, recall, density, coverage
+
+
+@pytest.mark.parametrize("batch", [1000, 7])
+def test_pr_matches_brute_force_fp32(batch):
+    rng = np.random.default_rng(9)
+    real = rng.normal(size=[60, 5]).astype(np.float32)
+    gen = (rng.normal(size=[45, 5]) * 1.4 + 0.5).astype(np.float32)
+    res = precision_recall_density_coverage(
+        real, gen, k=3, fp16=False, row_batch=batch, col_batch=batch
+    )
+    want = _brute_pr(real.astype(np.float64), gen.astype(np.float64), 3)
+    got = (res.precision, res.recall, res.density, res.coverage)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert 0 < res.precision < 1 and 0 < res.recall < 1
+
+
+def test_pr_geometric_cases_and_fp16_mode():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=[50, 8]).astype(np.float32)
+    same = precision_recall_density_coverage(x, x.copy(), k=3, fp16=True, row_batch=16)
+    assert same.precision == 1.0 and same.recall == 1.0 and same.coverage == 1.0
+    far = precision_recall_density_coverage(x, x + 1000, k=3, fp16=False)
+    assert (far.precision, far.recall, far.density, far.coverage) == (0, 0, 0, 0)
+
+
+def test_knn_radii_blocked_equals_full_sort():
+    x = torch.randn(37, 4)
+    full = torch.sort(torch.cdist(x, x), dim=1).values[:, 3]
+    torch.testing.assert_close(knn_radii(x, 3, row_batch=5, col_batch=6), full)
