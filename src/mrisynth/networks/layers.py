@@ -194,18 +194,20 @@ def modulated_conv2d(
         k = weight.shape[1] * weight.shape[2] * weight.shape[3]
         weight = weight / (math.sqrt(k) * weight.abs().amax(dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
-    wm = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
     dcoefs = None
-    if demodulate:
-        dcoefs = (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
     if fused:
-        if dcoefs is not None:
+        wm = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
+        if demodulate:
+            dcoefs = (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
             wm = wm * dcoefs[:, :, None, None, None]
         wm = wm.reshape(n * o, *weight.shape[1:]).to(w_dtype)
         y = x.reshape(1, -1, *x.shape[2:])  # [1, N*I, H, W]
         y = conv2d_resample(y, wm, resample_filter, up=up, groups=n)
         y = y.reshape(n, o, *y.shape[2:])
     else:
+        if demodulate:  # sum_{i,k} (w s_i)^2 without materialising per-sample kernels
+            wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+            dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
         y = x * styles.to(w_dtype)[:, :, None, None]
         y = conv2d_resample(y, weight.to(w_dtype), resample_filter, up=up)
         if dcoefs is not None:

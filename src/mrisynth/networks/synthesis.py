@@ -101,13 +101,15 @@ class SynthesisNetwork(nn.Module):
 
     def forward(
         self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None,
-        force_fp32: bool = False,
+        force_fp32: bool = False, update_emas: bool = False,
     ) -> torch.Tensor:
         """Differentiable w.r.t. ws (path-length regularisation and style mixing use that).
 
         Block i reads ws[:, k : k + num_conv + 1]: its ToRGB shares the w of the next block's
-        first conv. fused_modconv: None = the config's choice.
+        first conv. fused_modconv: None = the config's choice. update_emas is accepted for
+        call compatibility and has no effect here (only the mapping tracks an average).
         """
+        del update_emas
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ConfigError(f"expected ws of shape [N, {self.num_ws}, {self.w_dim}], "
                               f"got {list(ws.shape)}")
