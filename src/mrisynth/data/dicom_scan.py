@@ -1,0 +1,207 @@
+"""Header scan of DICOM trees: find image slices, and give a one-line reason for every other file.
+
+Only headers are read here (`stop_before_pixels`), so a scan of thousands of files is fast; pixel
+problems (truncation, missing codecs) surface when `slice_pipeline` decodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+logger = logging.getLogger(__name__)
+
+NOT_DICOM_SUFFIXES = {".png", ".jpg", ".jpeg", ".txt", ".csv", ".json", ".zip", ".md", ".pdf",
+                      ".nii", ".gz", ".xml", ".html", ".py"}
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Presentation State", "Structure Set",
+                   "Raw Data", "Registration", "Key Object", "Waveform", "Encapsulated",
+                   "Spectroscopy", "Real World Value", "Parametric Map")
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """What grouping, sorting and the manifest need from one image file (no identity kept)."""
+
+    path: str  # absolute path
+    rel: str  # POSIX path relative to its input
+    input_index: int
+    patient_ref: str  # PatientID (or a fallback); hashed before it reaches any output
+    series_number: str
+    series_description: str
+    modality: str
+    echo_time_ms: float | None
+    repetition_time_ms: float | None
+    field_strength_t: float | None
+    scanning_sequence: str
+    rows: int
+    columns: int
+    position: tuple[float, float, float] | None  # ImagePositionPatient
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient (6 direction cosines)
+    spacing_mm: tuple[float, float] | None  # PixelSpacing (row, column)
+    slice_thickness_mm: float | None
+    instance_number: int | None
+    transfer_syntax: str
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.rel)
+
+    @property
+    def folder_hint(self) -> str | None:
+        """Sequence named by CHAOS folder names (a cross-check only, never trusted alone)."""
+        parts = [p.lower() for p in Path(self.rel).parts[:-1]]
+        if "inphase" in parts:
+            return "t1_in"
+        if "outphase" in parts:
+            return "t1_opp"
+        if "t2spir" in parts:
+            return "t2spir"
+        return None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or folder) that was not used, with a one-line reason."""
+
+    rel: str
+    reason: str
+
+
+def _float(ds: pydicom.Dataset, keyword: str) -> float | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(ds: pydicom.Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    try:
+        value = ds.get(keyword)
+        if value is None or len(value) != n:
+            return None
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+
+
+def iter_files(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every file under `root` in sorted order; hidden entries come with a skip reason."""
+    if root.is_file():
+        yield root, ("hidden file" if root.name.startswith(".") else None)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in hidden_dirs:
+            yield Path(dirpath) / d, "hidden folder (not searched)"
+        for name in sorted(filenames):
+            yield Path(dirpath) / name, ("hidden file" if name.startswith(".") else None)
+
+
+def read_header(path: Path) -> pydicom.Dataset | str:
+    """The header dataset, or a skip reason for files that are not DICOM images."""
+    if path.name.upper() == "DICOMDIR":
+        return "DICOMDIR (a directory index, not an image)"
+    if path.suffix.lower() in NOT_DICOM_SUFFIXES:
+        return f"not a DICOM file ({path.suffix.lower()})"
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        try:  # old files without the 128-byte preamble: accept only if a SOP class parses
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            if "SOPClassUID" not in ds:
+                return "not a DICOM file"
+        except Exception:
+            return "not a DICOM file"
+    except Exception as e:  # truncated header, bad tags, I/O errors
+        return f"unreadable DICOM header ({type(e).__name__}: {str(e)[:80]})"
+    return ds
+
+
+def classify(ds: pydicom.Dataset) -> str | None:
+    """None for a single-frame grey-scale image; else why it cannot be used."""
+    sop = ds.get("SOPClassUID", "")
+    sop_name = getattr(sop, "name", str(sop))
+    if str(sop) == MEDIA_STORAGE_DIRECTORY:
+        return "DICOMDIR (a directory index, not an image)"
+    if any(w.lower() in sop_name.lower() for w in NON_IMAGE_WORDS):
+        return f"not an image ({sop_name})"
+    if "Rows" not in ds or "Columns" not in ds:
+        return f"no image in this object ({sop_name or 'unknown SOP class'})"
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        return (f"multi-frame object ({frames} frames, {sop_name}) is not supported; "
+                "export single-frame images")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        return f"colour image (SamplesPerPixel={samples}); need grey-scale slices"
+    return None
+
+
+def header_from_dataset(ds: pydicom.Dataset, path: Path, rel: str, input_index: int) -> SliceHeader:
+    """Pick the fields we need; identity stays inside `patient_ref` (hashed later)."""
+    patient_ref = str(ds.get("PatientID", "") or "") or str(ds.get("StudyInstanceUID", "") or "")
+    if not patient_ref:
+        patient_ref = f"{input_index}:{Path(rel).parts[0] if Path(rel).parts else ''}"
+    spacing = _floats(ds, "PixelSpacing", 2)
+    instance = ds.get("InstanceNumber")
+    try:
+        instance = int(instance) if instance not in (None, "") else None
+    except (TypeError, ValueError):
+        instance = None
+    seq = ds.get("ScanningSequence", "")
+    return SliceHeader(
+        path=str(path),
+        rel=rel,
+        input_index=input_index,
+        patient_ref=patient_ref,
+        series_number=str(ds.get("SeriesNumber", "") or ""),
+        series_description=str(ds.get("SeriesDescription", "") or ""),
+        modality=str(ds.get("Modality", "") or ""),
+        echo_time_ms=_float(ds, "EchoTime"),
+        repetition_time_ms=_float(ds, "RepetitionTime"),
+        field_strength_t=_float(ds, "MagneticFieldStrength"),
+        scanning_sequence="\\".join(seq) if isinstance(seq, (list, tuple)) else str(seq),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+        orientation=_floats(ds, "ImageOrientationPatient", 6),
+        spacing_mm=spacing,  # type: ignore[arg-type]
+        slice_thickness_mm=_float(ds, "SliceThickness"),
+        instance_number=instance,
+        transfer_syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or ""),
+    )
+
+
+def scan_inputs(
+    inputs: list[Path], progress: bool = False
+) -> tuple[list[SliceHeader], list[Skipped]]:
+    """Walk every input; return usable slice headers and the skipped files with reasons."""
+    from tqdm import tqdm
+
+    found: list[tuple[int, Path, Path, str | None]] = []
+    for i, root in enumerate(inputs):
+        base = root if root.is_dir() else root.parent
+        found += [(i, base, p, why) for p, why in iter_files(root)]
+    headers: list[SliceHeader] = []
+    skipped: list[Skipped] = []
+    for i, base, path, why in tqdm(found, desc="scan", unit="file", disable=not progress):
+        rel = path.relative_to(base).as_posix()
+        if why is None:
+            ds = read_header(path)
+            why = ds if isinstance(ds, str) else classify(ds)
+        if why is not None:
+            skipped.append(Skipped(rel, why))
+            continue
+        headers.append(header_from_dataset(ds, path, rel, i))
+    logger.info("scanned %d files: %d image slices, %d skipped", len(found), len(headers),
+                len(skipped))
+    return headers, skipped

@@ -1,0 +1,191 @@
+"""Per-slice transforms: decode -> rescale -> MONOCHROME1 guard -> normalise -> square -> resize.
+
+The study (per-slice min-max to 0..255, resize to 256x256, lossless PNG) is the default; the
+robust options (percentile clipping, per-volume bounds) follow docs/reference data.md. Every
+function here is pure (arrays in, arrays out) except `decode_slice`, which reads one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.pixels import get_decoder
+
+NORM_METHODS = ("minmax", "percentile", "volume-minmax", "volume-percentile")
+FIT_METHODS = ("pad", "stretch", "crop")
+CODECS_HINT = "pip install 'mrisynth[codecs]'"
+
+
+class SliceError(Exception):
+    """A slice that cannot be used; `str(e)` is the one-line reason for the report."""
+
+
+@dataclass(frozen=True)
+class SliceOptions:
+    """How a slice becomes a training image."""
+
+    size: int = 256  # output side in pixels
+    norm: str = "minmax"  # one of NORM_METHODS; minmax = the study's per-slice min-max
+    percentiles: tuple[float, float] = (0.5, 99.5)  # for the *percentile methods
+    fit: str = "pad"  # one of FIT_METHODS: how a non-square field of view becomes square
+    bit_depth: int = 8  # 8 (training) or 16
+    isotropic: bool = True  # resample non-square pixels (PixelSpacing) to square first
+
+
+def _codec_reason(ds: pydicom.Dataset) -> str | None:
+    """Why a compressed slice cannot be decoded here, naming the syntax and what to install."""
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    if ts is None or not ts.is_compressed:
+        return None
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        return f"no decoder exists for transfer syntax {ts.name} ({ts})"
+    if decoder.is_available:
+        return None
+    if "2000" in ts.name:
+        install = f"{CODECS_HINT} (pylibjpeg + pylibjpeg-openjpeg)"
+    elif "RLE" in ts.name:
+        install = f"{CODECS_HINT} (pylibjpeg-rle)"
+    else:  # JPEG-LS and lossless JPEG: only GPL (pylibjpeg-libjpeg) or gdcm decoders exist
+        install = "pip install python-gdcm (Apache-2.0) or pylibjpeg pylibjpeg-libjpeg (GPL-3.0)"
+    return f"compressed with {ts.name} ({ts}) and no decoder is installed: {install}"
+
+
+def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
+    if int(ds.get("PixelRepresentation", 0) or 0):
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def decode_slice(path: str) -> tuple[np.ndarray, dict]:
+    """Modality values float64 [H, W] (rescaled, MONOCHROME1 inverted) and a little metadata."""
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as e:
+        raise SliceError(f"unreadable DICOM ({type(e).__name__}: {str(e)[:80]})") from None
+    if "PixelData" not in ds:
+        raise SliceError("no pixel data in this object")
+    reason = _codec_reason(ds)
+    if reason:
+        raise SliceError(reason)
+    try:
+        stored = ds.pixel_array
+    except ValueError as e:
+        msg = str(e)
+        if "less than expected" in msg or "truncat" in msg.lower():
+            raise SliceError(f"truncated pixel data ({msg.split(' - ')[0]})") from None
+        raise SliceError(f"cannot decode pixel data ({msg[:100]})") from None
+    except Exception as e:
+        raise SliceError(f"cannot decode pixel data ({type(e).__name__}: {str(e)[:100]})") from None
+    if stored.ndim != 2:
+        raise SliceError(f"pixel array has shape {stored.shape}; expected one 2-D frame")
+    values = rescale(stored, ds)  # [H, W] float64, native byte order
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        values = invert_monochrome1(values, ds)
+    return values, {"photometric": str(ds.get("PhotometricInterpretation", ""))}
+
+
+def rescale(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Stored values -> modality values (slope/intercept); also fixes big-endian arrays."""
+    values = stored.astype(np.float64)  # native float: OpenCV mis-reads '>u2'
+    if "ModalityLUTSequence" in ds and "RescaleSlope" not in ds:
+        return np.asarray(pydicom.pixels.apply_modality_lut(stored, ds), dtype=np.float64)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return values * slope + intercept
+
+
+def invert_monochrome1(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """MONOCHROME1 shows low values white; mirror within the stored range so high = bright."""
+    lo, hi = _stored_range(ds)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    a, b = lo * slope + intercept, hi * slope + intercept
+    return (a + b) - values
+
+
+def norm_bounds(
+    values: np.ndarray, method: str, percentiles: tuple[float, float]
+) -> tuple[float, float]:
+    """(lo, hi) mapped to 0 and the maximum: min/max or percentiles of `values` (any shape)."""
+    if method.endswith("percentile"):
+        lo, hi = np.percentile(values, percentiles)
+    else:
+        lo, hi = values.min(), values.max()
+    return float(lo), float(hi)
+
+
+def normalise(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """[H, W] -> float32 in [0, 1]; a constant slice (hi <= lo) becomes all zeros."""
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.float32)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def make_isotropic(img: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """Resample so one pixel covers the same distance along rows and columns."""
+    if spacing_mm is None or spacing_mm[0] <= 0 or spacing_mm[1] <= 0:
+        return img
+    row_mm, col_mm = spacing_mm
+    if abs(row_mm / col_mm - 1) < 0.01:
+        return img
+    step = min(row_mm, col_mm)
+    h, w = img.shape
+    new_w, new_h = round(w * col_mm / step), round(h * row_mm / step)
+    return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def fit_square(img: np.ndarray, fit: str) -> np.ndarray:
+    """pad: centre on a zero square (keeps the whole field of view); crop: centre square;
+    stretch: unchanged here (the resize stretches)."""
+    h, w = img.shape
+    if h == w or fit == "stretch":
+        return img
+    side = max(h, w) if fit == "pad" else min(h, w)
+    if fit == "pad":
+        out = np.zeros((side, side), dtype=img.dtype)  # [S, S]
+        top, left = (side - h) // 2, (side - w) // 2
+        out[top : top + h, left : left + w] = img
+        return out
+    top, left = (h - side) // 2, (w - side) // 2
+    return img[top : top + side, left : left + side]
+
+
+def resize(img: np.ndarray, size: int) -> np.ndarray:
+    """INTER_AREA when shrinking (least aliasing), linear when enlarging."""
+    h, w = img.shape
+    if (h, w) == (size, size):
+        return img
+    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
+    """[0, 1] float -> uint8 or uint16 (rounded)."""
+    top, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    return np.rint(np.clip(img, 0, 1) * top).astype(dtype)
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """Lossless PNG bytes (deterministic for the same pixels)."""
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:  # pragma: no cover - uint8/uint16 grey always encodes
+        raise SliceError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def to_training_image(
+    values: np.ndarray, lo: float, hi: float, spacing_mm: tuple[float, float] | None,
+    opts: SliceOptions,
+) -> np.ndarray:
+    """Modality values [H, W] -> square uint8/uint16 [size, size]."""
+    img = normalise(values, lo, hi)
+    if opts.isotropic:
+        img = make_isotropic(img, spacing_mm)
+    img = resize(fit_square(img, opts.fit), opts.size)  # [size, size]
+    return quantise(img, opts.bit_depth)
