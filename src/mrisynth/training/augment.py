@@ -353,18 +353,20 @@ class AdaController:
         self.speed_kimg = float(speed_kimg)
         self.p_max = None if p_max is None else float(p_max)
         self._sums: torch.Tensor | None = None  # [2] float64: sum of signs, count
+        self._device = torch.device("cpu")  # where the last outputs were (for NCCL all-reduce)
         self.last_r_t: float | None = None
 
     @property
     def sums(self) -> torch.Tensor:
         """Pending (sum of signs, number of outputs) as float64 [2]; all-reduce it across ranks."""
         if self._sums is None:
-            return torch.zeros(2, dtype=torch.float64)
+            return torch.zeros(2, dtype=torch.float64, device=self._device)
         return self._sums
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
         """Add one D step's outputs on augmented reals (no host sync; gradients are ignored)."""
         x = real_logits.detach().flatten().to(torch.float64)
+        self._device = x.device
         step = torch.stack([torch.sign(x).sum(), torch.tensor(float(x.numel()), device=x.device)])
         self._sums = step if self._sums is None else self._sums.to(x.device) + step
 
