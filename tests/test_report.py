@@ -87,9 +87,16 @@ def _make_run(root: Path, with_metrics: bool) -> Path:
              "kimg": k, "results": {"intensity_hist_l1": 1.0 / (k + 1), "body_area_diff": 0.1},
              "num_gen": 64, "num_real": 6, "detector": None, "reference_exact": True,
              "timestamp": 1.0} for k in KIMGS])
+        q = {"min": 0.2, "p05": 0.3, "median": 0.41, "p95": 0.6, "max": 0.63, "mean": 0.4}
         (run / "memorisation-network-snapshot-000008.json").write_text(json.dumps(
-            {"snapshot": "network-snapshot-000008.safetensors", "num_generated": 64,
-             "flagged": 0, "nearest_ncc": {"median": 0.41, "max": 0.63}}))
+            {"metric": "memorisation64", "snapshot": "network-snapshot-000008.safetensors",
+             "kimg": 8, "num_gen": 64, "num_train": 6, "copy_ncc": 0.97,
+             "pixel": {"nearest_ncc": q, "nearest_distance": q, "ratio": q,
+                       "histogram": {"bin_edges": [0.0, 0.5, 1.0], "counts": [10, 54]}},
+             "feature": None, "num_flagged": 1, "flagged_fraction": 1 / 64,
+             "flagged": [{"gen_index": 3, "seed": 3, "train_index": 2,
+                          "train_name": "img0002.png", "ncc": 0.985}],
+             "holdout": None, "a_future_key": {"x": [1, 2]}}))
         (run / "memorisation-network-snapshot-000008.png").write_bytes(
             encode_png(np.zeros((1, 16, 32), np.uint8)))
     return run
@@ -130,7 +137,9 @@ def test_report_with_metrics(tmp_path):
     assert "stand-in detector" in page and "not 50k" in page
     md = (out / "report.md").read_text()
     assert "| Precision (max) | 4 |" in md and "(fig2-fid.png)" in md
-    assert "flagged" in page and "0.41" in page
+    assert "flagged as near-copies" in page and "median 0.410" in page
+    assert "img0002.png (NCC 0.985)" in page
+    assert "memorisation-network-snapshot-000008-histogram.png" in refs
     assert res.output.strip().endswith("index.html")
 
 

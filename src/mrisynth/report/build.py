@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mrisynth.report import figures
+from mrisynth.report import figures, memorisation
 from mrisynth.report.panel import real_vs_generated_figure
 from mrisynth.report.runfiles import RunFiles
 from mrisynth.report.tables import (
@@ -128,6 +128,12 @@ def _images(report: Report) -> None:
 def _memorisation(report: Report) -> None:
     for path, obj in report.run.memorisation:
         report.memorisation.append((path.name, obj))
+        hist = memorisation.histogram_figure(obj)
+        if hist is not None:
+            report.add(FigureEntry(f"{path.stem}-histogram.png", f"Nearest-image distances "
+                                   f"({path.name})", "Mass near 0 (left of the dashed line) "
+                                   "means generated images copy training images.",
+                                   section="memorisation"), hist)
     for path in report.run.memorisation_images:
         report.add(FigureEntry(path.name, f"Memorisation audit ({path.name})",
                                "Generated images beside their nearest training images.",

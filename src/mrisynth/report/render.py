@@ -12,6 +12,7 @@ from typing import Any
 
 from mrisynth import __version__
 from mrisynth.report.build import FigureEntry, Report
+from mrisynth.report.memorisation import summary_rows
 from mrisynth.report.tables import CATEGORIES, format_value, pick_series
 
 HTML_NAME = "index.html"
@@ -102,8 +103,8 @@ def render_html(report: Report) -> str:
             parts.append(f"<h2>{heading}</h2>")
             for name, obj in report.memorisation:
                 parts.append(f"<h3>{html.escape(name)}</h3>")
-                parts.append(_html_table(["field", "value"], [list(r) for r in _flatten(obj)],
-                                         numeric_from=1))
+                parts.append(_html_table(["field", "value"],
+                                         [list(r) for r in summary_rows(obj)], numeric_from=9))
             parts += [_figure_html(e) for e in entries]
         elif entries:
             parts.append(f"<h2>{heading}</h2>")
@@ -141,6 +142,6 @@ def render_markdown(report: Report) -> str:
     lines += [f"- [{e.title}]({e.file})" for e in report.entries]
     for name, obj in report.memorisation:
         lines += ["", f"## Memorisation: {name}", ""]
-        lines += [f"- {k}: {v}" for k, v in _flatten(obj)[:30]]
+        lines += [f"- {k.strip()}: {v}" for k, v in summary_rows(obj)]
     lines += ["", f"Full report: [{HTML_NAME}]({HTML_NAME})", ""]
     return "\n".join(lines)
