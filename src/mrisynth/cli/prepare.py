@@ -73,6 +73,9 @@ def command(
                            bit_depth=int(bit_depth), isotropic=isotropic),
         workers=workers, strict=strict, source_paths=not hide_source_paths,
     )
+    if size & (size - 1):
+        click.echo(f"note: --size {size} is not a power of two; `mrisynth dataset` and training "
+                   "need one (e.g. 64, 128, 256)", err=True)
     show = sys.stderr.isatty() if progress is None else progress
     res = prepare(list(inputs), output, opts, progress=show)
     click.echo(

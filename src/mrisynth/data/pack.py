@@ -39,6 +39,7 @@ class PackResult:
     label_dim: int
     content_hash: str
     has_manifest: bool
+    labels: str  # short description, e.g. "unlabelled" or "3 classes (one-hot)"
 
 
 def _check_destination(source: Path, dest: Path) -> None:
@@ -152,6 +153,7 @@ def pack_archive(
         label_dim=out.label_dim,
         content_hash=out.content_hash(),
         has_manifest=out.manifest_text() is not None,
+        labels=label_summary(out.labels),
     )
     out.close()
     logger.info("packed %d images into %s (hash %s)", result.num_images, dest, result.content_hash)

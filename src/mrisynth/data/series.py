@@ -181,12 +181,20 @@ def build_series(headers: list[SliceHeader]) -> tuple[list[Series], list[Skipped
         positions.append(pos)
         sort_warnings.append(warns)
         keys.append(key)
-    series = []
+    series: list[Series] = []
+    used: set[str] = set()
     for key, g, pos, warns, (seq, seq_warns) in zip(
         keys, groups, positions, sort_warnings, classify_groups(groups, positions), strict=True
     ):
         pkey = patient_key(g[0].patient_ref)
-        skey = _short_hash(pkey, *key[0:1], *key[2:])
+        # content-defined (not path-defined): pointing prepare at a parent or a patient folder
+        # gives the same output names
+        geometry = [(None if p is None else round(p, 1), s.instance_number) for s, p in zip(
+            g, pos, strict=True)]
+        skey = _short_hash(pkey, key[3], key[4], _matrix_key(g[0]), geometry)
+        while skey in used:  # identical geometry twice (e.g. a repeat): deterministic suffix
+            skey = _short_hash(skey)
+        used.add(skey)
         series.append(Series(pkey, skey, seq, g, pos, [*warns, *seq_warns]))
     logger.info("%d series from %d slices", len(series), len(headers))
     return series, skipped
