@@ -240,3 +240,16 @@ def test_config_validation_and_dict_round_trip():
         NetworkConfig.from_dict({"img_channels": 1})
     with pytest.raises(ConfigError):
         build_discriminator(NetworkConfig(img_resolution=4, img_channels=1))
+
+
+def test_network_config_follows_the_preset():
+    cfg = network_config_from_preset(resolve_preset("paper256", 256), 1, c_dim=2,
+                                     fused_modconv=False)
+    assert (cfg.channel_base, cfg.channel_max, cfg.mbstd_group, cfg.map_depth) == (
+        16384, 512, 8, 8)
+    assert (cfg.z_dim, cfg.w_dim, cfg.c_dim, cfg.img_channels) == (512, 512, 2, 1)
+    assert cfg.channels_at(256) == 64 and cfg.channels_at(8) == 512
+    assert cfg.fp16_resolution == 32 and cfg.conv_clamp == 256  # 4 highest: 32..256
+    assert not cfg.fused_modconv and cfg.preset == "paper256"
+    cifar = network_config_from_preset(resolve_preset("cifar", 32), 3)
+    assert cifar.d_architecture == "orig" and cifar.map_depth == 2 and cifar.mbstd_group == 32
