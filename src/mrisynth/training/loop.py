@@ -1,0 +1,367 @@
+"""The StyleGAN2-ADA training loop (Karras et al. 2020, arXiv 2006.06676), one top-down function.
+
+Phases: setup (processes, data, options, run folder) -> networks and resume -> loop (data ->
+G/D phases with accumulation -> EMA -> ADA -> tick bookkeeping -> snapshot). Everything a resumed
+run needs to continue exactly is written in every snapshot; see `training.state`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrisynth import atomic
+from mrisynth.data.archive import ImageArchive
+from mrisynth.errors import CheckpointError, ConfigError
+from mrisynth.networks import build_discriminator, build_generator
+from mrisynth.training import checkpoint, distributed, run_files
+from mrisynth.training import state as run_state
+from mrisynth.training.data_loader import MirroredDataset, batch_stream, to_network_range
+from mrisynth.training.losses import StyleGAN2Loss
+from mrisynth.training.options import ResolvedOptions, TrainOptions
+from mrisynth.training.state import TrainingDiverged
+from mrisynth.training.stats import StatsWriter, TickStats
+
+__all__ = ["Setup", "TrainingDiverged", "check", "describe", "prepare", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Setup:
+    """What `prepare` resolves before any training work (also what --dry-run shows)."""
+
+    options: ResolvedOptions
+    archive: ImageArchive
+    G: torch.nn.Module
+    D: torch.nn.Module
+    resume: checkpoint.Snapshot | None
+    full_resume: bool
+
+
+def prepare(opts: TrainOptions) -> Setup:
+    """Read the archive and any resume snapshot, resolve options, build G and D (on CPU).
+
+    Every user error (missing archive, resolution mismatch, bad batch) surfaces here, before
+    training starts.
+    """
+    archive = ImageArchive(opts.data)
+    snap = checkpoint.load_snapshot(opts.resume) if opts.resume else None
+    full = False
+    if snap is not None:
+        g_cfg = snap.configs.get("G", {})
+        if g_cfg.get("img_resolution") != archive.resolution:
+            raise CheckpointError(
+                f"{snap.info.path}: trained at {g_cfg.get('img_resolution')}px but {opts.data} "
+                f"holds {archive.resolution}px images; resume needs the same resolution"
+            )
+        if g_cfg.get("img_channels") != archive.num_channels:
+            raise CheckpointError(
+                f"{snap.info.path}: trained on {g_cfg.get('img_channels')}-channel images, "
+                f"{opts.data} has {archive.num_channels}"
+            )
+        same_data = snap.info.dataset_hash == archive.content_hash()
+        has_state = "options" in snap.state and "nimg" in snap.state
+        full = opts.resume_mode == "full" or (opts.resume_mode == "auto" and same_data)
+        if full and not has_state:
+            raise CheckpointError(
+                f"{snap.info.path}: holds no training state; --resume-mode weights"
+            )
+        if full and not same_data:
+            log.warning("full resume on a different dataset than %s was trained on", snap.info.path)
+        if full:
+            opts = run_state.merge_resume_options(snap.state["options"], opts)
+    # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
+    resolved = run_state.resolve_for_archive(opts, archive, resuming=snap is not None and not full)
+    G_cfg, D_cfg = run_state.network_configs(resolved, snap if full else None)
+    torch.manual_seed(resolved.user.seed)  # identical initial weights on every rank
+    G, D = build_generator(G_cfg), build_discriminator(D_cfg)
+    if snap is not None:
+        checkpoint.load_module_state(G, snap, "G")
+        checkpoint.load_module_state(D, snap, "D")
+    return Setup(resolved, archive, G, D, snap, full)
+
+
+def check(opts: TrainOptions) -> ResolvedOptions:
+    """Cheap pre-flight check (archive readable, options consistent) for `--gpus N` launches."""
+    archive = ImageArchive(opts.data)
+    try:
+        return run_state.resolve_for_archive(opts, archive, resuming=False)
+    finally:
+        archive.close()
+
+
+def describe(opts: TrainOptions) -> dict[str, Any]:
+    """The resolved options and parameter counts, for `--dry-run`."""
+    s = prepare(opts)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {
+        "options": s.options.to_dict(),
+        "G_config": s.G.config.to_dict(),
+        "num_params": {"G": count(s.G), "D": count(s.D)},
+        "resume": None if s.resume is None else str(s.resume.info.path),
+        "resume_mode": None if s.resume is None else ("full" if s.full_resume else "weights"),
+    }
+
+
+def train(opts: TrainOptions) -> Path:
+    """Train until `opts.kimg` (or `stop_after_kimg`); returns the run folder."""
+    # ---- Setup: processes, device -----------------------------------------------------------
+    device_type = run_state.pick_device_type(opts.device)
+    cuda_device = distributed.init(device_type)
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    if world > 1 and opts.gpus not in (1, world):
+        raise ConfigError(f"--gpus {opts.gpus} but {world} processes were launched")
+    if world == 1 and opts.gpus > 1:
+        check(opts)  # report bad options first, then how to launch
+        raise ConfigError(
+            f"--gpus {opts.gpus} needs {opts.gpus} processes: use `mrisynth train --gpus "
+            f"{opts.gpus} ...` or `torchrun --nproc_per_node {opts.gpus} -m mrisynth train ...`"
+        )
+    opts = dataclasses.replace(opts, gpus=world)
+    device = cuda_device or torch.device("cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    # ---- Data, options, networks, resume snapshot ---------------------------------------------
+    setup = prepare(opts)
+    r = setup.options
+    u = r.user
+    if u.metrics:
+        from mrisynth.metrics.runner import check_metric_names
+
+        check_metric_names(list(u.metrics))
+    G, D = setup.G.to(device).train(), setup.D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if setup.resume is not None:
+        checkpoint.load_module_state(G_ema, setup.resume, "G_ema")
+    for module in (G, D, G_ema):
+        distributed.broadcast_module(module)
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    params = {
+        "G": sum(p.numel() for p in G.parameters()),
+        "D": sum(p.numel() for p in D.parameters()),
+    }
+
+    augment_pipe, ada = run_state.build_augment(r, setup.archive.num_channels, device)
+    loss = StyleGAN2Loss(
+        G,
+        D,
+        augment_pipe,
+        r1_gamma=r.gamma,
+        style_mixing_prob=r.preset.style_mixing_prob,
+        pl_weight=r.preset.pl_weight,
+    )
+    opt_G = run_state.lazy_adam(G, r.glr, r.g_reg_interval)
+    opt_D = run_state.lazy_adam(D, r.dlr, r.d_reg_interval)
+
+    # ---- Run folder (rank 0 creates it; every rank learns its name) ---------------------------
+    run_dir = run_state.open_run_dir(setup, params) if rank == 0 else None
+    run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+    log_handler = run_files.attach_log_file(run_dir / "log.txt") if rank == 0 else None
+    writer = StatsWriter(run_dir, enabled=rank == 0)
+    if setup.resume is not None:
+        how = "full state: kimg, p, optimisers, EMA, RNG" if setup.full_resume else "weights only"
+        log.info("resuming from %s (%s)", setup.resume.info.path, how)
+
+    # ---- Training state: fresh, or restored exactly from the snapshot -------------------------
+    st = run_state.LoopState()
+    torch.manual_seed(u.seed * world + rank)
+    if setup.full_resume:
+        st = run_state.restore(setup.resume, opt_G, opt_D, augment_pipe, ada, loss, rank, world)
+    dataset = MirroredDataset(setup.archive, mirror=u.mirror, use_labels=u.cond)
+    stream = batch_stream(
+        dataset,
+        batch_gpu=r.batch_gpu,
+        seed=u.seed,
+        start_batch=st.data_batches,
+        rank=rank,
+        world_size=world,
+        workers=u.workers,
+        pin_memory=device.type == "cuda",
+    )
+    grid_idx = run_files.grid_indices(len(dataset))
+    grid_z = torch.randn(len(grid_idx), G.z_dim, generator=torch.Generator().manual_seed(u.seed))
+    grid_c = torch.stack([dataset.label_at(i) for i in grid_idx])
+    if rank == 0 and not setup.full_resume:
+        reals = torch.stack([dataset[i][0] for i in grid_idx])
+        run_files.save_image_grid(run_dir / "reals.png", reals)
+        atomic.write_json(run_dir / "training_options.json", r.to_dict())
+
+    total_nimg = int(u.kimg * 1000)
+    stop_nimg = int(u.stop_after_kimg * 1000) if u.stop_after_kimg is not None else None
+    tick_nimg = max(int(u.tick * 1000), 1)
+    stats = TickStats()
+    stat_names: set[str] = set()
+    log.info(
+        "training %s for %g kimg on %d %s process(es); run folder %s",
+        r.preset.name,
+        u.kimg,
+        world,
+        device.type,
+        run_dir,
+    )
+    start_time = tick_start_time = time.time()
+    tick_start_nimg = st.nimg
+    done = st.nimg >= total_nimg
+
+    try:
+        while not done:
+            # ---- Data: this rank's micro-batches of reals for one optimisation step ----------
+            reals_img, reals_c = [], []
+            for _ in range(r.num_accum):
+                img, c = next(stream)
+                reals_img.append(to_network_range(img, device))  # [batch_gpu, C, H, W]
+                reals_c.append(c.to(device))
+            st.data_batches += r.num_accum
+
+            # ---- G and D phases, gradients accumulated over micro-batches -------------------
+            phases = [("Gmain", G, opt_G, 1)]
+            if r.preset.pl_weight > 0 and st.step % r.g_reg_interval == 0:
+                phases.append(("Greg", G, opt_G, r.g_reg_interval))
+            phases.append(("Dmain", D, opt_D, 1))
+            if r.gamma > 0 and st.step % r.d_reg_interval == 0:
+                phases.append(("Dreg", D, opt_D, r.d_reg_interval))
+            step_ok = True
+            for name, module, opt, interval in phases:
+                opt.zero_grad(set_to_none=True)
+                module.requires_grad_(True)
+                losses_finite = torch.ones([], device=device)
+                for real_img, real_c in zip(reals_img, reals_c, strict=True):
+                    gen_z = torch.randn(r.batch_gpu, G.z_dim, device=device)
+                    gen_c = run_state.random_labels(dataset, r.batch_gpu, device)
+                    values = loss.accumulate_gradients(
+                        name, real_img, real_c, gen_z, gen_c, gain=interval / r.num_accum
+                    )
+                    for v in values.values():
+                        losses_finite = losses_finite * torch.isfinite(v).all()
+                    if ada is not None and "Loss/signs/real" in values:
+                        ada.accumulate(values["Loss/signs/real"])
+                    stats.add_dict(values)
+                    stat_names.update(values)
+                distributed.all_reduce_gradients(module.parameters())
+                module.requires_grad_(False)
+                # All ranks agree whether this phase's losses were finite.
+                if float(distributed.all_reduce_sum(1 - losses_finite)) > 0:
+                    step_ok = False
+                    log.warning(
+                        "non-finite %s loss at kimg %.3f: update skipped", name, st.nimg / 1e3
+                    )
+                    continue
+                for p in module.parameters():
+                    if p.grad is not None:
+                        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+                opt.step()
+            st.bad_steps = 0 if step_ok else st.bad_steps + 1
+            if st.bad_steps >= u.max_bad_steps:
+                raise TrainingDiverged(
+                    f"{run_dir}: {st.bad_steps} consecutive steps with non-finite losses at kimg "
+                    f"{st.nimg / 1e3:.3f}; stopped, last good snapshot kept (lower --glr/--dlr "
+                    "or --gamma, or resume from it)"
+                )
+
+            # ---- EMA of the generator --------------------------------------------------------
+            run_state.update_ema(G_ema, G, r, st.nimg)
+
+            # ---- Bookkeeping and ADA ---------------------------------------------------------
+            st.nimg += r.batch
+            st.step += 1
+            if ada is not None:
+                r_t = ada.maybe_update(augment_pipe, r.batch, st.step, distributed.all_reduce_sum)
+                if r_t is not None:
+                    stats.add("Augment/r_t", r_t)
+                    stat_names.add("Augment/r_t")
+
+            # ---- Tick: log line and stats (tick 0 ends after the first step) -----------------
+            done = st.nimg >= total_nimg
+            stop = stop_nimg is not None and st.nimg >= stop_nimg
+            if not (done or stop) and st.tick != 0 and st.nimg < tick_start_nimg + tick_nimg:
+                continue
+            tick_end_time = time.time()
+            tick_sec = tick_end_time - tick_start_time
+            tick_kimg = max(st.nimg - tick_start_nimg, 1) / 1e3
+            p_now = float(augment_pipe.p) if augment_pipe is not None else 0.0
+            progress = {
+                "Progress/tick": st.tick,
+                "Progress/kimg": st.nimg / 1e3,
+                "Progress/augment": p_now,
+                "Timing/total_sec": tick_end_time - start_time,
+                "Timing/sec_per_tick": tick_sec,
+                "Timing/sec_per_kimg": tick_sec / tick_kimg,
+                "Resources/peak_cpu_mem_gb": run_state.peak_cpu_mem_gb(),
+                "Resources/peak_gpu_mem_gb": run_state.peak_gpu_mem_gb(device),
+            }
+            tick_stats = stats.reduce(sorted(stat_names | {"Augment/r_t", "Loss/signs/real"}))
+            tick_stats.update(
+                {k: {"num": 1, "mean": float(v), "std": 0.0} for k, v in progress.items()}
+            )
+            writer.write(tick_stats, st.nimg)
+            log.info(
+                "tick %-5d kimg %-8.3f time %-8s sec/tick %-7.1f sec/kimg %-7.2f "
+                "cpumem %.2f gpumem %.2f augment %.3f",
+                st.tick,
+                st.nimg / 1e3,
+                run_state.format_time(tick_end_time - start_time),
+                tick_sec,
+                tick_sec / tick_kimg,
+                progress["Resources/peak_cpu_mem_gb"],
+                progress["Resources/peak_gpu_mem_gb"],
+                p_now,
+            )
+
+            # ---- Snapshot: image grid, checkpoint, metrics -----------------------------------
+            snapshot_due = done or st.tick == 0 or (u.snap > 0 and st.tick % u.snap == 0)
+            if snapshot_due and st.bad_steps > 0:
+                log.warning("snapshot skipped: the last step had non-finite losses")
+            elif snapshot_due:
+                run_state.check_finite(G, D, run_dir)
+                rng = distributed.all_gather_object(run_state.capture_rng(device))
+                ada_states = distributed.all_gather_object(ada.state_dict() if ada else None)
+                if rank == 0:
+                    kimg = st.nimg // 1000
+                    images = run_files.generate_grid(
+                        G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
+                    )
+                    run_files.save_image_grid(run_dir / f"fakes-{kimg:06d}.png", images)
+                    path = run_state.save(
+                        run_dir,
+                        kimg,
+                        st,
+                        r,
+                        G,
+                        D,
+                        G_ema,
+                        opt_G,
+                        opt_D,
+                        augment_pipe,
+                        loss,
+                        rng,
+                        ada_states,
+                    )
+                    if u.metrics:
+                        run_state.run_metrics(
+                            run_dir, path, kimg, G_ema, setup.archive, r, device, writer, st.nimg
+                        )
+                distributed.barrier()
+
+            st.tick += 1
+            tick_start_nimg = st.nimg
+            tick_start_time = time.time()
+            if stop and not done:
+                log.info("stopping at kimg %.3f as asked (--stop-after-kimg)", st.nimg / 1e3)
+                break
+    finally:
+        writer.close()
+        if log_handler is not None:
+            run_files.detach_log_file(log_handler)
+        setup.archive.close()
+    return run_dir

@@ -1,0 +1,206 @@
+"""Training options (StyleGAN2-ADA, Karras et al. 2020): what the user set, and what it resolves to.
+
+`TrainOptions` mirrors the command line; `None` means "let the preset decide". `resolve_options`
+fills every unset value from the named preset (`mrisynth.config`) for the archive's resolution
+and the number of processes, checks consistency, and returns a frozen `ResolvedOptions` that is
+written to the run folder as `training_options.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mrisynth.config import ResolvedPreset, resolve_preset
+from mrisynth.errors import ConfigError
+
+AUG_MODES = ("ada", "fixed", "noaug")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+RESUME_MODES = ("auto", "full", "weights")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything `mrisynth train` accepts. Units are in the names; `None` = preset decides."""
+
+    data: str  # training archive (folder or ZIP of PNGs)
+    outdir: str | None = None  # parent of run folders; None only with a full --resume
+    cfg: str = "auto"  # preset name in mrisynth.config.PRESETS
+    gpus: int = 1  # number of processes (set from the launcher's WORLD_SIZE)
+    batch: int | None = None  # total batch over all processes
+    batch_gpu: int | None = None  # per-process micro-batch; the rest is accumulation
+    gamma: float | None = None  # R1 weight
+    cbase: int | None = None  # channel_base (feature maps = cbase // res, capped at cmax)
+    cmax: int | None = None
+    map_depth: int | None = None
+    glr: float | None = None
+    dlr: float | None = None
+    mbstd_group: int | None = None
+    mirror: bool = False  # add x-flipped copies of the reals
+    cond: bool = False  # condition on the archive's labels
+    aug: str = "ada"  # ada | fixed | noaug
+    p: float | None = None  # initial (ada) or constant (fixed) augmentation probability
+    target: float = 0.6  # ADA target for r_t
+    augpipe: str = "bg"
+    ada_kimg: float | None = None  # ADA speed; None: 500, or 100 when resuming
+    p_max: float | None = None  # upper bound on p (the original has none)
+    kimg: float = 25000.0  # total training length in thousands of real images shown
+    tick: float = 4.0  # kimg per tick (fractions allowed for short CPU runs)
+    snap: int = 50  # ticks per snapshot (0 = only at start and end)
+    metrics: tuple[str, ...] = ()
+    seed: int = 0
+    resume: str | None = None  # run folder or snapshot
+    resume_mode: str = "auto"  # auto (full if same dataset) | full | weights
+    workers: int = 3  # data-loader processes per training process
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (= fp16) | fp32 | fp16 | bf16: dtype of G/D's top blocks on GPU
+    desc: str | None = None  # run-folder suffix; None: derived from data and options
+    max_bad_steps: int = 10  # consecutive non-finite steps before stopping
+    min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size
+    stop_after_kimg: float | None = None  # stop early, as if killed (tests, time-boxed jobs)
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded, not interpreted
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """Every number the loop needs, after presets and overrides."""
+
+    user: TrainOptions
+    preset: ResolvedPreset  # network + hyper-parameters, overrides applied
+    resolution: int
+    img_channels: int
+    c_dim: int
+    num_images: int  # archive size, before mirroring
+    dataset_hash: str
+    device: str
+    precision: str
+    batch: int
+    batch_gpu: int
+    num_accum: int  # micro-batches per process per step
+    glr: float
+    dlr: float
+    gamma: float
+    aug: str
+    p_init: float
+    ada_kimg: float
+    g_reg_interval: int = 4
+    d_reg_interval: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["user"]["metrics"] = list(self.user.metrics)
+        return d
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu")
+    return device
+
+
+def resolve_options(
+    opts: TrainOptions,
+    *,
+    resolution: int,
+    img_channels: int,
+    label_dim: int,
+    num_images: int,
+    dataset_hash: str,
+    resuming: bool = False,
+) -> ResolvedOptions:
+    """Fill unset options from the preset and check that the result can run."""
+    if opts.gpus < 1:
+        raise ConfigError(f"--gpus must be >= 1, got {opts.gpus}")
+    if opts.aug not in AUG_MODES:
+        raise ConfigError(f"--aug must be one of {', '.join(AUG_MODES)}, got {opts.aug!r}")
+    if opts.precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if opts.resume_mode not in RESUME_MODES:
+        raise ConfigError(f"--resume-mode must be one of {', '.join(RESUME_MODES)}")
+    if opts.kimg <= 0 or opts.tick <= 0:
+        raise ConfigError("--kimg and --tick must be > 0")
+    if opts.snap < 0:
+        raise ConfigError("--snap must be >= 0")
+    if opts.cond and label_dim == 0:
+        raise ConfigError(f"--cond: the archive {opts.data} has no labels (dataset.json)")
+    if opts.aug == "fixed" and opts.p is None:
+        raise ConfigError("--aug fixed needs --p (the constant augmentation probability)")
+    if opts.p is not None and not 0 <= opts.p <= 1:
+        raise ConfigError(f"--p must be in [0, 1], got {opts.p}")
+    gpus = opts.gpus
+    preset = resolve_preset(opts.cfg, resolution, gpus)
+
+    # Overrides from the command line, applied on top of the preset.
+    over: dict[str, Any] = {}
+    for name, value in (
+        ("channel_base", opts.cbase),
+        ("channel_max", opts.cmax),
+        ("map_depth", opts.map_depth),
+        ("mbstd_group", opts.mbstd_group),
+        ("gamma", opts.gamma),
+    ):
+        if value is not None:
+            over[name] = value
+    batch = preset.batch
+    batch_gpu = preset.batch_gpu
+    if opts.batch is not None:
+        batch = opts.batch
+        batch_gpu = batch // gpus
+    if opts.batch_gpu is not None:
+        batch_gpu = opts.batch_gpu
+    if batch % gpus:
+        raise ConfigError(f"--batch {batch} is not divisible by the number of GPUs ({gpus})")
+    batch_gpu = max(1, min(batch_gpu, batch // gpus))
+    if batch % (batch_gpu * gpus):
+        raise ConfigError(
+            f"--batch {batch} is not a multiple of --batch-gpu {batch_gpu} x {gpus} GPU(s)"
+        )
+    over.update(batch=batch, batch_gpu=batch_gpu)
+    if "mbstd_group" not in over and opts.cfg == "auto":
+        over["mbstd_group"] = min(batch_gpu, 4)
+    preset = dataclasses.replace(preset, **over)
+
+    device = _pick_device(opts.device)
+    # Reduced precision exists only on CUDA (the networks run fp32 on CPU whatever is asked).
+    precision = "fp16" if opts.precision == "auto" else opts.precision
+    if device != "cuda":
+        precision = "fp32"
+    return ResolvedOptions(
+        user=opts,
+        preset=preset,
+        resolution=resolution,
+        img_channels=img_channels,
+        c_dim=label_dim if opts.cond else 0,
+        num_images=num_images,
+        dataset_hash=dataset_hash,
+        device=device,
+        precision=precision,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        num_accum=batch // (batch_gpu * gpus),
+        glr=opts.glr if opts.glr is not None else preset.lr,
+        dlr=opts.dlr if opts.dlr is not None else preset.lr,
+        gamma=preset.gamma,
+        aug=opts.aug,
+        p_init=opts.p if opts.p is not None else 0.0,
+        ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else (100.0 if resuming else 500.0),
+    )
+
+
+def run_description(r: ResolvedOptions, data_name: str) -> str:
+    """Run-folder suffix in the original's style, e.g. `chaos-paper256-gpus2-batch64-gamma1.5`."""
+    if r.user.desc:
+        return r.user.desc
+    parts = [data_name, r.preset.name, f"gpus{r.user.gpus}", f"batch{r.batch}", f"gamma{r.gamma:g}"]
+    if r.user.mirror:
+        parts.append("mirror")
+    if r.aug != "ada":
+        parts.append(r.aug)
+    return "-".join(parts)

@@ -1,0 +1,103 @@
+"""The run folder: its name, pre-flight checks (writable, disk space), log file, image grids."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mrisynth import atomic
+from mrisynth.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+GRID_W, GRID_H = 8, 4  # 32 fixed latents per grid
+
+
+def next_run_dir(outdir: Path, desc: str) -> Path:
+    """`outdir/NNNNN-desc` with NNNNN one more than the largest existing run id."""
+    ids = [int(m.group(1)) for p in outdir.glob("*") if (m := re.match(r"^(\d+)-", p.name))]
+    return outdir / f"{max(ids, default=-1) + 1:05d}-{desc}"
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and prove a file can be written there, or fail with one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError(f"{folder}: output folder is not writable ({e.strerror or e})") from None
+
+
+def check_free_space(folder: Path, need_bytes: int) -> None:
+    """Fail before training when the disk cannot hold a couple of snapshots."""
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"{folder}: only {free / 1e9:.2f} GB free, training needs about "
+            f"{need_bytes / 1e9:.2f} GB for snapshots; free space or set --min-free-gb"
+        )
+
+
+def snapshot_bytes(num_params_G: int, num_params_D: int) -> int:
+    """Size of one snapshot: G, G_ema, D and two Adam moments each for G and D, in float32."""
+    return 4 * (2 * num_params_G + num_params_D + 2 * (num_params_G + num_params_D))
+
+
+def attach_log_file(path: Path) -> logging.Handler:
+    """Mirror mrisynth's log records (INFO and up) into the run's `log.txt`."""
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    pkg = logging.getLogger("mrisynth")
+    pkg.addHandler(handler)
+    if pkg.getEffectiveLevel() > logging.INFO:
+        pkg.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log_file(handler: logging.Handler) -> None:
+    logging.getLogger("mrisynth").removeHandler(handler)
+    handler.close()
+
+
+def grid_indices(num_items: int, count: int = GRID_W * GRID_H) -> list[int]:
+    """Evenly spread dataset indices for `reals.png` (their labels condition the fakes grid)."""
+    return [int(i) for i in np.linspace(0, num_items - 1, count).round()]
+
+
+def save_image_grid(path: Path, images: torch.Tensor, grid_w: int = GRID_W) -> None:
+    """images [N, C, H, W] (float in [-1, 1] or uint8) -> one PNG; 1 channel saved as grayscale."""
+    if images.dtype != torch.uint8:
+        images = (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    n, c, h, w = images.shape
+    grid_h = -(-n // grid_w)
+    pad = grid_w * grid_h - n
+    if pad:
+        images = torch.cat([images, images.new_zeros(pad, c, h, w)])
+    arr = images.cpu().numpy().reshape(grid_h, grid_w, c, h, w)
+    arr = arr.transpose(0, 3, 1, 4, 2).reshape(grid_h * h, grid_w * w, c)  # [gh*H, gw*W, C]
+    img = Image.fromarray(arr[:, :, 0], "L") if c == 1 else Image.fromarray(arr[:, :, :3], "RGB")
+    with atomic.atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+@torch.no_grad()
+def generate_grid(
+    G_ema: torch.nn.Module, z: torch.Tensor, c: torch.Tensor, batch: int
+) -> torch.Tensor:
+    """Images [N, C, H, W] of the fixed grid latents, constant noise (comparable across ticks)."""
+    out = [
+        G_ema(zb, cb, noise_mode="const").cpu()
+        for zb, cb in zip(z.split(batch), c.split(batch), strict=True)
+    ]
+    return torch.cat(out)

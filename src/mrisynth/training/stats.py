@@ -1,0 +1,98 @@
+"""Per-tick training statistics: accumulate values, reduce over ranks, report num/mean/std.
+
+Sums (count, sum, sum of squares in float64) are what cross ranks, so reduction costs one small
+all-reduce per tick whatever the number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from mrisynth import atomic
+from mrisynth.training import distributed
+
+log = logging.getLogger(__name__)
+
+
+class TickStats:
+    """Collects named scalars/tensors during a tick; `reduce()` gives {name: {num, mean, std}}."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}  # name -> float64 [3]: count, sum, sum of sq.
+
+    def add(self, name: str, value: torch.Tensor | float) -> None:
+        v = torch.as_tensor(value).detach().flatten().to("cpu", torch.float64)
+        v = v[torch.isfinite(v)]
+        acc = self._sums.setdefault(name, torch.zeros(3, dtype=torch.float64))
+        count = torch.tensor(float(v.numel()), dtype=torch.float64)
+        acc += torch.stack([count, v.sum(), v.square().sum()])
+
+    def add_dict(self, values: dict[str, torch.Tensor]) -> None:
+        for name, v in values.items():
+            self.add(name, v)
+
+    def reduce(self, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Sum over ranks, then mean and std per name; names without values are left out.
+
+        Pass `names` in multi-process runs so all ranks reduce the same keys (a rank that saw no
+        value of a stat contributes zeros).
+        """
+        keys = sorted(self._sums) if names is None else sorted(names)
+        if not keys:
+            return {}
+        table = torch.stack([self._sums.get(k, torch.zeros(3, dtype=torch.float64)) for k in keys])
+        distributed.all_reduce_sum(table)
+        out = {}
+        for k, (num, total, sq) in zip(keys, table.tolist(), strict=True):
+            if num == 0:
+                continue  # not seen this tick (e.g. R1 runs every 16 steps): left out
+            mean = total / num
+            out[k] = {"num": int(num), "mean": mean, "std": math.sqrt(max(sq / num - mean**2, 0))}
+        self._sums.clear()
+        return out
+
+    def names(self) -> list[str]:
+        return sorted(self._sums)
+
+
+class StatsWriter:
+    """rank 0: appends each tick's stats to `stats.jsonl` and TensorBoard (if importable)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.path = run_dir / "stats.jsonl"
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir))
+            except ImportError as e:  # tensorboard is a dependency, but do not die without it
+                log.warning("TensorBoard disabled: %s", e)
+
+    def write(self, stats: dict[str, dict[str, float]], nimg: int) -> None:
+        if not self.enabled:
+            return
+        record = {k: v for k, v in stats.items()}
+        record["timestamp"] = time.time()
+        atomic.append_line(self.path, json.dumps(record))
+        if self._tb is not None:
+            step = int(nimg)  # x axis: images shown (exact also for sub-kimg ticks)
+            for k, v in stats.items():
+                self._tb.add_scalar(k, v["mean"], global_step=step)
+            self._tb.flush()
+
+    def scalar(self, name: str, value: float, nimg: int) -> None:
+        if self._tb is not None:
+            self._tb.add_scalar(name, value, global_step=int(nimg))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
