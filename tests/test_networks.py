@@ -253,3 +253,23 @@ def test_network_config_follows_the_preset():
     assert not cfg.fused_modconv and cfg.preset == "paper256"
     cifar = network_config_from_preset(resolve_preset("cifar", 32), 3)
     assert cifar.d_architecture == "orig" and cifar.map_depth == 2 and cifar.mbstd_group == 32
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU (tests hide GPUs unless CUDA_VISIBLE_DEVICES is set)",
+)
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_reduced_precision_matches_fp32(precision):
+    torch.manual_seed(8)
+    cfg = tiny_cfg(32, 3, mixed_precision=precision, channels_last=True)
+    G, D = build_generator(cfg).cuda(), build_discriminator(cfg).cuda()
+    z = torch.randn(4, G.z_dim, device="cuda")
+    img = G(z, None, noise_mode="const")
+    ref = G(z, None, noise_mode="const", force_fp32=True)
+    assert img.dtype == torch.float32 and torch.isfinite(img).all()
+    torch.testing.assert_close(img, ref, atol=0.1, rtol=0.1)
+    real = ref.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real, None).sum(), real, create_graph=True)
+    grad.square().sum().backward()
+    assert torch.isfinite(D.b32.conv0.weight.grad).all()
