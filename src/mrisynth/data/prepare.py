@@ -239,7 +239,8 @@ def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -
         "series": [
             {"series_key": s.series_key, "patient_key": s.patient_key, "sequence": s.sequence,
              "echo_time_ms": s.echo_time_ms, "slices": len(o.images),
-             "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}"}
+             "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}",
+             "folder": _src(s.slices[0].folder, opts)}
             for s, o in zip(chosen, outs, strict=True)
         ],
         "skipped": [{"source": _src(k.rel, opts), "reason": k.reason} for k in skipped],

@@ -121,7 +121,7 @@ def _base_sequence(s: SliceHeader) -> tuple[str, list[str]]:
     if s.echo_time_ms is None:
         hint = s.folder_hint
         if hint is not None:
-            return hint, [f"{s.folder}: no EchoTime; sequence taken from the folder name"]
+            return hint, ["no EchoTime; sequence taken from the folder name"]
         return "other", []
     if s.echo_time_ms >= 30 or "T2" in s.series_description.upper():
         return ("t2spir" if s.echo_time_ms >= 30 else "other"), []
@@ -147,13 +147,13 @@ def classify_groups(groups: list[list[SliceHeader]], positions: list[list[float 
             else:
                 field_t = s.field_strength_t or 1.5
                 if s.field_strength_t is None:
-                    warnings.append(f"{s.folder}: no MagneticFieldStrength; assuming 1.5 T")
+                    warnings.append("no MagneticFieldStrength; assuming 1.5 T")
                 phase = fat_water_phase(s.echo_time_ms or 0.0, field_t)
             seq = {"in": "t1_in", "opp": "t1_opp"}.get(phase or "", "other")
             hint = s.folder_hint
             if hint in ("t1_in", "t1_opp") and seq in ("t1_in", "t1_opp") and hint != seq:
                 warnings.append(
-                    f"{s.folder}: folder name says {hint} but echo time {s.echo_time_ms} ms "
+                    f"folder name says {hint} but echo time {s.echo_time_ms} ms "
                     f"makes it {seq}; the headers win"
                 )
             result[i] = (seq, warnings)
@@ -195,7 +195,9 @@ def build_series(headers: list[SliceHeader]) -> tuple[list[Series], list[Skipped
         while skey in used:  # identical geometry twice (e.g. a repeat): deterministic suffix
             skey = _short_hash(skey)
         used.add(skey)
-        series.append(Series(pkey, skey, seq, g, pos, [*warns, *seq_warns]))
+        # warnings name the series by key only (paths may be hidden from the outputs)
+        notes = [f"series {pkey}/{skey}: {w}" for w in [*warns, *seq_warns]]
+        series.append(Series(pkey, skey, seq, g, pos, notes))
     logger.info("%d series from %d slices", len(series), len(headers))
     return series, skipped
 

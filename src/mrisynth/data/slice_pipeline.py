@@ -73,15 +73,17 @@ def decode_slice(path: str) -> tuple[np.ndarray, dict]:
     reason = _codec_reason(ds)
     if reason:
         raise SliceError(reason)
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    what = f"{ts.name} pixel data" if ts is not None and ts.is_compressed else "pixel data"
     try:
         stored = ds.pixel_array
     except ValueError as e:
         msg = str(e)
         if "less than expected" in msg or "truncat" in msg.lower():
             raise SliceError(f"truncated pixel data ({msg.split(' - ')[0]})") from None
-        raise SliceError(f"cannot decode pixel data ({msg[:100]})") from None
+        raise SliceError(f"cannot decode {what} ({msg[:100]})") from None
     except Exception as e:
-        raise SliceError(f"cannot decode pixel data ({type(e).__name__}: {str(e)[:100]})") from None
+        raise SliceError(f"cannot decode {what} ({type(e).__name__}: {str(e)[:100]})") from None
     if stored.ndim != 2:
         raise SliceError(f"pixel array has shape {stored.shape}; expected one 2-D frame")
     values = rescale(stored, ds)  # [H, W] float64, native byte order
