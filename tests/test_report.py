@@ -176,3 +176,14 @@ def test_nearest_by_ncc_finds_a_planted_copy():
     assert ncc[0] < 0.8 and ncc[2] < 0.8
     with pytest.raises(ValueError):
         nearest_by_ncc(gen, train[:, :, :4])
+
+
+def test_a_re_evaluated_snapshot_counts_once_with_its_latest_numbers(tmp_path):
+    run_dir = _make_run(tmp_path, with_metrics=True)
+    with (run_dir / "metric-fid2k_full.jsonl").open("a") as f:
+        f.write(json.dumps(_metric_records("fid2k_full", [{"fid2k_full": v} for v in
+                                                          (300.0, 70.0, 50.0)], 2000, True)[1])
+                + "\n")
+    series = {s.key: s for s in collect_series(read_run(run_dir).metrics)}
+    assert series["fid2k_full"].kimg == [0, 4, 8]
+    assert series["fid2k_full"].values == [300.0, 70.0, 45.0]

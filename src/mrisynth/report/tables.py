@@ -71,8 +71,11 @@ def collect_series(metrics: dict[str, list[dict[str, Any]]]) -> list[Series]:
     """Every (metric, result key) pair as a series over kimg, non-finite values dropped."""
     out: list[Series] = []
     for name, records in sorted(metrics.items()):
+        # A snapshot evaluated twice (re-run, or a file rewritten at the same kimg): the last
+        # record describes the file as it is now.
+        latest = {str(r.get("snapshot", i)): r for i, r in enumerate(records)}
         by_key: dict[str, Series] = {}
-        for rec in records:
+        for rec in sorted(latest.values(), key=lambda r: float(r.get("kimg", 0))):
             det = rec.get("detector")
             for key, value in rec["results"].items():
                 if not isinstance(value, int | float) or not math.isfinite(value):
