@@ -1,4 +1,4 @@
-"""Cross-checks of the metric maths against independent float64 references (reference/metrics.md)."""
+"""Cross-checks of the metric maths against independent float64 references (metrics.md)."""
 
 import numpy as np
 import pytest

@@ -1,11 +1,62 @@
-"""`mrisynth weights` (being built: see the issue that adds it)."""
+"""`mrisynth weights`: where NVIDIA's metric detectors are, and fetching them with checksums."""
+
+from __future__ import annotations
 
 import click
 
-from mrisynth.errors import MrisynthError
 
-
-@click.command("weights")
+@click.group("weights")
 def command() -> None:
-    """Not built yet."""
-    raise MrisynthError("`mrisynth weights` is not built yet")
+    """Feature-detector files for FID/KID (Inception-v3) and precision/recall (VGG16).
+
+    Search order: --detector-dir or $MRISYNTH_DETECTOR_DIR, then mrisynth's cache
+    ($MRISYNTH_CACHE_DIR/detectors, default ~/.cache/mrisynth/detectors), then NVIDIA's dnnlib
+    cache (~/.cache/dnnlib/downloads/<md5>_<file>). Offline machines: copy the files into the
+    cache folder by hand.
+    """
+
+
+@command.command("status")
+@click.option("--detector-dir", type=click.Path(file_okay=False),
+              help="Folder searched first (as `mrisynth metrics --detector-dir`).")
+def status(detector_dir: str | None) -> None:
+    """Say which detector files are present, where mrisynth looked, and their sha256."""
+    from mrisynth.metrics.detectors import detector_status
+
+    for row in detector_status(detector_dir):
+        spec = row.spec
+        if row.path is None:
+            click.echo(f"{spec.name}: MISSING ({spec.filename}, {spec.title})")
+            click.echo(f"  fetch: mrisynth weights fetch {spec.name}   (source {spec.url})")
+        else:
+            click.echo(f"{spec.name}: {row.path}")
+            click.echo(f"  sha256 {row.sha256}: {row.verified}")
+        click.echo("  searched, in order:")
+        for p in row.searched:
+            mark = "*" if row.path is not None and p == row.path else "-"
+            click.echo(f"    {mark} {p}")
+
+
+@command.command("fetch")
+@click.argument("names", nargs=-1)
+@click.option("--url", help="Download from this address instead (a mirror or file:// copy); "
+                            "needs a single NAME.")
+@click.option("--dest", type=click.Path(file_okay=False),
+              help="Folder to download into (default: mrisynth's cache).")
+@click.option("--force", is_flag=True, help="Download even if the file is already present.")
+def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool) -> None:
+    """Download NAMES (inception, vgg16; default both) with a progress bar, atomically, and
+    record each file's sha256 next to it (trust on first use: no published hash is pinned)."""
+    from mrisynth.errors import ConfigError
+    from mrisynth.metrics.detectors import DETECTORS, fetch_detector, find_detector, get_spec
+
+    specs = [get_spec(n) for n in (names or tuple(DETECTORS))]
+    if url and len(specs) != 1:
+        raise ConfigError("--url needs exactly one detector name, e.g. `fetch inception --url ...`")
+    for spec in specs:
+        present = find_detector(spec, dest)
+        if present is not None and not force:
+            click.echo(f"{spec.name}: already present at {present} (use --force to re-download)")
+            continue
+        result = fetch_detector(spec, url=url, dest_dir=dest)
+        click.echo(f"{spec.name}: {result.path} ({result.size} bytes) sha256 {result.sha256}")

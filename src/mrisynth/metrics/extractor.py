@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,7 +76,9 @@ def load_detector(
     how = detectors.verification(spec, path, sha)
     device = torch.device(device)
     try:
-        net = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is NVIDIA's format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            net = torch.jit.load(str(path), map_location=device).eval()
     except (RuntimeError, ValueError) as e:
         raise InputError(f"{path}: not a loadable TorchScript detector ({e}); re-fetch it") from e
     log.info("detector %s: %s (sha256 %s, %s)", kind, path, sha[:12], how)

@@ -27,7 +27,7 @@ INSTALL_HINT = (
 )
 
 
-def _import_frd():
+def import_frd():
     try:
         import frd_score
         import radiomics  # noqa: F401  (frd_score imports it lazily; fail early and clearly)
@@ -39,7 +39,7 @@ def _import_frd():
 def frd_available() -> bool:
     """True when `frd-score` and PyRadiomics import."""
     try:
-        _import_frd()
+        import_frd()
     except MissingDependencyError:
         return False
     return True
@@ -57,7 +57,7 @@ def frechet_radiomics_distance(
     real: np.ndarray, gen: np.ndarray, num_workers: int | None = 1
 ) -> float:
     """FRD v1 between two uint8 [N, C, H, W] image sets (features from the whole image)."""
-    frd_score = _import_frd()
+    frd_score = import_frd()
     if len(real) < 2 or len(gen) < 2:
         raise ValueError("FRD needs at least 2 images on each side")
     with tempfile.TemporaryDirectory(prefix="mrisynth-frd-") as tmp:

@@ -37,8 +37,16 @@ def _to_tensor(x: np.ndarray | torch.Tensor, fp16: bool, device: torch.device) -
 
 
 def _distance_block(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances [r, D] x [c, D] -> [r, c] in the inputs' dtype."""
-    return torch.cdist(rows.unsqueeze(0), cols.unsqueeze(0))[0]
+    """Euclidean distances [r, D] x [c, D] -> [r, c] in the inputs' dtype.
+
+    float16 always takes the matrix-product form (|x|^2 + |y|^2 - 2 x.y), which is what
+    `torch.cdist` uses for blocks over 25 rows, so every block size behaves alike (and the
+    direct form has no float16 kernel on CPU).
+    """
+    mode = "use_mm_for_euclid_dist" if rows.dtype == torch.float16 else (
+        "use_mm_for_euclid_dist_if_necessary"
+    )
+    return torch.cdist(rows.unsqueeze(0), cols.unsqueeze(0), compute_mode=mode)[0]
 
 
 def knn_radii(

@@ -1,0 +1,127 @@
+"""`metric-<name>.jsonl` in a run folder: one line per evaluated snapshot (DEVELOPERS.md).
+
+Line: `{"metric", "snapshot" (file name), "kimg", "results": {key: float}, "num_gen",
+"num_real", "detector": {"name", "sha256"} | null, "reference_exact", "timestamp"}`. Also the
+best-snapshot query (the study kept the snapshot with the best precision).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrisynth import atomic
+from mrisynth.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+HIGHER_IS_BETTER = ("_precision", "_recall", "_density", "_coverage")
+
+
+def metric_file(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / f"metric-{name}.jsonl"
+
+
+def make_record(
+    name: str, snapshot: str, kimg: int, results: dict[str, float], num_gen: int,
+    num_real: int, detector: dict | None, reference_exact: bool,
+) -> dict:
+    return {
+        "metric": name, "snapshot": snapshot, "kimg": int(kimg),
+        "results": {k: float(v) for k, v in results.items()},
+        "num_gen": int(num_gen), "num_real": int(num_real), "detector": detector,
+        "reference_exact": bool(reference_exact), "timestamp": time.time(),
+    }
+
+
+def append_record(run_dir: str | Path, record: dict) -> Path:
+    """Append one record line to `run_dir/metric-<metric>.jsonl`."""
+    path = metric_file(run_dir, record["metric"])
+    atomic.append_line(path, json.dumps(record))
+    return path
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """All records of one metric file; a torn or foreign line is skipped with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            log.warning("%s:%d: not JSON; skipped", path, lineno)
+            continue
+        if isinstance(obj, dict) and "snapshot" in obj and isinstance(obj.get("results"), dict):
+            records.append(obj)
+    return records
+
+
+def recorded_snapshots(run_dir: str | Path, name: str) -> set[str]:
+    """Snapshot file names already evaluated for metric `name`."""
+    return {r["snapshot"] for r in read_records(metric_file(run_dir, name))}
+
+
+def higher_is_better(key: str) -> bool:
+    return key.endswith(HIGHER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class BestSnapshot:
+    key: str
+    value: float
+    snapshot: str
+    kimg: int
+    metric: str
+    higher_is_better: bool
+
+
+def _resolve_key(name: str, records: list[dict]) -> str:
+    """A metric name stands for its main key: PR -> precision (the study's choice)."""
+    keys = {k for r in records for k in r["results"]}
+    if name in keys:
+        return name
+    for suffix in ("_precision", "_flagged_fraction", "_w1"):
+        if f"{name}{suffix}" in keys:
+            return f"{name}{suffix}"
+    if len(keys) == 1:
+        return next(iter(keys))
+    raise ConfigError(f"--best {name}: choose one of the result keys {', '.join(sorted(keys))}")
+
+
+def best_snapshot(run_dir: str | Path, metric: str) -> BestSnapshot:
+    """Best snapshot of a run for a metric name (`pr50k3_full`) or result key
+    (`pr50k3_full_recall`); lower is better except precision/recall/density/coverage."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir}: not a run folder")
+    candidates: list[tuple[str, list[dict]]] = []
+    for path in sorted(run_dir.glob("metric-*.jsonl")):
+        records = read_records(path)
+        name = path.name[len("metric-") : -len(".jsonl")]
+        if name == metric or any(metric in r["results"] for r in records):
+            candidates.append((name, records))
+    if not candidates:
+        have = ", ".join(p.name for p in sorted(run_dir.glob("metric-*.jsonl"))) or "none"
+        raise InputError(
+            f"{run_dir}: no metric-*.jsonl records {metric!r} (present: {have}); run "
+            f"`mrisynth metrics --network {run_dir} --data ARCHIVE --metrics {metric}` first"
+        )
+    name, records = candidates[0]
+    key = _resolve_key(metric, records)
+    latest: dict[str, dict] = {}  # a re-evaluated snapshot counts with its latest line
+    for r in records:
+        if key in r["results"] and math.isfinite(r["results"][key]):
+            latest[r["snapshot"]] = r
+    if not latest:
+        raise InputError(f"{metric_file(run_dir, name)}: no finite {key} values")
+    up = higher_is_better(key)
+    best = (max if up else min)(latest.values(), key=lambda r: r["results"][key])
+    return BestSnapshot(key, best["results"][key], best["snapshot"], best["kimg"], name, up)

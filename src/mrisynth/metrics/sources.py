@@ -1,0 +1,123 @@
+"""Where metric images come from: generated batches (as NVIDIA's metrics draw them) and the
+training archive, plus the on-disk cache of real-image features (Karras et al. 2020).
+
+Generated images: z from per-image seeds (`np.random.RandomState(seed).randn(z_dim)`, as
+`mrisynth generate` does, so any image can be regenerated), labels drawn from the dataset for
+conditional generators, no truncation, output quantised `(x*127.5+128).clamp(0,255)` to uint8.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrisynth import atomic
+from mrisynth.generate.seeds import latents_from_seeds
+from mrisynth.metrics.detectors import cache_dir
+from mrisynth.metrics.extractor import FeatureExtractor, quantize_images
+from mrisynth.metrics.feature_stats import FeatureStats
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def generate_batches(
+    G: torch.nn.Module,
+    num: int,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    first_seed: int = 0,
+    labels: np.ndarray | None = None,
+    noise_mode: str = "random",
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield `(seeds, uint8 images [B, C, H, W])` for seeds first_seed .. first_seed+num-1.
+
+    `labels` [N, c_dim] are the dataset's; a conditional G gets a label drawn per image
+    (seeded by the image's seed). `noise_mode="random"` is the reference's setting for
+    metrics; the noise of a batch is seeded from its first seed, so reruns are identical.
+    """
+    device = torch.device(device)
+    c_dim = int(getattr(G, "c_dim", 0))
+    if c_dim > 0 and (labels is None or len(labels) == 0 or labels.shape[1] != c_dim):
+        raise ValueError(f"conditional generator (c_dim={c_dim}) needs the dataset's labels")
+    seeds = list(range(first_seed, first_seed + num))
+    for start in range(0, num, batch_size):
+        batch_seeds = seeds[start : start + batch_size]
+        z = torch.from_numpy(latents_from_seeds(batch_seeds, int(G.z_dim))).to(device)
+        if c_dim > 0:
+            pick = [np.random.RandomState(s).randint(len(labels)) for s in batch_seeds]
+            c = torch.from_numpy(np.asarray(labels[pick], np.float32)).to(device)
+        else:
+            c = torch.zeros([len(batch_seeds), 0], device=device)
+        fork_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(batch_seeds[0])
+            img = G(z, c, noise_mode=noise_mode)  # [B, C, H, W] ~[-1, 1]
+        yield batch_seeds, quantize_images(img).cpu()
+
+
+def real_batches(archive, batch_size: int = 64, indices=None) -> Iterator[np.ndarray]:
+    """uint8 [B, C, H, W] batches of the archive in order (or of `indices`)."""
+    order = range(len(archive)) if indices is None else indices
+    order = list(order)
+    for start in range(0, len(order), batch_size):
+        yield np.stack([archive[i] for i in order[start : start + batch_size]])
+
+
+def features_cache_path(dataset_hash: str, extractor: FeatureExtractor) -> Path:
+    """`<cache>/features/<dataset>-<detector>.npz`: one file per (dataset content, detector)."""
+    name = f"{dataset_hash[:20]}-{extractor.name}-{extractor.sha256[:20]}.npz"
+    return cache_dir() / "features" / name
+
+
+def real_features(
+    archive, extractor: FeatureExtractor, batch_size: int = 64, use_cache: bool = True
+) -> FeatureStats:
+    """Features (and float64 moments) of every training image, cached on disk.
+
+    The cache key is the archive's content hash plus the detector's sha256, so a changed
+    dataset or a different detector file never reuses stale features.
+    """
+    path = features_cache_path(archive.content_hash(), extractor)
+    if use_cache and path.is_file():
+        stats = FeatureStats.load(path)
+        if stats.num_items == len(archive) and stats.num_features == extractor.feature_dim:
+            log.info("real features from cache %s", path)
+            return stats
+        log.warning("%s: cached features do not match the archive; recomputing", path)
+    stats = FeatureStats(keep_features=True)
+    for batch in real_batches(archive, batch_size):
+        stats.update(extractor(batch))
+    if use_cache:
+        with atomic.atomic_path(path) as tmp:
+            stats.save(tmp)
+        log.info("cached real features at %s", path)
+    return stats
+
+
+def read_real_images(archive, indices=None) -> np.ndarray:
+    """uint8 [N, C, H, W] of the whole archive (or of `indices`)."""
+    if indices is None and hasattr(archive, "read_all"):
+        return archive.read_all()
+    idx = range(len(archive)) if indices is None else indices
+    return np.stack([archive[i] for i in idx])
+
+
+def patient_keys(archive) -> list[str] | None:
+    """Per-image pseudonymous patient key from the archive's manifest.csv, if carried along."""
+    text = archive.manifest_text() if hasattr(archive, "manifest_text") else None
+    if not text:
+        return None
+    from mrisynth.data.manifest import read_manifest
+
+    rows = read_manifest(text, f"{getattr(archive, 'path', 'archive')}/manifest.csv")
+    by_file = {r["file"]: r.get("patient_key", "") for r in rows}
+    keys = [by_file.get(name, "") for name in archive.names]
+    if not all(keys):
+        log.info("manifest.csv does not name a patient for every image; no holdout split")
+        return None
+    return keys
