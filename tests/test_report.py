@@ -99,6 +99,8 @@ def _make_run(root: Path, with_metrics: bool) -> Path:
              "holdout": None, "a_future_key": {"x": [1, 2]}}))
         (run / "memorisation-network-snapshot-000008.png").write_bytes(
             encode_png(np.zeros((1, 16, 32), np.uint8)))
+        (run / "memorisation-network-snapshot-000004.json").write_text(json.dumps(
+            {"snapshot": "network-snapshot-000004.safetensors", "kimg": 4, "num_flagged": 9}))
     return run
 
 
@@ -140,6 +142,7 @@ def test_report_with_metrics(tmp_path):
     assert "flagged as near-copies" in page and "median 0.410" in page
     assert "img0002.png (NCC 0.985)" in page
     assert "memorisation-network-snapshot-000008-histogram.png" in refs
+    assert "2 memorisation audits" in page and not any("000004" in r for r in refs)
     assert res.output.strip().endswith("index.html")
 
 

@@ -126,18 +126,31 @@ def _images(report: Report) -> None:
 
 
 def _memorisation(report: Report) -> None:
-    for path, obj in report.run.memorisation:
-        report.memorisation.append((path.name, obj))
-        hist = memorisation.histogram_figure(obj)
-        if hist is not None:
-            report.add(FigureEntry(f"{path.stem}-histogram.png", f"Nearest-image distances "
-                                   f"({path.name})", "Mass near 0 (left of the dashed line) "
-                                   "means generated images copy training images.",
-                                   section="memorisation"), hist)
-    for path in report.run.memorisation_images:
-        report.add(FigureEntry(path.name, f"Memorisation audit ({path.name})",
-                               "Generated images beside their nearest training images.",
-                               section="memorisation"), path.read_bytes())
+    """The audit of the latest audited snapshot (earlier audits are listed in a note)."""
+    audits = sorted(report.run.memorisation, key=lambda a: (_number(a[1].get("kimg")), a[0].name))
+    if not audits:
+        return
+    path, obj = audits[-1]
+    if len(audits) > 1:
+        report.notes.append(f"{len(audits)} memorisation audits in the run; the report shows the "
+                            f"latest ({path.name}).")
+    report.memorisation.append((path.name, obj))
+    hist = memorisation.histogram_figure(obj)
+    if hist is not None:
+        report.add(FigureEntry(f"{path.stem}-histogram.png", f"Nearest-image distances "
+                               f"({path.name})", "Mass near 0 (left of the dashed line) "
+                               "means generated images copy training images.",
+                               section="memorisation"), hist)
+    picture = report.run.run_dir / str(obj.get("picture") or f"{path.stem}.png")
+    if picture.is_file() and picture.suffix == ".png":
+        report.add(FigureEntry(picture.name, f"Closest pairs ({picture.name})",
+                               "Rows: generated | nearest training image | absolute "
+                               "difference, closest first.", section="memorisation"),
+                   picture.read_bytes())
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else -1.0
 
 
 def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
