@@ -40,13 +40,16 @@ def _slice_range(text: str) -> tuple[int, int]:
     "--slices", default="26-50", show_default=True, help="Slices per patient: N or MIN-MAX."
 )
 @click.option("--t2spir/--no-t2spir", default=True, show_default=True, help="Also write T2 SPIR.")
+@click.option("--workers", default=1, show_default=True,
+              help="Processes writing patients in parallel (same files as 1).")
 @click.option(
     "--small", is_flag=True,
     help=f"Fast tiny tree for tests and quick demos: matrices {SMALL_MATRICES}, "
     f"{SMALL_SLICES[0]}-{SMALL_SLICES[1]} slices (overrides --matrix/--slices).",
 )
 def command(
-    output: Path, patients: int, seed: int, matrix: str, slices: str, t2spir: bool, small: bool
+    output: Path, patients: int, seed: int, matrix: str, slices: str, t2spir: bool,
+    workers: int, small: bool,
 ) -> None:
     """Write a synthetic abdominal MRI phantom to OUTPUT as a CHAOS-like DICOM tree.
 
@@ -60,7 +63,8 @@ def command(
     num_slices = SMALL_SLICES if small else _slice_range(slices)
     start = time.perf_counter()
     written = write_phantom_tree(
-        output, patients, seed, matrix_sizes=sizes, num_slices=num_slices, t2spir=t2spir
+        output, patients, seed, matrix_sizes=sizes, num_slices=num_slices, t2spir=t2spir,
+        workers=workers,
     )
     total = sum(p.num_slices for p in written)
     click.echo(

@@ -107,8 +107,8 @@ def sample_anatomy(rng: np.random.Generator, extent_mm: float) -> Anatomy:
         Blob("bone", (0, spine_y, h / 2), (j(20), j(17), big)),
         Blob("marrow", (0, spine_y, h / 2), (j(17), j(14), big)),
         Blob("csf", (0, spine_y + 27, h / 2), (8, 7, big)),
-        Blob("lung", (j(-78), j(35), 1.1 * h), (j(72), j(65), 0.28 * h)),
-        Blob("lung", (j(78), j(35), 1.12 * h), (j(72), j(65), 0.28 * h)),
+        Blob("lung", (j(-78), j(35), 1.1 * h), (j(72), j(65), 0.21 * h)),
+        Blob("lung", (j(78), j(35), 1.12 * h), (j(72), j(65), 0.21 * h)),
     ]
     for _ in range(int(rng.integers(3, 8))):  # bowel gas, lower and anterior
         r = rng.uniform(5, 14)

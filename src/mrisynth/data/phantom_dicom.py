@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,11 +173,13 @@ def write_phantom_tree(
     matrix_sizes: tuple[int, ...] = (256, 288, 320),
     num_slices: tuple[int, int] = (26, 50),
     t2spir: bool = True,
+    workers: int = 1,
 ) -> list[PhantomPatient]:
     """Write `num_patients` phantom patients under `root` as a CHAOS-like tree.
 
     Patient `i` (1-based) depends only on (seed, i), so adding patients never changes earlier
-    ones. Small values (`matrix_sizes=(32,)`, `num_slices=(6, 8)`) make a fast test tree.
+    ones. Small values (`matrix_sizes=(32,)`, `num_slices=(6, 8)`) make a fast test tree;
+    `workers` > 1 writes patients in parallel processes (same files).
     """
     if num_patients < 1:
         raise ConfigError(f"--patients must be >= 1, got {num_patients}")
@@ -184,8 +187,12 @@ def write_phantom_tree(
         raise ConfigError(f"matrix sizes must be >= 16, got {matrix_sizes}")
     if not 1 <= num_slices[0] <= num_slices[1]:
         raise ConfigError(f"slice range must be 1 <= min <= max, got {num_slices}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     root = Path(root)
-    return [
-        write_patient(root, pid, seed, tuple(matrix_sizes), num_slices, t2spir)
-        for pid in range(1, num_patients + 1)
-    ]
+    args = [(root, pid, seed, tuple(matrix_sizes), num_slices, t2spir)
+            for pid in range(1, num_patients + 1)]
+    if workers == 1 or num_patients == 1:
+        return [write_patient(*a) for a in args]
+    with ProcessPoolExecutor(max_workers=workers) as pool:  # patients are independent
+        return list(pool.map(write_patient, *zip(*args, strict=True)))
