@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -131,7 +132,9 @@ def command(**kw) -> None:
         return
     from mrisynth.training.loop import train
 
-    logging.getLogger("mrisynth.training").setLevel(logging.INFO)
+    # Progress lines by default, from rank 0 only (torchrun sets RANK in every process).
+    rank0 = os.environ.get("RANK", "0") == "0"
+    logging.getLogger("mrisynth.training").setLevel(logging.INFO if rank0 else logging.WARNING)
     run_dir = train(opts)
     if distributed.is_main():
         click.echo(str(run_dir))

@@ -121,6 +121,7 @@ def batch_stream(
         pin_memory=pin_memory,
         prefetch_factor=2,
         persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),  # leave the global RNG untouched
     )
     yield from loader
 

@@ -131,6 +131,18 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
         offset += n
 
 
+def check_in_sync(module: torch.nn.Module, name: str) -> None:
+    """Raise if the ranks' copies of `module` differ (they must stay bitwise identical)."""
+    if not (dist.is_initialized() and get_world_size() > 1):
+        return
+    total = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum()
+    gathered = [torch.zeros_like(total) for _ in range(get_world_size())]
+    dist.all_gather(gathered, total)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        values = ", ".join(f"{float(g):.9g}" for g in gathered)
+        raise RuntimeError(f"{name} weights differ between ranks ({values}); please report")
+
+
 def launch(num_procs: int, argv: Sequence[str]) -> int:
     """Run `python -m mrisynth <argv>` under torchrun with `num_procs` processes on this host.
 

@@ -172,6 +172,8 @@ def train(opts: TrainOptions) -> Path:
     if setup.resume is not None:
         how = "full state: kimg, p, optimisers, EMA, RNG" if setup.full_resume else "weights only"
         log.info("resuming from %s (%s)", setup.resume.info.path, how)
+    if rank == 0 and setup.full_resume:
+        run_files.drop_stats_after(run_dir / "stats.jsonl", setup.resume.state["nimg"])
 
     # ---- Training state: fresh, or restored exactly from the snapshot -------------------------
     st = run_state.LoopState()
@@ -324,6 +326,8 @@ def train(opts: TrainOptions) -> Path:
                 log.warning("snapshot skipped: the last step had non-finite losses")
             elif snapshot_due:
                 run_state.check_finite(G, D, run_dir)
+                distributed.check_in_sync(G, "G")
+                distributed.check_in_sync(D, "D")
                 rng = distributed.all_gather_object(run_state.capture_rng(device))
                 ada_states = distributed.all_gather_object(ada.state_dict() if ada else None)
                 if rank == 0:

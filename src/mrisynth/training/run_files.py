@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -68,6 +69,27 @@ def attach_log_file(path: Path) -> logging.Handler:
 def detach_log_file(handler: logging.Handler) -> None:
     logging.getLogger("mrisynth").removeHandler(handler)
     handler.close()
+
+
+def drop_stats_after(path: Path, nimg: int) -> int:
+    """Remove `stats.jsonl` lines logged after the snapshot a run resumes from (they will be
+    logged again); returns how many were dropped."""
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            kimg = json.loads(line)["Progress/kimg"]["mean"]
+        except (ValueError, KeyError, TypeError):
+            keep.append(line)
+            continue
+        if kimg * 1000 > nimg + 0.5:
+            dropped += 1
+        else:
+            keep.append(line)
+    if dropped:
+        atomic.write_text(path, "".join(x + "\n" for x in keep))
+    return dropped
 
 
 def grid_indices(num_items: int, count: int = GRID_W * GRID_H) -> list[int]:

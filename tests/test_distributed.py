@@ -1,0 +1,46 @@
+"""Two-process training with torchrun and the gloo backend on CPU (what multi-GPU runs do)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from tests.test_train import write_archive
+
+from mrisynth.training import checkpoint
+
+
+def test_two_process_gloo_run_writes_one_run_folder(tmp_path):
+    data = write_archive(tmp_path / "discs", n=16)
+    outdir = tmp_path / "runs"
+    cmd = [
+        sys.executable, "-m", "mrisynth", "train", "--gpus", "2", "--data", str(data),
+        "--outdir", str(outdir), "--cfg", "tiny", "--batch", "8", "--kimg", "0.032",
+        "--tick", "0.016", "--snap", "1", "--workers", "0", "--device", "cpu", "--p", "0.2",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = outdir.iterdir()
+    assert run_dir.name.startswith("00000-discs-tiny-gpus2-batch8")
+    opts = json.loads((run_dir / "training_options.json").read_text())
+    assert (opts["user"]["gpus"], opts["batch"], opts["batch_gpu"], opts["num_accum"]) == (
+        2,
+        8,
+        4,
+        1,
+    )
+    ticks = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert [t["Progress/kimg"]["mean"] for t in ticks] == [0.008, 0.024, 0.032]
+    # Stats are reduced over both ranks: 8 images per step, 2 steps in tick 1.
+    assert ticks[1]["Loss/G/loss"]["num"] == 16
+    log_text = (run_dir / "log.txt").read_text()
+    assert log_text.count("tick 1 ") == 1  # rank 0 writes the log alone
+    snap = checkpoint.load_snapshot(run_dir)
+    assert snap.state["world_size"] == 2 and len(snap.state["rng"]) == 2
+    assert "rng.rank1.torch" in snap.tensors
+    G, info = checkpoint.load_generator(run_dir)
+    assert info.kimg == 0 and torch.isfinite(G(torch.randn(1, G.z_dim), None)).all()
