@@ -62,6 +62,14 @@ def test_folder_and_zip_round_trip_with_equal_hash(tmp_path):
         assert json.loads(zf.read("dataset.json")) == {"labels": None}
 
 
+def test_threaded_read_all_matches_item_access(tmp_path):
+    imgs = _grey_folder(tmp_path / "src", n=70, size=8)  # >= 64 images: decoded in threads
+    pack_archive(tmp_path / "src", tmp_path / "ds.zip")
+    arc = ImageArchive(tmp_path / "ds.zip")
+    batch = arc.read_all(num_threads=4)  # [N, 1, 8, 8]
+    np.testing.assert_array_equal(batch[:, 0], np.stack([imgs[n] for n in arc.names]))
+
+
 def test_hash_changes_with_content(tmp_path):
     _grey_folder(tmp_path / "a", seed=0)
     _grey_folder(tmp_path / "b", seed=1)

@@ -95,6 +95,14 @@ def test_lossless_codecs_decode_or_say_what_to_install(name, syntax, package):
         assert syntax in str(err.value) and package in str(err.value)
 
 
+def test_single_file_input(tmp_path):
+    """A file can be an input; its output may sit next to it."""
+    shutil.copy(_testdata("MR_small.dcm"), tmp_path / "MR_small.dcm")
+    res = prepare([tmp_path / "MR_small.dcm"], tmp_path / "out",
+                  PrepareOptions(sequence="any", slice=SliceOptions(size=16)))
+    assert res.num_images == 1
+
+
 def test_odd_objects_are_reported(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -187,6 +187,15 @@ def test_parallel_workers_give_identical_output(phantom, tmp_path):
     assert _tree_digest(tmp_path / "one") == _tree_digest(tmp_path / "two")
 
 
+def test_same_files_twice_are_flagged(phantom, tmp_path):
+    root, patients = phantom
+    shutil.copytree(root / "Train_Sets" / "MR" / "2", tmp_path / "dup")
+    res = prepare([root, tmp_path / "dup"], tmp_path / "out", _opts())
+    assert res.num_images == sum(p.num_slices for p in patients) + patients[1].num_slices
+    assert len(set(p.name for p in (tmp_path / "out").glob("*.png"))) == res.num_images
+    assert any("byte-identical copies" in w for w in res.warnings)
+
+
 def test_inputs_copied_elsewhere_give_same_images(phantom, tmp_path):
     """PNG names and bytes depend on content, not on where the tree lives or which level of it
     is given; the manifest's source paths are relative to the input."""

@@ -102,7 +102,7 @@ def check_paths(inputs: list[Path], output: Path) -> None:
         if not inp.exists():
             raise InputError(f"{inp}: no such file or folder")
         src = inp.resolve()
-        if out == src or out.is_relative_to(src if src.is_dir() else src.parent):
+        if out == src or (src.is_dir() and out.is_relative_to(src)):
             raise ConfigError(f"{output}: the output must not be inside the input {inp}")
         if src.is_relative_to(out):
             raise ConfigError(f"{output}: the output must not contain the input {inp}")
@@ -267,6 +267,10 @@ def prepare(
     warnings = [w for o in outs for w in o.warnings]
     skipped += [k for o in outs for k in o.skipped]
     images = sorted((img for o in outs for img in o.images), key=lambda t: t[0])
+    copies = len(images) - len({row["source_sha256"] for _, _, row in images})
+    if copies:
+        warnings.append(f"{copies} slices are byte-identical copies of other slices "
+                        "(the same files given twice?); duplicates inflate a training set")
     out.mkdir(parents=True, exist_ok=True)
     written = sum(_write_if_changed(out / name, png) for name, png, _ in images)
     removed = _remove_stale(out, {name for name, _, _ in images})
