@@ -148,6 +148,14 @@ def test_orientation_without_majority_skips_the_group():
     assert not series and len(skipped) == 4 and "no majority" in skipped[0].reason
 
 
+def test_chaos_layout_separates_patients(tmp_path):
+    from mrisynth.data.dicom_scan import chaos_patient
+
+    f = tmp_path / "CHAOS_Train_Sets" / "Train_Sets" / "MR" / "5" / "T1DUAL" / "DICOM_anon" / "x"
+    assert chaos_patient(f) == "Train_Sets/MR/5"
+    assert chaos_patient(tmp_path / "study" / "series" / "x.dcm") is None
+
+
 def test_patient_key_is_a_salted_hash():
     key = patient_key("PHANTOM-001")
     assert key == patient_key("PHANTOM-001") != patient_key("PHANTOM-002")

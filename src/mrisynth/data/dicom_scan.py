@@ -146,9 +146,21 @@ def classify(ds: pydicom.Dataset) -> str | None:
     return None
 
 
+def chaos_patient(path: Path) -> str | None:
+    """'Train_Sets/MR/5' for a file under CHAOS's `<split>/MR/<id>/{T1DUAL,T2SPIR}/` layout."""
+    parts = Path(path).absolute().parts
+    for i in range(1, len(parts) - 2):
+        if parts[i] == "MR" and parts[i + 2] in ("T1DUAL", "T2SPIR"):
+            return f"{parts[i - 1]}/MR/{parts[i + 1]}"
+    return None
+
+
 def header_from_dataset(ds: pydicom.Dataset, path: Path, rel: str, input_index: int) -> SliceHeader:
     """Pick the fields we need; identity stays inside `patient_ref` (hashed later)."""
     patient_ref = str(ds.get("PatientID", "") or "") or str(ds.get("StudyInstanceUID", "") or "")
+    chaos = chaos_patient(path)
+    if chaos:  # anonymised CHAOS headers may not tell patients apart; the layout does
+        patient_ref = f"{patient_ref}|{chaos}"
     if not patient_ref:
         patient_ref = f"{input_index}:{Path(rel).parts[0] if Path(rel).parts else ''}"
     spacing = _floats(ds, "PixelSpacing", 2)
