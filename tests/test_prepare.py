@@ -97,6 +97,19 @@ def test_sequence_selection_by_headers(phantom, tmp_path, sequence, echo, folder
     assert {r["echo_time_ms"] for r in rows} == {echo} and all(folder in r["source"] for r in rows)
 
 
+def test_both_echoes_in_one_folder_are_split_by_echo_time(phantom, tmp_path):
+    """An unsorted export: in- and opposed-phase files mixed in one folder, no hints in names."""
+    _, patients = phantom
+    mixed = tmp_path / "export"
+    mixed.mkdir()
+    for sub in ("InPhase", "OutPhase"):
+        for f in (patients[1].folder / "T1DUAL" / "DICOM_anon" / sub).glob("*.dcm"):
+            shutil.copy(f, mixed / f"{sub[:2]}{f.name}")
+    res = prepare([mixed], tmp_path / "out", _opts())
+    assert res.num_images == patients[1].num_slices
+    assert {r["echo_time_ms"] for r in _rows(tmp_path / "out")} == {"4.6"}
+
+
 def test_any_sequence_and_norm_bounds(phantom, tmp_path):
     root, patients = phantom
     res = prepare([root], tmp_path / "out", _opts(sequence="any", norm="volume-percentile"))
