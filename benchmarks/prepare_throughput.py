@@ -32,11 +32,19 @@ def main() -> None:
         for matrix in args.matrices:
             tree = Path(tmp) / f"tree{matrix}"
             start = time.perf_counter()
-            write_phantom_tree(tree, args.patients, seed=0, matrix_sizes=(matrix,),
-                               num_slices=(args.slices, args.slices), t2spir=False)
+            write_phantom_tree(
+                tree,
+                args.patients,
+                seed=0,
+                matrix_sizes=(matrix,),
+                num_slices=(args.slices, args.slices),
+                t2spir=False,
+            )
             n = args.patients * args.slices
-            print(f"matrix {matrix}: phantom {n} slices/echo written in "
-                  f"{time.perf_counter() - start:.1f} s")
+            print(
+                f"matrix {matrix}: phantom {n} slices/echo written in "
+                f"{time.perf_counter() - start:.1f} s"
+            )
             for workers in args.workers:
                 out = Path(tmp) / f"out{matrix}-{workers}"
                 opts = PrepareOptions(slice=SliceOptions(size=args.size), workers=workers)
@@ -46,9 +54,11 @@ def main() -> None:
                 start = time.perf_counter()
                 prepare([tree], out, opts)
                 again = time.perf_counter() - start
-                print(f"  prepare -> {args.size}px, workers {workers}: {res.num_images} slices in "
-                      f"{first:.2f} s = {res.num_images / first:.1f} slices/s "
-                      f"(re-run {res.num_images / again:.1f} slices/s)")
+                print(
+                    f"  prepare -> {args.size}px, workers {workers}: {res.num_images} slices in "
+                    f"{first:.2f} s = {res.num_images / first:.1f} slices/s "
+                    f"(re-run {res.num_images / again:.1f} slices/s)"
+                )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ def _grey_folder(root, n=5, size=16, seed=0):
 
 def _manifest(names, patients):
     rows = [
-        {"file": n, "patient_key": p, "series_key": "s" + p, "sequence": "t1_in",
-         "slice_index": i, "slice_count": len(names), "position_mm": 10.0 * i}
+        {
+            "file": n,
+            "patient_key": p,
+            "series_key": "s" + p,
+            "sequence": "t1_in",
+            "slice_index": i,
+            "slice_count": len(names),
+            "position_mm": 10.0 * i,
+        }
         for i, (n, p) in enumerate(zip(names, patients, strict=True))
     ]
     return manifest_csv(rows)

@@ -26,8 +26,9 @@ def _testdata(name):
 def messy(tmp_path_factory):
     """A one-patient phantom with every kind of bad file mixed in."""
     root = tmp_path_factory.mktemp("messy")
-    (patient,) = write_phantom_tree(root, 1, seed=11, matrix_sizes=(32,), num_slices=(5, 5),
-                                    t2spir=False)
+    (patient,) = write_phantom_tree(
+        root, 1, seed=11, matrix_sizes=(32,), num_slices=(5, 5), t2spir=False
+    )
     inphase = patient.folder / "T1DUAL" / "DICOM_anon" / "InPhase"
     first = sorted(inphase.glob("*.dcm"))[0]
     (root / ".DS_Store").write_bytes(b"\0\1junk")
@@ -74,8 +75,9 @@ EXPECTED = {
 
 def test_each_bad_file_is_skipped_with_its_reason(messy, tmp_path):
     root, patient = messy
-    res = CliRunner().invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "out"),
-                                   "--size", "16", "--no-progress"])
+    res = CliRunner().invoke(
+        cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--size", "16", "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     assert f"prepared {patient.num_slices} images of 1 patients" in res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -90,21 +92,35 @@ def test_each_bad_file_is_skipped_with_its_reason(messy, tmp_path):
 
 def test_strict_fails_on_dicom_problems_only(messy, tmp_path):
     root, patient = messy
-    res = CliRunner().invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "out"),
-                                   "--size", "16", "--strict"])
+    res = CliRunner().invoke(
+        cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--size", "16", "--strict"]
+    )
     assert res.exit_code == 1 and "--strict" in res.output
     assert len(list((tmp_path / "out").glob("*.png"))) == patient.num_slices  # still written
     clean = tmp_path / "clean"
     shutil.copytree(patient.folder / "T1DUAL" / "DICOM_anon" / "OutPhase", clean / "OutPhase")
     (clean / "notes.txt").write_text("benign")
-    res = CliRunner().invoke(cli, ["prepare", str(clean), "-o", str(tmp_path / "o2"),
-                                   "--size", "16", "--strict", "--sequence", "t1-opp"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "prepare",
+            str(clean),
+            "-o",
+            str(tmp_path / "o2"),
+            "--size",
+            "16",
+            "--strict",
+            "--sequence",
+            "t1-opp",
+        ],
+    )
     assert res.exit_code == 0, res.output
 
 
 def test_no_usable_slices_exits_1_with_a_hint(messy, tmp_path):
     root, _ = messy
-    res = CliRunner().invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "out"),
-                                   "--sequence", "t2spir"])
+    res = CliRunner().invoke(
+        cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--sequence", "t2spir"]
+    )
     assert res.exit_code == 1
     assert "no usable t2spir slices (series found: t1_in: 1, t1_opp: 1" in res.output

@@ -79,10 +79,13 @@ def test_rle_is_decoded_natively(tmp_path):
     np.testing.assert_array_equal(reference, rle)
 
 
-@pytest.mark.parametrize(("name", "syntax", "package"), [
-    ("MR_small_jp2klossless.dcm", JPEG2000Lossless, "pylibjpeg-openjpeg"),
-    ("MR_small_jpeg_ls_lossless.dcm", JPEGLSLossless, "pylibjpeg-libjpeg"),
-])
+@pytest.mark.parametrize(
+    ("name", "syntax", "package"),
+    [
+        ("MR_small_jp2klossless.dcm", JPEG2000Lossless, "pylibjpeg-openjpeg"),
+        ("MR_small_jpeg_ls_lossless.dcm", JPEGLSLossless, "pylibjpeg-libjpeg"),
+    ],
+)
 def test_lossless_codecs_decode_or_say_what_to_install(name, syntax, package):
     """Both outcomes are asserted: which one runs depends on the installed decoder plugins."""
     reference, _ = decode_slice(_testdata("MR_small.dcm"))
@@ -98,19 +101,29 @@ def test_lossless_codecs_decode_or_say_what_to_install(name, syntax, package):
 def test_single_file_input(tmp_path):
     """A file can be an input; its output may sit next to it."""
     shutil.copy(_testdata("MR_small.dcm"), tmp_path / "MR_small.dcm")
-    res = prepare([tmp_path / "MR_small.dcm"], tmp_path / "out",
-                  PrepareOptions(sequence="any", slice=SliceOptions(size=16)))
+    res = prepare(
+        [tmp_path / "MR_small.dcm"],
+        tmp_path / "out",
+        PrepareOptions(sequence="any", slice=SliceOptions(size=16)),
+    )
     assert res.num_images == 1
 
 
 def test_odd_objects_are_reported(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("MR_small.dcm", "MR_truncated.dcm", "liver.dcm", "emri_small.dcm",
-                 "CT_small.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm"):
+    for name in (
+        "MR_small.dcm",
+        "MR_truncated.dcm",
+        "liver.dcm",
+        "emri_small.dcm",
+        "CT_small.dcm",
+        "MR-SIEMENS-DICOM-WithOverlays.dcm",
+    ):
         shutil.copy(_testdata(name), src / name)
-    res = prepare([src], tmp_path / "out",
-                  PrepareOptions(sequence="any", slice=SliceOptions(size=32)))
+    res = prepare(
+        [src], tmp_path / "out", PrepareOptions(sequence="any", slice=SliceOptions(size=32))
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     reasons = {s["source"]: s["reason"] for s in report["skipped"]}
     assert reasons["MR_truncated.dcm"].startswith("truncated pixel data")

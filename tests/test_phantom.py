@@ -59,8 +59,9 @@ def test_instance_numbers_run_against_position_for_odd_patients(tree):
 def test_deterministic_and_patient_independent(tmp_path, tree):
     root, _ = tree
     write_phantom_tree(tmp_path, 1, seed=5, matrix_sizes=(32, 40), num_slices=(4, 5))
-    write_phantom_tree(tmp_path / "par", 2, seed=5, matrix_sizes=(32, 40), num_slices=(4, 5),
-                       workers=2)
+    write_phantom_tree(
+        tmp_path / "par", 2, seed=5, matrix_sizes=(32, 40), num_slices=(4, 5), workers=2
+    )
     rel2 = "Train_Sets/MR/2/T1DUAL/DICOM_anon/OutPhase"
     a2, b2 = sorted((root / rel2).iterdir()), sorted((tmp_path / "par" / rel2).iterdir())
     assert [x.read_bytes() for x in a2] == [y.read_bytes() for y in b2]

@@ -37,8 +37,11 @@ def _rows(out):
 
 
 def _tree_digest(root):
-    return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_phantom_end_to_end(phantom, tmp_path):
@@ -80,15 +83,21 @@ def test_slices_sorted_by_position_even_with_reversed_instance_numbers(phantom, 
         pos = [float(r["position_mm"]) for r in rows]
         assert np.all(np.diff(pos) > 0)
         assert [int(r["slice_count"]) for r in rows] == [len(rows)] * len(rows)
-        inst = [int(pydicom.dcmread(root / r["source"], stop_before_pixels=True).InstanceNumber)
-                for r in rows]
+        inst = [
+            int(pydicom.dcmread(root / r["source"], stop_before_pixels=True).InstanceNumber)
+            for r in rows
+        ]
         reversed_seen |= bool(np.all(np.diff(inst) < 0))
     assert reversed_seen and patients[0].head_first_numbering
 
 
-@pytest.mark.parametrize(("sequence", "echo", "folder"), [
-    ("t1-opp", "2.3", "/OutPhase/"), ("t2spir", "80", "/T2SPIR/"),
-])
+@pytest.mark.parametrize(
+    ("sequence", "echo", "folder"),
+    [
+        ("t1-opp", "2.3", "/OutPhase/"),
+        ("t2spir", "80", "/T2SPIR/"),
+    ],
+)
 def test_sequence_selection_by_headers(phantom, tmp_path, sequence, echo, folder):
     root, patients = phantom
     prepare([root], tmp_path / "out", _opts(sequence=sequence))
@@ -180,12 +189,22 @@ def test_nothing_usable_fails_but_writes_report(tmp_path):
 def test_cli_prepare_then_dataset(phantom, tmp_path):
     root, patients = phantom
     runner = CliRunner()
-    res = runner.invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--size", "16",
-                              "--no-progress"])
+    res = runner.invoke(
+        cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--size", "16", "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     assert f"prepared {sum(p.num_slices for p in patients)} images of 2 patients" in res.output
-    res = runner.invoke(cli, ["dataset", str(tmp_path / "out"), "-o", str(tmp_path / "ds.zip"),
-                              "--label", "slice-fraction"])
+    res = runner.invoke(
+        cli,
+        [
+            "dataset",
+            str(tmp_path / "out"),
+            "-o",
+            str(tmp_path / "ds.zip"),
+            "--label",
+            "slice-fraction",
+        ],
+    )
     assert res.exit_code == 0, res.output
     arc = ImageArchive(tmp_path / "ds.zip")
     assert arc.resolution == 16 and arc.label_dim == 1 and arc.manifest_text() is not None

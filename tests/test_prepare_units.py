@@ -19,11 +19,25 @@ from mrisynth.data.slice_pipeline import (
 )
 
 BASE = SliceHeader(
-    path="/x", rel="MR/1/InPhase/a.dcm", input_index=0, patient_ref="ID1", series_number="4",
-    series_description="", modality="MR", echo_time_ms=4.6, repetition_time_ms=150.0,
-    field_strength_t=1.5, scanning_sequence="GR", rows=32, columns=32, position=(0, 0, 0),
-    orientation=(1, 0, 0, 0, 1, 0), spacing_mm=(1.5, 1.5), slice_thickness_mm=6.0,
-    instance_number=1, transfer_syntax="1.2.840.10008.1.2.1",
+    path="/x",
+    rel="MR/1/InPhase/a.dcm",
+    input_index=0,
+    patient_ref="ID1",
+    series_number="4",
+    series_description="",
+    modality="MR",
+    echo_time_ms=4.6,
+    repetition_time_ms=150.0,
+    field_strength_t=1.5,
+    scanning_sequence="GR",
+    rows=32,
+    columns=32,
+    position=(0, 0, 0),
+    orientation=(1, 0, 0, 0, 1, 0),
+    spacing_mm=(1.5, 1.5),
+    slice_thickness_mm=6.0,
+    instance_number=1,
+    transfer_syntax="1.2.840.10008.1.2.1",
 )
 
 
@@ -34,9 +48,14 @@ def _h(**kw):
 def _stack(n, te, folder, field=1.5, reverse=False, orientation=(1, 0, 0, 0, 1, 0)):
     normal = np.cross(orientation[:3], orientation[3:])
     return [
-        _h(rel=f"{folder}/s{k}.dcm", echo_time_ms=te, field_strength_t=field,
-           position=tuple(float(v) for v in normal * 7.0 * k), orientation=orientation,
-           instance_number=(n - k if reverse else k + 1))
+        _h(
+            rel=f"{folder}/s{k}.dcm",
+            echo_time_ms=te,
+            field_strength_t=field,
+            position=tuple(float(v) for v in normal * 7.0 * k),
+            orientation=orientation,
+            instance_number=(n - k if reverse else k + 1),
+        )
         for k in range(n)
     ]
 
@@ -57,8 +76,9 @@ def test_constant_slice_is_black():
     assert normalise(np.full((4, 4), 7.0), 7.0, 7.0).max() == 0
 
 
-@pytest.mark.parametrize(("fit", "shape"), [("pad", (40, 40)), ("crop", (20, 20)),
-                                            ("stretch", (20, 40))])
+@pytest.mark.parametrize(
+    ("fit", "shape"), [("pad", (40, 40)), ("crop", (20, 20)), ("stretch", (20, 40))]
+)
 def test_fit_square(fit, shape):
     img = np.ones((20, 40), dtype=np.float32)
     out = fit_square(img, fit)
@@ -89,15 +109,23 @@ def test_non_square_pixels_are_made_square():
 
 
 def test_sixteen_bit_output():
-    out = to_training_image(np.arange(16.0).reshape(4, 4), 0, 15, None,
-                            SliceOptions(size=4, bit_depth=16))
+    out = to_training_image(
+        np.arange(16.0).reshape(4, 4), 0, 15, None, SliceOptions(size=4, bit_depth=16)
+    )
     assert out.dtype == np.uint16 and out.max() == 65535 and out.min() == 0
 
 
-@pytest.mark.parametrize(("te", "field", "phase"), [
-    (4.6, 1.5, "in"), (2.3, 1.5, "opp"), (6.9, 1.5, "opp"), (1.15, 3.0, "opp"), (2.3, 3.0, "in"),
-    (3.45, 1.5, None),
-])
+@pytest.mark.parametrize(
+    ("te", "field", "phase"),
+    [
+        (4.6, 1.5, "in"),
+        (2.3, 1.5, "opp"),
+        (6.9, 1.5, "opp"),
+        (1.15, 3.0, "opp"),
+        (2.3, 3.0, "in"),
+        (3.45, 1.5, None),
+    ],
+)
 def test_fat_water_phase(te, field, phase):
     assert fat_water_phase(te, field) == phase
 

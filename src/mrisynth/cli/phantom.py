@@ -33,23 +33,36 @@ def _slice_range(text: str) -> tuple[int, int]:
 @click.option("--patients", default=8, show_default=True, help="Number of patients.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
 @click.option(
-    "--matrix", default="256,288,320", show_default=True,
+    "--matrix",
+    default="256,288,320",
+    show_default=True,
     help="Matrix sizes to draw from per patient (comma-separated).",
 )
 @click.option(
     "--slices", default="26-50", show_default=True, help="Slices per patient: N or MIN-MAX."
 )
 @click.option("--t2spir/--no-t2spir", default=True, show_default=True, help="Also write T2 SPIR.")
-@click.option("--workers", default=1, show_default=True,
-              help="Processes writing patients in parallel (same files as 1).")
 @click.option(
-    "--small", is_flag=True,
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Processes writing patients in parallel (same files as 1).",
+)
+@click.option(
+    "--small",
+    is_flag=True,
     help=f"Fast tiny tree for tests and quick demos: matrices {SMALL_MATRICES}, "
     f"{SMALL_SLICES[0]}-{SMALL_SLICES[1]} slices (overrides --matrix/--slices).",
 )
 def command(
-    output: Path, patients: int, seed: int, matrix: str, slices: str, t2spir: bool,
-    workers: int, small: bool,
+    output: Path,
+    patients: int,
+    seed: int,
+    matrix: str,
+    slices: str,
+    t2spir: bool,
+    workers: int,
+    small: bool,
 ) -> None:
     """Write a synthetic abdominal MRI phantom to OUTPUT as a CHAOS-like DICOM tree.
 
@@ -63,7 +76,12 @@ def command(
     num_slices = SMALL_SLICES if small else _slice_range(slices)
     start = time.perf_counter()
     written = write_phantom_tree(
-        output, patients, seed, matrix_sizes=sizes, num_slices=num_slices, t2spir=t2spir,
+        output,
+        patients,
+        seed,
+        matrix_sizes=sizes,
+        num_slices=num_slices,
+        t2spir=t2spir,
         workers=workers,
     )
     total = sum(p.num_slices for p in written)

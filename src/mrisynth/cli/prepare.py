@@ -24,37 +24,91 @@ def _percentiles(text: str) -> tuple[float, float]:
 
 @click.command("prepare")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output folder (new, or a previous prepare output; never inside an input).")
-@click.option("--sequence", type=click.Choice(SEQUENCES), default="t1-in", show_default=True,
-              help="Which sequence to keep, chosen from headers (T1 in-phase as in the study).")
-@click.option("--size", default=256, show_default=True,
-              help="Output side in pixels (e.g. 16-64 for tests).")
-@click.option("--norm", type=click.Choice(NORMS), default="minmax", show_default=True,
-              help="Intensity normalisation: per-slice min-max (the study), per-slice "
-              "percentile clipping, or the same over the whole series (volume-*).")
-@click.option("--percentiles", default="0.5,99.5", show_default=True,
-              help="LOW,HIGH percentiles for the *percentile norms.")
-@click.option("--fit", type=click.Choice(FITS), default="pad", show_default=True,
-              help="Non-square images: pad to square (keeps the whole field of view), stretch, "
-              "or crop the centre.")
-@click.option("--bit-depth", type=click.Choice(["8", "16"]), default="8", show_default=True,
-              help="PNG bit depth (training archives need 8).")
-@click.option("--isotropic/--no-isotropic", default=True, show_default=True,
-              help="Resample non-square pixels (PixelSpacing) to square before fitting.")
-@click.option("--workers", default=1, show_default=True,
-              help="Processes decoding series in parallel.")
-@click.option("--strict", is_flag=True,
-              help="Exit 1 if any DICOM file was skipped (non-DICOM and hidden files excepted).")
-@click.option("--hide-source-paths", is_flag=True,
-              help="Name sources by hash in manifest and report (for trees whose folder names "
-              "carry identities).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bars on stderr (default: when stderr is a terminal).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder (new, or a previous prepare output; never inside an input).",
+)
+@click.option(
+    "--sequence",
+    type=click.Choice(SEQUENCES),
+    default="t1-in",
+    show_default=True,
+    help="Which sequence to keep, chosen from headers (T1 in-phase as in the study).",
+)
+@click.option(
+    "--size", default=256, show_default=True, help="Output side in pixels (e.g. 16-64 for tests)."
+)
+@click.option(
+    "--norm",
+    type=click.Choice(NORMS),
+    default="minmax",
+    show_default=True,
+    help="Intensity normalisation: per-slice min-max (the study), per-slice "
+    "percentile clipping, or the same over the whole series (volume-*).",
+)
+@click.option(
+    "--percentiles",
+    default="0.5,99.5",
+    show_default=True,
+    help="LOW,HIGH percentiles for the *percentile norms.",
+)
+@click.option(
+    "--fit",
+    type=click.Choice(FITS),
+    default="pad",
+    show_default=True,
+    help="Non-square images: pad to square (keeps the whole field of view), stretch, "
+    "or crop the centre.",
+)
+@click.option(
+    "--bit-depth",
+    type=click.Choice(["8", "16"]),
+    default="8",
+    show_default=True,
+    help="PNG bit depth (training archives need 8).",
+)
+@click.option(
+    "--isotropic/--no-isotropic",
+    default=True,
+    show_default=True,
+    help="Resample non-square pixels (PixelSpacing) to square before fitting.",
+)
+@click.option(
+    "--workers", default=1, show_default=True, help="Processes decoding series in parallel."
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 if any DICOM file was skipped (non-DICOM and hidden files excepted).",
+)
+@click.option(
+    "--hide-source-paths",
+    is_flag=True,
+    help="Name sources by hash in manifest and report (for trees whose folder names "
+    "carry identities).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars on stderr (default: when stderr is a terminal).",
+)
 def command(
-    inputs: tuple[Path, ...], output: Path, sequence: str, size: int, norm: str,
-    percentiles: str, fit: str, bit_depth: str, isotropic: bool, workers: int, strict: bool,
-    hide_source_paths: bool, progress: bool | None,
+    inputs: tuple[Path, ...],
+    output: Path,
+    sequence: str,
+    size: int,
+    norm: str,
+    percentiles: str,
+    fit: str,
+    bit_depth: str,
+    isotropic: bool,
+    workers: int,
+    strict: bool,
+    hide_source_paths: bool,
+    progress: bool | None,
 ) -> None:
     """Turn DICOM studies in INPUTS (CHAOS root, Train_Sets/Test_Sets, any DICOM tree) into
     square PNG training images in --output, with manifest.csv and report.json.
@@ -69,19 +123,31 @@ def command(
 
     opts = PrepareOptions(
         sequence=sequence,
-        slice=SliceOptions(size=size, norm=norm, percentiles=_percentiles(percentiles), fit=fit,
-                           bit_depth=int(bit_depth), isotropic=isotropic),
-        workers=workers, strict=strict, source_paths=not hide_source_paths,
+        slice=SliceOptions(
+            size=size,
+            norm=norm,
+            percentiles=_percentiles(percentiles),
+            fit=fit,
+            bit_depth=int(bit_depth),
+            isotropic=isotropic,
+        ),
+        workers=workers,
+        strict=strict,
+        source_paths=not hide_source_paths,
     )
     if size & (size - 1):
-        click.echo(f"note: --size {size} is not a power of two; `mrisynth dataset` and training "
-                   "need one (e.g. 64, 128, 256)", err=True)
+        click.echo(
+            f"note: --size {size} is not a power of two; `mrisynth dataset` and training "
+            "need one (e.g. 64, 128, 256)",
+            err=True,
+        )
     show = sys.stderr.isatty() if progress is None else progress
     res = prepare(list(inputs), output, opts, progress=show)
     click.echo(
         f"prepared {res.num_images} images of {res.num_patients} patients into {res.output} "
         f"({res.num_written} written, {res.num_unchanged} unchanged"
-        + (f", {res.num_removed} stale removed" if res.num_removed else "") + ")"
+        + (f", {res.num_removed} stale removed" if res.num_removed else "")
+        + ")"
     )
     if res.skipped:
         reasons = res.report["counts"]["skipped_by_reason"]

@@ -101,7 +101,11 @@ class ImageArchive:
         self.labels = self._load_labels()  # [N, c_dim]
         logger.info(
             "archive %s: %d images, %dx%d, %d channel(s), label_dim %d",
-            self.path, len(self), self.resolution, self.resolution, self.num_channels,
+            self.path,
+            len(self),
+            self.resolution,
+            self.resolution,
+            self.num_channels,
             self.label_dim,
         )
 

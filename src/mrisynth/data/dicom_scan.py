@@ -17,12 +17,37 @@ from pydicom.errors import InvalidDicomError
 
 logger = logging.getLogger(__name__)
 
-NOT_DICOM_SUFFIXES = {".png", ".jpg", ".jpeg", ".txt", ".csv", ".json", ".zip", ".md", ".pdf",
-                      ".nii", ".gz", ".xml", ".html", ".py"}
+NOT_DICOM_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".txt",
+    ".csv",
+    ".json",
+    ".zip",
+    ".md",
+    ".pdf",
+    ".nii",
+    ".gz",
+    ".xml",
+    ".html",
+    ".py",
+}
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-NON_IMAGE_WORDS = ("Segmentation", "SR Storage", "Presentation State", "Structure Set",
-                   "Raw Data", "Registration", "Key Object", "Waveform", "Encapsulated",
-                   "Spectroscopy", "Real World Value", "Parametric Map")
+NON_IMAGE_WORDS = (
+    "Segmentation",
+    "SR Storage",
+    "Presentation State",
+    "Structure Set",
+    "Raw Data",
+    "Registration",
+    "Key Object",
+    "Waveform",
+    "Encapsulated",
+    "Spectroscopy",
+    "Real World Value",
+    "Parametric Map",
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +163,10 @@ def classify(ds: pydicom.Dataset) -> str | None:
         return f"no image in this object ({sop_name or 'unknown SOP class'})"
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        return (f"multi-frame object ({frames} frames, {sop_name}) is not supported; "
-                "export single-frame images")
+        return (
+            f"multi-frame object ({frames} frames, {sop_name}) is not supported; "
+            "export single-frame images"
+        )
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         return f"colour image (SamplesPerPixel={samples}); need grey-scale slices"
@@ -214,6 +241,7 @@ def scan_inputs(
             skipped.append(Skipped(rel, why))
             continue
         headers.append(header_from_dataset(ds, path, rel, i))
-    logger.info("scanned %d files: %d image slices, %d skipped", len(found), len(headers),
-                len(skipped))
+    logger.info(
+        "scanned %d files: %d image slices, %d skipped", len(found), len(headers), len(skipped)
+    )
     return headers, skipped

@@ -95,10 +95,18 @@ def sample_anatomy(rng: np.random.Generator, extent_mm: float) -> Anatomy:
         s = (j(27), j(32), 0.2 * h)
         blobs += [
             Blob("cortex", c, s, f"kidney_{side}"),
-            Blob("medulla", (c[0] - sx * 3, c[1], c[2]), (s[0] * 0.6, s[1] * 0.6, s[2] * 0.75),
-                 f"kidney_{side}"),
-            Blob("sinus_fat", (c[0] - sx * 9, c[1], c[2]), (s[0] * 0.3, s[1] * 0.3, s[2] * 0.5),
-                 f"kidney_{side}"),
+            Blob(
+                "medulla",
+                (c[0] - sx * 3, c[1], c[2]),
+                (s[0] * 0.6, s[1] * 0.6, s[2] * 0.75),
+                f"kidney_{side}",
+            ),
+            Blob(
+                "sinus_fat",
+                (c[0] - sx * 9, c[1], c[2]),
+                (s[0] * 0.3, s[1] * 0.3, s[2] * 0.5),
+                f"kidney_{side}",
+            ),
         ]
     spine_y = bb * 0.55
     blobs += [
@@ -181,8 +189,9 @@ def render_slice(
     }
     for key, sig in out.items():
         s = sig * anatomy.gain
-        noisy = np.hypot(s + rng.normal(0, anatomy.noise, s.shape), rng.normal(0, anatomy.noise,
-                                                                                 s.shape))
+        noisy = np.hypot(
+            s + rng.normal(0, anatomy.noise, s.shape), rng.normal(0, anatomy.noise, s.shape)
+        )
         out[key] = np.clip(np.rint(noisy), 0, 4095).astype(np.uint16)  # 12-bit
     out["mask"] = label
     return out

@@ -147,19 +147,26 @@ def write_patient(
     for k in range(n):
         z_mm = (k + 0.5) * slice_spacing  # in the anatomy's frame, 0 = bottom of the slab
         img = render_slice(anatomy, z_mm, matrix, spacing, rng, extent)
-        geo = {"ipp": (corner[0], corner[1], z0 + k * slice_spacing), "spacing": spacing,
-               "slice_spacing": slice_spacing}
+        geo = {
+            "ipp": (corner[0], corner[1], z0 + k * slice_spacing),
+            "spacing": spacing,
+            "slice_spacing": slice_spacing,
+        }
         m = n - 1 - k if head_first else k  # order of the instance numbers
         for kind, sub, inst in (("opp", "OutPhase", 2 * m + 1), ("in", "InPhase", 2 * m + 2)):
             name = f"IMG-0004-{inst:05d}"
-            _save(_dataset(pid, seed, kind, k, inst, img[kind], geo),
-                  t1 / "DICOM_anon" / sub / f"{name}.dcm")
+            _save(
+                _dataset(pid, seed, kind, k, inst, img[kind], geo),
+                t1 / "DICOM_anon" / sub / f"{name}.dcm",
+            )
             if kind == "in":
                 _save_mask(img["mask"], t1 / "Ground" / f"{name}.png")
         if t2spir:
             name = f"IMG-0003-{m + 1:05d}"
-            _save(_dataset(pid, seed, "t2", k, m + 1, img["t2"], geo),
-                  folder / "T2SPIR" / "DICOM_anon" / f"{name}.dcm")
+            _save(
+                _dataset(pid, seed, "t2", k, m + 1, img["t2"], geo),
+                folder / "T2SPIR" / "DICOM_anon" / f"{name}.dcm",
+            )
             _save_mask(img["mask"], folder / "T2SPIR" / "Ground" / f"{name}.png")
     logger.info("phantom patient %d: %d slices of %dx%d", pid, n, matrix, matrix)
     return PhantomPatient(str(pid), matrix, n, spacing, slice_spacing, head_first, folder)
@@ -190,8 +197,10 @@ def write_phantom_tree(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     root = Path(root)
-    args = [(root, pid, seed, tuple(matrix_sizes), num_slices, t2spir)
-            for pid in range(1, num_patients + 1)]
+    args = [
+        (root, pid, seed, tuple(matrix_sizes), num_slices, t2spir)
+        for pid in range(1, num_patients + 1)
+    ]
     if workers == 1 or num_patients == 1:
         return [write_patient(*a) for a in args]
     with ProcessPoolExecutor(max_workers=workers) as pool:  # patients are independent

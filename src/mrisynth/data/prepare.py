@@ -150,14 +150,22 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
         name = f"{series.patient_key}_{series.sequence}_{series.series_key}_{idx:03d}.png"
         digest = _sha256(sl.path)
         row = {
-            "file": name, "patient_key": series.patient_key, "series_key": series.series_key,
-            "sequence": series.sequence, "slice_index": idx, "slice_count": len(decoded),
-            "position_mm": pos, "echo_time_ms": sl.echo_time_ms, "rows": sl.rows,
+            "file": name,
+            "patient_key": series.patient_key,
+            "series_key": series.series_key,
+            "sequence": series.sequence,
+            "slice_index": idx,
+            "slice_count": len(decoded),
+            "position_mm": pos,
+            "echo_time_ms": sl.echo_time_ms,
+            "rows": sl.rows,
             "columns": sl.columns,
             "spacing_row_mm": sl.spacing_mm[0] if sl.spacing_mm else None,
             "spacing_col_mm": sl.spacing_mm[1] if sl.spacing_mm else None,
-            "slice_thickness_mm": sl.slice_thickness_mm, "norm": s_opts.norm,
-            "norm_lo": lo, "norm_hi": hi,
+            "slice_thickness_mm": sl.slice_thickness_mm,
+            "norm": s_opts.norm,
+            "norm_lo": lo,
+            "norm_hi": hi,
             "source": sl.rel if opts.source_paths else f"sha256:{digest[:16]}",
             "source_sha256": digest,
         }
@@ -172,8 +180,9 @@ def _src(rel: str, opts: PrepareOptions) -> str:
 def _run_series(series: list[Series], opts: PrepareOptions, progress: bool) -> list[_SeriesOut]:
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(len(s.slices) for s in series), desc="prepare", unit="slice",
-               disable=not progress)
+    bar = tqdm(
+        total=sum(len(s.slices) for s in series), desc="prepare", unit="slice", disable=not progress
+    )
     outs: list[_SeriesOut | None] = [None] * len(series)
     if opts.workers == 1 or len(series) == 1:
         for i, s in enumerate(series):
@@ -215,8 +224,13 @@ def _versions() -> dict[str, str]:
     import cv2
     import pydicom
 
-    return {"mrisynth": __version__, "python": platform.python_version(),
-            "pydicom": pydicom.__version__, "numpy": np.__version__, "opencv": cv2.__version__}
+    return {
+        "mrisynth": __version__,
+        "python": platform.python_version(),
+        "pydicom": pydicom.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
 
 
 def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -> dict:
@@ -229,18 +243,31 @@ def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -
     return {
         "tool": "mrisynth prepare",
         "inputs": [p.name for p in inputs],
-        "options": {"sequence": opts.sequence, **asdict(opts.slice),
-                    "source_paths": opts.source_paths, "strict": opts.strict},
+        "options": {
+            "sequence": opts.sequence,
+            **asdict(opts.slice),
+            "source_paths": opts.source_paths,
+            "strict": opts.strict,
+        },
         "versions": _versions(),
-        "counts": {**counts, "series_found": dict(sorted(found.items())),
-                   "skipped_by_reason": dict(Counter(k.reason.split(" (")[0] for k in skipped)
-                                             .most_common())},
+        "counts": {
+            **counts,
+            "series_found": dict(sorted(found.items())),
+            "skipped_by_reason": dict(
+                Counter(k.reason.split(" (")[0] for k in skipped).most_common()
+            ),
+        },
         "patients": dict(sorted(patients.items())),
         "series": [
-            {"series_key": s.series_key, "patient_key": s.patient_key, "sequence": s.sequence,
-             "echo_time_ms": s.echo_time_ms, "slices": len(o.images),
-             "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}",
-             "folder": _src(s.slices[0].folder, opts)}
+            {
+                "series_key": s.series_key,
+                "patient_key": s.patient_key,
+                "sequence": s.sequence,
+                "echo_time_ms": s.echo_time_ms,
+                "slices": len(o.images),
+                "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}",
+                "folder": _src(s.slices[0].folder, opts),
+            }
             for s, o in zip(chosen, outs, strict=True)
         ],
         "skipped": [{"source": _src(k.rel, opts), "reason": k.reason} for k in skipped],
@@ -249,7 +276,9 @@ def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -
 
 
 def prepare(
-    inputs: list[str | Path], output: str | Path, opts: PrepareOptions | None = None,
+    inputs: list[str | Path],
+    output: str | Path,
+    opts: PrepareOptions | None = None,
     progress: bool = False,
 ) -> PrepareResult:
     """Run the whole stage; raises InputError when nothing usable came out (or --strict)."""
@@ -269,19 +298,34 @@ def prepare(
     images = sorted((img for o in outs for img in o.images), key=lambda t: t[0])
     copies = len(images) - len({row["source_sha256"] for _, _, row in images})
     if copies:
-        warnings.append(f"{copies} slices are byte-identical copies of other slices "
-                        "(the same files given twice?); duplicates inflate a training set")
+        warnings.append(
+            f"{copies} slices are byte-identical copies of other slices "
+            "(the same files given twice?); duplicates inflate a training set"
+        )
     out.mkdir(parents=True, exist_ok=True)
     written = sum(_write_if_changed(out / name, png) for name, png, _ in images)
     removed = _remove_stale(out, {name for name, _, _ in images})
     # no timestamps or write counts in the report: a re-run must reproduce it byte for byte
-    counts = {"files_skipped": len(skipped), "slices_found": len(headers),
-              "series_selected": len(chosen), "images": len(images)}
+    counts = {
+        "files_skipped": len(skipped),
+        "slices_found": len(headers),
+        "series_selected": len(chosen),
+        "images": len(images),
+    }
     report = _report(in_paths, opts, all_series, chosen, outs, skipped, warnings, counts)
     _write_if_changed(out / MANIFEST_FILE, manifest_csv([r for _, _, r in images]).encode())
     _write_if_changed(out / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode())
-    result = PrepareResult(out, len(images), written, len(images) - written, removed,
-                           len(report["patients"]), skipped, warnings, report)
+    result = PrepareResult(
+        out,
+        len(images),
+        written,
+        len(images) - written,
+        removed,
+        len(report["patients"]),
+        skipped,
+        warnings,
+        report,
+    )
     if not images:
         found = ", ".join(f"{k}: {v}" for k, v in report["counts"]["series_found"].items())
         raise InputError(
@@ -296,4 +340,3 @@ def prepare(
             f"see {out / REPORT_FILE})"
         )
     return result
-

@@ -19,7 +19,10 @@ from mrisynth.data.dicom_scan import Skipped, SliceHeader
 logger = logging.getLogger(__name__)
 
 SEQUENCE_CHOICES: dict[str, str | None] = {
-    "t1-in": "t1_in", "t1-opp": "t1_opp", "t2spir": "t2spir", "any": None,
+    "t1-in": "t1_in",
+    "t1-opp": "t1_opp",
+    "t2spir": "t2spir",
+    "any": None,
 }
 PATIENT_SALT = "mrisynth-patient-key-v1"
 FAT_WATER_PPM = 3.4
@@ -58,8 +61,11 @@ def _majority(slices: list[SliceHeader], key, what: str) -> tuple[list[SliceHead
     if rest and rest[0][1] == n_top:
         return [], [Skipped(s.rel, f"series mixes {what}s with no majority") for s in slices]
     kept = [s for s in slices if key(s) == top]
-    bad = [Skipped(s.rel, f"{what} {key(s)} differs from the rest of its series ({top})")
-           for s in slices if key(s) != top]
+    bad = [
+        Skipped(s.rel, f"{what} {key(s)} differs from the rest of its series ({top})")
+        for s in slices
+        if key(s) != top
+    ]
     return kept, bad
 
 
@@ -85,11 +91,14 @@ def sort_slices(
     else:
         pos = [None] * len(slices)
         warnings.append("no ImagePositionPatient/Orientation: slices ordered by InstanceNumber")
-    order = sorted(range(len(slices)), key=lambda i: (
-        pos[i] if pos[i] is not None else 0.0,
-        slices[i].instance_number if slices[i].instance_number is not None else 0,
-        slices[i].rel,
-    ))
+    order = sorted(
+        range(len(slices)),
+        key=lambda i: (
+            pos[i] if pos[i] is not None else 0.0,
+            slices[i].instance_number if slices[i].instance_number is not None else 0,
+            slices[i].rel,
+        ),
+    )
     sorted_pos = [pos[i] for i in order]
     known = [p for p in sorted_pos if p is not None]
     if len(known) > 1 and np.min(np.diff(known)) < 1e-3:
@@ -128,8 +137,9 @@ def _base_sequence(s: SliceHeader) -> tuple[str, list[str]]:
     return ("t1" if _is_t1_gre(s) else "other"), []
 
 
-def classify_groups(groups: list[list[SliceHeader]], positions: list[list[float | None]]
-                    ) -> list[tuple[str, list[str]]]:
+def classify_groups(
+    groups: list[list[SliceHeader]], positions: list[list[float | None]]
+) -> list[tuple[str, list[str]]]:
     """Name each group's sequence; T1 echoes are paired by patient + geometry (longer = in)."""
     result = [_base_sequence(g[0]) for g in groups]
     clusters: dict[tuple, list[int]] = defaultdict(list)
@@ -189,8 +199,10 @@ def build_series(headers: list[SliceHeader]) -> tuple[list[Series], list[Skipped
         pkey = patient_key(g[0].patient_ref)
         # content-defined (not path-defined): pointing prepare at a parent or a patient folder
         # gives the same output names
-        geometry = [(None if p is None else round(p, 1), s.instance_number) for s, p in zip(
-            g, pos, strict=True)]
+        geometry = [
+            (None if p is None else round(p, 1), s.instance_number)
+            for s, p in zip(g, pos, strict=True)
+        ]
         skey = _short_hash(pkey, key[3], key[4], _matrix_key(g[0]), geometry)
         while skey in used:  # identical geometry twice (e.g. a repeat): deterministic suffix
             skey = _short_hash(skey)

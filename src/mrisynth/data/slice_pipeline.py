@@ -182,7 +182,10 @@ def encode_png(img: np.ndarray) -> bytes:
 
 
 def to_training_image(
-    values: np.ndarray, lo: float, hi: float, spacing_mm: tuple[float, float] | None,
+    values: np.ndarray,
+    lo: float,
+    hi: float,
+    spacing_mm: tuple[float, float] | None,
     opts: SliceOptions,
 ) -> np.ndarray:
     """Modality values [H, W] -> square uint8/uint16 [size, size]."""
