@@ -148,7 +148,7 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
         acc = hist if spec.family == "intensity_hist" else area
         for batch in sources.real_batches(archive):
             acc.update(batch, real=True)
-        return _Outcome(acc.compute(), None, len(archive))
+        return _Outcome({f"{name}_{k}": v for k, v in acc.compute().items()}, None, len(archive))
     if spec.family == "frd":
         from mrisynth.metrics.frd import frechet_radiomics_distance
 
@@ -179,13 +179,14 @@ def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts) -> _O
     s = audit.summary
     holdout = s["holdout"]
     res = {
-        "memorisation_flagged_fraction": s["flagged_fraction"],
-        "memorisation_nearest_ncc_median": s["pixel"]["nearest_ncc"]["median"],
-        "memorisation_nearest_ncc_max": s["pixel"]["nearest_ncc"]["max"],
+        "flagged_fraction": s["flagged_fraction"],
+        "nearest_ncc_median": s["pixel"]["nearest_ncc"]["median"],
+        "nearest_ncc_max": s["pixel"]["nearest_ncc"]["max"],
     }
     if holdout is not None:
-        res["memorisation_holdout_mannwhitney_p"] = holdout["mannwhitney_p"]
-        res["memorisation_holdout_warning"] = float(holdout["warning"])
+        res["holdout_mannwhitney_p"] = holdout["mannwhitney_p"]
+        res["holdout_warning"] = float(holdout["warning"])
+    res = {f"{spec.name}_{k}": v for k, v in res.items()}
     picture = mem.side_by_side(inputs.gen, train, audit.closest_pairs)
     return _Outcome(res, detector, len(train), audit, picture)
 
