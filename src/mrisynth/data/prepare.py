@@ -130,6 +130,8 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
     for sl, pos in zip(series.slices, series.positions_mm, strict=True):
         try:
             values, _ = decode_slice(sl.path)  # [H, W] float64
+            if min(values.shape) < 2 or not np.isfinite(values).all():
+                raise SliceError(f"unusable pixel values (shape {values.shape} or NaN/inf)")
         except SliceError as e:
             skipped.append(Skipped(sl.rel, str(e)))
             continue
