@@ -216,3 +216,14 @@ def test_options_are_frozen_and_presets_fill_only_unset_values(archive):
                         dataset_hash="h")  # fmt: skip
     assert r.gamma == 2.0 and r.batch == 16 and r.glr == r.preset.lr
     assert r.ada_kimg == 500
+
+
+def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_path):
+    with pytest.raises(ConfigError, match="unknown metric"):
+        train(tiny(archive, tmp_path / "x", metrics=("fid_typo",)))
+    assert not (tmp_path / "x").exists()
+    run_dir = train(tiny(archive, tmp_path, kimg=0.008, metrics=("intensity_hist50",)))
+    (line,) = (run_dir / "metric-intensity_hist50.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["snapshot"] == "network-snapshot-000000.safetensors" and record["kimg"] == 0
+    assert record["results"] and all(np.isfinite(v) for v in record["results"].values())
