@@ -6,6 +6,7 @@ problems (truncation, missing codecs) surface when `slice_pipeline` decodes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+
+from mrisynth.data.enhanced import frame_fields, multiframe_problem
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,12 @@ class SliceHeader:
     slice_thickness_mm: float | None
     instance_number: int | None
     transfer_syntax: str
+    frame: int | None = None  # 0-based frame of an Enhanced (multi-frame) object
+
+    @property
+    def source(self) -> str:
+        """How reports name it: the relative path, plus `#N` (1-based) for a frame."""
+        return self.rel if self.frame is None else f"{self.rel}#{self.frame + 1}"
 
     @property
     def folder(self) -> str:
@@ -163,10 +172,9 @@ def classify(ds: pydicom.Dataset) -> str | None:
         return f"no image in this object ({sop_name or 'unknown SOP class'})"
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        return (
-            f"multi-frame object ({frames} frames, {sop_name}) is not supported; "
-            "export single-frame images"
-        )
+        problem = multiframe_problem(ds, frames, sop_name)
+        if problem:
+            return problem
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         return f"colour image (SamplesPerPixel={samples}); need grey-scale slices"
@@ -182,8 +190,11 @@ def chaos_patient(path: Path) -> str | None:
     return None
 
 
-def header_from_dataset(ds: pydicom.Dataset, path: Path, rel: str, input_index: int) -> SliceHeader:
-    """Pick the fields we need; identity stays inside `patient_ref` (hashed later)."""
+def headers_from_dataset(
+    ds: pydicom.Dataset, path: Path, rel: str, input_index: int
+) -> list[SliceHeader]:
+    """One header per slice (per frame of an Enhanced object); identity stays inside
+    `patient_ref` (hashed later)."""
     patient_ref = str(ds.get("PatientID", "") or "") or str(ds.get("StudyInstanceUID", "") or "")
     chaos = chaos_patient(path)
     if chaos:  # anonymised CHAOS headers may not tell patients apart; the layout does
@@ -197,7 +208,7 @@ def header_from_dataset(ds: pydicom.Dataset, path: Path, rel: str, input_index: 
     except (TypeError, ValueError):
         instance = None
     seq = ds.get("ScanningSequence", "")
-    return SliceHeader(
+    header = SliceHeader(
         path=str(path),
         rel=rel,
         input_index=input_index,
@@ -218,6 +229,10 @@ def header_from_dataset(ds: pydicom.Dataset, path: Path, rel: str, input_index: 
         instance_number=instance,
         transfer_syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or ""),
     )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        return [header]
+    return [dataclasses.replace(header, frame=k, **frame_fields(ds, k)) for k in range(frames)]
 
 
 def scan_inputs(
@@ -240,7 +255,7 @@ def scan_inputs(
         if why is not None:
             skipped.append(Skipped(rel, why))
             continue
-        headers.append(header_from_dataset(ds, path, rel, i))
+        headers.extend(headers_from_dataset(ds, path, rel, i))
     logger.info(
         "scanned %d files: %d image slices, %d skipped", len(found), len(headers), len(skipped)
     )

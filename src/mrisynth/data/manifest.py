@@ -26,8 +26,9 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "norm",  # normalisation method
     "norm_lo",  # value mapped to 0 (after rescale slope/intercept)
     "norm_hi",  # value mapped to the maximum
-    "source",  # source file relative to its input folder
+    "source",  # source file relative to its input (+ "#N" for frame N of a multi-frame file) folder
     "source_sha256",
+    "source_frame",  # 1-based frame of an Enhanced (multi-frame) source; empty otherwise
 )
 
 LABEL_CHOICES: dict[str, str] = {

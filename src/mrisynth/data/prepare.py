@@ -7,9 +7,11 @@ inputs and options rewrites nothing (same names, same bytes). Inputs are only re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
 import platform
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -116,6 +118,12 @@ def check_paths(inputs: list[Path], output: Path) -> None:
 
 
 def _sha256(path: str) -> str:
+    st = os.stat(path)
+    return _sha256_cached(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)  # the frames of one Enhanced file share it
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -129,11 +137,11 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
     skipped, decoded = [], []
     for sl, pos in zip(series.slices, series.positions_mm, strict=True):
         try:
-            values, _ = decode_slice(sl.path)  # [H, W] float64
+            values, _ = decode_slice(sl.path, sl.frame)  # [H, W] float64
             if min(values.shape) < 2 or not np.isfinite(values).all():
                 raise SliceError(f"unusable pixel values (shape {values.shape} or NaN/inf)")
         except SliceError as e:
-            skipped.append(Skipped(sl.rel, str(e)))
+            skipped.append(Skipped(sl.source, str(e)))
             continue
         decoded.append((sl, pos, values))
     warnings = list(series.warnings)
@@ -147,7 +155,7 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
         else:
             lo, hi = norm_bounds(values, s_opts.norm, s_opts.percentiles)
         if hi <= lo:
-            warnings.append(f"{_src(sl.rel, opts)}: constant image, written as black")
+            warnings.append(f"{_src(sl.source, opts)}: constant image, written as black")
         png = encode_png(to_training_image(values, lo, hi, sl.spacing_mm, s_opts))
         name = f"{series.patient_key}_{series.sequence}_{series.series_key}_{idx:03d}.png"
         digest = _sha256(sl.path)
@@ -168,8 +176,9 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
             "norm": s_opts.norm,
             "norm_lo": lo,
             "norm_hi": hi,
-            "source": sl.rel if opts.source_paths else f"sha256:{digest[:16]}",
+            "source": sl.source if opts.source_paths else f"sha256:{digest[:16]}",
             "source_sha256": digest,
+            "source_frame": None if sl.frame is None else sl.frame + 1,
         }
         images.append((name, png, row))
     return _SeriesOut(images, skipped, warnings)
@@ -298,7 +307,7 @@ def prepare(
     warnings = [w for o in outs for w in o.warnings]
     skipped += [k for o in outs for k in o.skipped]
     images = sorted((img for o in outs for img in o.images), key=lambda t: t[0])
-    copies = len(images) - len({row["source_sha256"] for _, _, row in images})
+    copies = len(images) - len({(r["source_sha256"], r["source_frame"]) for _, _, r in images})
     if copies:
         warnings.append(
             f"{copies} slices are byte-identical copies of other slices "

@@ -59,10 +59,10 @@ def _majority(slices: list[SliceHeader], key, what: str) -> tuple[list[SliceHead
     counts = Counter(key(s) for s in slices)
     (top, n_top), *rest = counts.most_common()
     if rest and rest[0][1] == n_top:
-        return [], [Skipped(s.rel, f"series mixes {what}s with no majority") for s in slices]
+        return [], [Skipped(s.source, f"series mixes {what}s with no majority") for s in slices]
     kept = [s for s in slices if key(s) == top]
     bad = [
-        Skipped(s.rel, f"{what} {key(s)} differs from the rest of its series ({top})")
+        Skipped(s.source, f"{what} {key(s)} differs from the rest of its series ({top})")
         for s in slices
         if key(s) != top
     ]
@@ -97,6 +97,7 @@ def sort_slices(
             pos[i] if pos[i] is not None else 0.0,
             slices[i].instance_number if slices[i].instance_number is not None else 0,
             slices[i].rel,
+            slices[i].frame or 0,
         ),
     )
     sorted_pos = [pos[i] for i in order]

@@ -7,12 +7,16 @@ function here is pure (arrays in, arrays out) except `decode_slice`, which reads
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pydicom
 from pydicom.pixels import get_decoder
+
+from mrisynth.data.enhanced import frame_rescale
 
 NORM_METHODS = ("minmax", "percentile", "volume-minmax", "volume-percentile")
 FIT_METHODS = ("pad", "stretch", "crop")
@@ -62,8 +66,12 @@ def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return 0.0, 2.0**bits - 1
 
 
-def decode_slice(path: str) -> tuple[np.ndarray, dict]:
-    """Modality values float64 [H, W] (rescaled, MONOCHROME1 inverted) and a little metadata."""
+@functools.lru_cache(maxsize=2)  # frames of one Enhanced file are decoded once
+def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, np.ndarray]:
+    """Dataset and stored pixel values ([H, W], or [F, H, W] for multi-frame).
+
+    (mtime_ns, size) are part of the cache key, so a file changed on disk is read again.
+    """
     try:
         ds = pydicom.dcmread(path)
     except Exception as e:
@@ -84,11 +92,32 @@ def decode_slice(path: str) -> tuple[np.ndarray, dict]:
         raise SliceError(f"cannot decode {what} ({msg[:100]})") from None
     except Exception as e:
         raise SliceError(f"cannot decode {what} ({type(e).__name__}: {str(e)[:100]})") from None
-    if stored.ndim != 2:
+    return ds, stored
+
+
+def decode_slice(path: str, frame: int | None = None) -> tuple[np.ndarray, dict]:
+    """Modality values float64 [H, W] (rescaled, MONOCHROME1 inverted) and a little metadata.
+
+    `frame` picks one frame of an Enhanced (multi-frame) object, rescaled with its own
+    functional-group slope/intercept.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise SliceError(f"cannot read file ({e.strerror})") from None
+    ds, stored = _read_stored(path, st.st_mtime_ns, st.st_size)
+    if frame is not None:
+        if stored.ndim != 3 or not 0 <= frame < stored.shape[0]:
+            raise SliceError(f"frame {frame + 1} not in pixel array of shape {stored.shape}")
+        slope, intercept = frame_rescale(ds, frame)
+        values = stored[frame].astype(np.float64) * slope + intercept  # [H, W]
+    elif stored.ndim != 2:
         raise SliceError(f"pixel array has shape {stored.shape}; expected one 2-D frame")
-    values = rescale(stored, ds)  # [H, W] float64, native byte order
+    else:
+        slope, intercept = None, None
+        values = rescale(stored, ds)  # [H, W] float64, native byte order
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-        values = invert_monochrome1(values, ds)
+        values = invert_monochrome1(values, ds, slope, intercept)
     return values, {"photometric": str(ds.get("PhotometricInterpretation", ""))}
 
 
@@ -102,11 +131,18 @@ def rescale(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     return values * slope + intercept
 
 
-def invert_monochrome1(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+def invert_monochrome1(
+    values: np.ndarray,
+    ds: pydicom.Dataset,
+    slope: float | None = None,
+    intercept: float | None = None,
+) -> np.ndarray:
     """MONOCHROME1 shows low values white; mirror within the stored range so high = bright."""
     lo, hi = _stored_range(ds)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    if slope is None:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+    if intercept is None:
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
     a, b = lo * slope + intercept, hi * slope + intercept
     return (a + b) - values
 
