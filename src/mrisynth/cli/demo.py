@@ -87,8 +87,10 @@ def run_demo(outdir: str | Path, plan: DemoPlan = FULL, *, device: str = "auto",
                 f"(per-slice min-max, as the study) -> {out / 'prepared'}")
     prepared = prepare([out / "phantom"], out / "prepared",
                        PrepareOptions(slice=SliceOptions(size=plan.resolution)))
-    done(t, f"{prepared.num_images} images from {prepared.num_patients} patients, "
-            f"{len(prepared.skipped)} files skipped")
+    reasons = prepared.report.get("counts", {}).get("skipped_by_reason", {})
+    skipped = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
+    done(t, f"{prepared.num_images} images from {prepared.num_patients} patients; files "
+            f"skipped: {skipped}")
 
     t = step(3, f"Packing the training archive -> {out / 'data.zip'}")
     packed = pack_archive(out / "prepared", out / "data.zip")
