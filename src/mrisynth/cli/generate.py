@@ -105,10 +105,11 @@ def command(network: str, outdir: str, seeds: str | None, num: int | None,
     """Generate synthetic images from a trained generator.
 
     Each seed gives one latent z (numpy RandomState(seed)), so the same seed gives the same
-    image on every machine. Example:
+    image on every machine. Examples:
 
-        mrisynth generate --network runs/00000-tiny --outdir out --seeds 0-31 --format png
-        --format dicom --grid
+    \b
+        mrisynth generate --network runs/00000-tiny --outdir out --seeds 0-31 --grid
+        mrisynth generate --network run.safetensors --outdir out --num 100 --format dicom
     """
     from mrisynth.generate.seeds import parse_seeds, seeds_for_count
 

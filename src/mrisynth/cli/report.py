@@ -91,7 +91,10 @@ def command(run_dir: str, outdir: str | None, data: str | None, panel_images: in
     """Figures, best-snapshot table and summary of a training run as HTML + Markdown.
 
     Reads training_options.json, stats.jsonl, metric-*.jsonl, fakes*.png and memorisation-*.json
-    from RUN_DIR; every file is optional. Example: mrisynth report runs/00000-tiny
+    from RUN_DIR; every file is optional. Example:
+
+    \b
+        mrisynth report runs/00000-tiny     # -> runs/00000-tiny/report/index.html
     """
     page = write_report(run_dir, outdir, data=data, panel_images=panel_images, device=device)
     click.echo(f"Report: {page}")
