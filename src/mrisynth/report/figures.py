@@ -104,7 +104,7 @@ def metric_group_figure(metric: str, series: Sequence[Series]) -> bytes:
 TRAINING_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Losses", ("Loss/G/loss", "Loss/D/loss")),
     ("Regularisers", ("Loss/r1_penalty", "Loss/pl_penalty")),
-    ("ADA overfitting heuristic r_t", ("Loss/signs/real",)),
+    ("ADA overfitting heuristic r_t", ("Loss/signs/real", "Augment/r_t")),
     ("Augment probability p", ("Progress/augment",)),
 )
 
