@@ -211,7 +211,7 @@ def quantise(img: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def encode_png(img: np.ndarray) -> bytes:
     """Lossless PNG bytes (deterministic for the same pixels)."""
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 2x faster than 3, +3 %
     if not ok:  # pragma: no cover - uint8/uint16 grey always encodes
         raise SliceError("PNG encoding failed")
     return buf.tobytes()
