@@ -277,3 +277,24 @@ def test_resampler_second_derivative_matches_finite_differences():
     assert torch.autograd.gradgradcheck(
         lambda t: ops.resample_affine(t, g_inv).square(), (x,), fast_mode=True
     )
+
+
+def test_mixed_batch_matches_warping_each_image_alone():
+    images = torch.randn(8, 2, 16, 16)
+    ones = torch.ones(1)
+    mats = [
+        torch.eye(3)[None],
+        ops.scale2d(-ones, ones),  # x-flip
+        ops.rotate2d(torch.tensor([0.3])),
+        torch.eye(3)[None],
+        ops.rotate90_2d(ones) @ ops.translate2d(torch.tensor([2.0]), torch.tensor([-1.0])),
+        ops.scale2d(torch.tensor([2.2]), torch.tensor([1.9])),  # strong zoom-out: wide margin
+        ops.translate2d(torch.tensor([0.5]), torch.tensor([0.25])),
+        ops.rotate2d(torch.tensor([-2.5])) @ ops.scale2d(torch.tensor([0.7]), torch.tensor([1.1])),
+    ]
+    out = ops.warp_geometric(images, torch.cat(mats))
+    for i, g in enumerate(mats):
+        alone = ops.warp_geometric(images[i : i + 1], g)
+        assert torch.allclose(out[i : i + 1], alone, atol=1e-5), i
+    assert torch.equal(out[0], images[0]) and torch.equal(out[3], images[3])
+    assert torch.equal(out[1], images[1].flip(-1))

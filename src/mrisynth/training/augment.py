@@ -175,7 +175,7 @@ class AugmentPipe(nn.Module):
         draw = _Draw(generator, images.device, param_dtype)
         if any(self._m(name) > 0 for name in (*BLIT, *GEOM)):
             g_inv = self._geometric_matrix(images, p, draw)
-            images = self._warp(images, g_inv)
+            images = ops.warp_geometric(images, g_inv)
         if any(self._m(name) > 0 for name in COLOR):
             images = self._color(images, p, draw)
         if self._m("imgfilter") > 0:
@@ -228,24 +228,6 @@ class AugmentPipe(nn.Module):
             ty = torch.where(keep, t[:, 1] * h, 0.0)
             g_inv = g_inv @ ops.translate2d(-tx, -ty)
         return g_inv
-
-    def _warp(self, images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
-        """Leave identity images alone, gather pixel-exact ones, resample the rest once."""
-        n, _, h, w = images.shape
-        eye = torch.eye(3, dtype=g_inv.dtype, device=g_inv.device)
-        identity = (g_inv == eye).all(dim=2).all(dim=1)
-        exact = ops.is_pixel_exact(g_inv, h, w) & ~identity
-        general = ~identity & ~exact
-        out = images
-        for mask, fn in ((exact, ops.warp_pixel_exact), (general, ops.resample_affine)):
-            idx = mask.nonzero().squeeze(1)
-            if len(idx) == 0:
-                continue
-            if len(idx) == n:
-                out = fn(images, g_inv)
-            else:
-                out = out.index_copy(0, idx, fn(images.index_select(0, idx), g_inv[idx]))
-        return out
 
     # ------------------------------------------------------------------------------------------
     # Intensity transforms.
