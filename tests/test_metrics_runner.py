@@ -199,7 +199,8 @@ def test_best_snapshot_by_precision_and_by_lowest_fid(tmp_path):
 def test_memorisation_flags_a_generated_image_planted_in_the_training_set(setup, tmp_path):
     _, archive, _, G = setup
     data = shutil.copytree(archive, tmp_path / "data")
-    gen = np.concatenate([b.numpy() for _, b in sources.generate_batches(G, 12, batch_size=6)])
+    batches = sources.generate_batches(G, 12, batch_size=6, noise_mode="const")
+    gen = np.concatenate([b.numpy() for _, b in batches])
     cv2.imwrite(str(data / "img007.png"), gen[3, 0])  # the generator's image 3 is "training"
     out = evaluate_and_record(tmp_path, "network-snapshot-000004.safetensors", 4, G, str(data),
                               "memorisation12", opts=EvalOptions(batch_size=6))
@@ -213,6 +214,11 @@ def test_memorisation_flags_a_generated_image_planted_in_the_training_set(setup,
     assert summary["feature"] is None  # no detector downloaded: pixel space only
     pic = cv2.imread(str(tmp_path / summary["picture"]), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(pic[:16, :16], gen[3, 0])
+    # the flagged seed is reproducible with `mrisynth generate` (same latents, constant noise)
+    from mrisynth.generate.sampling import sample_images
+
+    ((_, again),) = list(sample_images(G, [flag["seed"]]))
+    np.testing.assert_array_equal(again, gen[3])
 
 
 def test_cli_metrics_on_a_run_folder(setup, tmp_path):

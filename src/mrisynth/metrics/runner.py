@@ -102,14 +102,14 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
     }
 
 
-def _generate_group(G, archive, num, needs, pool, device, opts):
+def _generate_group(G, archive, num, noise_mode, needs, pool, device, opts):
     """Stream `num` generated images once into every accumulator the group needs."""
     gen_stats = {k: FeatureStats(keep_features=True) for k in needs["detectors"]}
     hist, area = IntensityHistogram(), BodyArea()
     kept, seeds = [], []
     labels = archive.labels if int(getattr(G, "c_dim", 0)) > 0 else None
     for batch_seeds, imgs in sources.generate_batches(
-        G, num, device, opts.batch_size, opts.first_seed, labels
+        G, num, device, opts.batch_size, opts.first_seed, labels, noise_mode
     ):
         for key, stats in gen_stats.items():
             stats.update(pool.get(key)(imgs))
@@ -211,13 +211,16 @@ def compute_metrics(
     device = torch.device(device)
     pool = _Extractors(device, opts)
     preflight(specs, pool)
-    by_count: dict[int, list[MetricSpec]] = defaultdict(list)
+    # One generated stream per (count, noise mode). The reference draws fresh noise; the audit
+    # uses constant noise so that `mrisynth generate --seeds S` reproduces a flagged image.
+    groups: dict[tuple[int, str], list[MetricSpec]] = defaultdict(list)
     for spec in specs:
-        by_count[spec.num_gen].append(spec)
+        noise = "const" if spec.family == "memorisation" else "random"
+        groups[(spec.num_gen, noise)].append(spec)
     out: dict[str, _Outcome] = {}
-    for num, group in sorted(by_count.items()):
+    for (num, noise), group in sorted(groups.items()):
         needs = _group_needs(group, pool)
-        generated = _generate_group(G, archive, num, needs, pool, device, opts)
+        generated = _generate_group(G, archive, num, noise, needs, pool, device, opts)
         for spec in group:
             out[spec.name] = _compute_one(spec, archive, *generated, pool, opts, device)
             log.info("%s: %s", spec.name, out[spec.name].results)
