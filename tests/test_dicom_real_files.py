@@ -98,6 +98,17 @@ def test_lossless_codecs_decode_or_say_what_to_install(name, syntax, package):
         assert syntax in str(err.value) and package in str(err.value)
 
 
+def test_real_jpeg2000_mr_matches_its_uncompressed_twin():
+    """pydicom-data's 1024x1024 MR2 as J2K lossless decodes to the uncompressed file's values."""
+    if not get_decoder(JPEG2000Lossless).is_available:
+        with pytest.raises(SliceError, match="pylibjpeg-openjpeg"):
+            decode_slice(_testdata("MR2_J2KR.dcm"))
+        return
+    compressed, _ = decode_slice(_testdata("MR2_J2KR.dcm"))
+    plain, _ = decode_slice(_testdata("MR2_UNCR.dcm"))
+    np.testing.assert_array_equal(compressed, plain)
+
+
 def test_single_file_input(tmp_path):
     """A file can be an input; its output may sit next to it."""
     shutil.copy(_testdata("MR_small.dcm"), tmp_path / "MR_small.dcm")

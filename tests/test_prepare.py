@@ -208,6 +208,10 @@ def test_cli_prepare_then_dataset(phantom, tmp_path):
     assert res.exit_code == 0, res.output
     arc = ImageArchive(tmp_path / "ds.zip")
     assert arc.resolution == 16 and arc.label_dim == 1 and arc.manifest_text() is not None
+    res = runner.invoke(
+        cli, ["prepare", str(root), "-o", str(tmp_path / "o3"), "--percentiles", "99"]
+    )
+    assert res.exit_code == 1 and "Error: --percentiles must be LOW,HIGH" in res.output
     res = runner.invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "o2"), "--norm", "x"])
     assert res.exit_code == 2  # click rejects the choice
 
