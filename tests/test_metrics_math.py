@@ -7,8 +7,12 @@ import torch
 
 from mrisynth.metrics.feature_stats import FeatureStats
 from mrisynth.metrics.fid import FrechetDistance, frechet_distance
-from mrisynth.metrics.kid import kernel_inception_distance, mmd2_unbiased
-from mrisynth.metrics.precision_recall import knn_radii, precision_recall_density_coverage
+from mrisynth.metrics.kid import KernelDistance, kernel_inception_distance, mmd2_unbiased
+from mrisynth.metrics.precision_recall import (
+    PrecisionRecall,
+    knn_radii,
+    precision_recall_density_coverage,
+)
 
 
 def _scipy_fid(mu1, s1, mu2, s2):
@@ -46,8 +50,14 @@ def test_streaming_stats_equal_stacked_numpy():
         stats.update(chunk)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(stats.mean(), x64.mean(0), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(stats.cov(), np.cov(x64, rowvar=False, bias=True), atol=1e-10)
+    np.testing.assert_allclose(stats.cov(), np.cov(x64, rowvar=False, bias=True), atol=1e-12)
     assert stats.num_items == 300
+    halves = [FeatureStats(keep_features=True), FeatureStats(keep_features=True)]
+    halves[0].update(x[:120])
+    halves[1].update(x[120:])
+    halves[0].merge(halves[1])  # e.g. two processes' states
+    np.testing.assert_allclose(halves[0].cov(), stats.cov(), atol=1e-12)
+    np.testing.assert_array_equal(halves[0].features(), x)
 
 
 def test_stats_save_load_roundtrip(tmp_path):
@@ -158,3 +168,18 @@ def test_knn_radii_blocked_equals_full_sort():
     x = torch.randn(37, 4)
     full = torch.sort(torch.cdist(x, x), dim=1).values[:, 3]
     torch.testing.assert_close(knn_radii(x, 3, row_batch=5, col_batch=6), full)
+
+
+def test_accumulator_forms_equal_the_functions():
+    rng = np.random.default_rng(11)
+    real = rng.normal(size=[40, 6]).astype(np.float32)
+    gen = rng.normal(size=[35, 6]).astype(np.float32) + 0.2
+    kd, pr = KernelDistance(num_subsets=5, max_subset_size=20, seed=3), PrecisionRecall(fp16=False)
+    for acc in (kd, pr):
+        for chunk in np.array_split(real, 3):
+            acc.update(chunk, real=True)
+        for chunk in np.array_split(gen, 2):
+            acc.update(chunk, real=False)
+    want = kernel_inception_distance(gen, real, num_subsets=5, max_subset_size=20, seed=3)
+    np.testing.assert_array_equal(kd.compute().subsets, want.subsets)
+    assert pr.compute() == precision_recall_density_coverage(real, gen, fp16=False)

@@ -240,3 +240,14 @@ def test_cli_metrics_on_a_run_folder(setup, tmp_path):
     assert out.exit_code == 0 and "intensity_hist8_w1" in out.output
     out = runner.invoke(cli, ["metrics", "--network", str(run), "--metrics", "fid9k"])
     assert out.exit_code == 1 and "Error: unknown metric 'fid9k'" in out.output
+
+
+def test_a_plain_network_file_is_evaluated_too(setup, tmp_path):
+    from mrisynth.networks import save_network
+
+    _, archive, _, G = setup
+    save_network(tmp_path / "G.safetensors", G)
+    ((name, results),) = evaluate_snapshots(tmp_path / "G.safetensors", str(archive),
+                                            "body_area8", opts=EvalOptions(batch_size=8))
+    assert name == "G.safetensors" and 0 <= results["body_area8"]["body_area8_gen_mean"] <= 1
+    assert records.recorded_snapshots(tmp_path, "body_area8") == {"G.safetensors"}

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mrisynth import atomic
-from mrisynth.errors import ConfigError, MissingDependencyError
+from mrisynth.errors import CheckpointError, ConfigError, MissingDependencyError
 from mrisynth.metrics import memorisation as mem
 from mrisynth.metrics import records, sources
 from mrisynth.metrics.extractor import FeatureExtractor, load_detector, standin_detector
@@ -88,14 +88,21 @@ class _Outcome:
     picture: np.ndarray | None = None
 
 
+_FEATURE_FAMILIES = ("kid", "pr", "standin_kd", "standin_pr")
+
+
 def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
     """What one generated stream must feed: detector keys, pixel stats, kept images."""
     dets = {s.detector for s in specs if s.detector}
     wants_features = any(s.family == "memorisation" for s in specs)
     if wants_features and pool.optional("inception") is not None:
         dets.add("inception")  # feature-space neighbours too, when the detector is present
+    keep = {s.detector for s in specs if s.family in _FEATURE_FAMILIES}
+    if wants_features:
+        keep.add("inception")
     return {
         "detectors": sorted(dets),
+        "keep_features": keep,  # KID, PR and the audit need features; FID only moments
         "hist": any(s.family == "intensity_hist" for s in specs),
         "area": any(s.family == "body_area" for s in specs),
         "keep": any(s.family in ("frd", "memorisation") for s in specs),
@@ -104,7 +111,8 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
 
 def _generate_group(G, archive, num, noise_mode, needs, pool, device, opts):
     """Stream `num` generated images once into every accumulator the group needs."""
-    gen_stats = {k: FeatureStats(keep_features=True) for k in needs["detectors"]}
+    gen_stats = {k: FeatureStats(keep_features=k in needs["keep_features"])
+                 for k in needs["detectors"]}
     hist, area = IntensityHistogram(), BodyArea()
     kept, seeds = [], []
     labels = archive.labels if int(getattr(G, "c_dim", 0)) > 0 else None
@@ -294,7 +302,13 @@ def evaluate_snapshots(
     opts.extractors = pool.loaded  # loaded once, shared by every snapshot
     done = []
     for path in paths:
-        info = read_snapshot_info(path)
+        G = None
+        try:
+            info = read_snapshot_info(path)
+        except CheckpointError:
+            if network.is_dir():
+                raise
+            G, info = load_generator(path, device=device)  # a plain `save_network` file
         todo = [s.name for s in specs
                 if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)]
         if not todo:
@@ -303,7 +317,8 @@ def evaluate_snapshots(
         if info.dataset_hash and info.dataset_hash != archive.content_hash():
             log.warning("%s was trained on another dataset (hash %s...) than %s",
                         path.name, info.dataset_hash[:12], getattr(archive, "path", "--data"))
-        G, _ = load_generator(path, device=device)
+        if G is None:
+            G, _ = load_generator(path, device=device)
         results = evaluate_and_record(info.run_dir, path, info.kimg, G, archive, todo, device,
                                       None, opts)
         done.append((path.name, results))
