@@ -12,6 +12,7 @@ FlopCounterMode overcounts the backward of grouped convolutions (it ignores the 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -99,7 +100,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+          f"load average {load} on {os.cpu_count()} CPUs (other jobs slow the timings)")
     bench("tiny", 32, args.channels, args.small_batch, args.repeats, device)
     bench("paper256", 256, args.channels, args.big_batch, args.repeats, device)
 
