@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -22,20 +23,24 @@ def _sync(device: torch.device) -> None:
 def time_pipe(
     pipe: AugmentPipe, images: torch.Tensor, repeats: int, backward: bool
 ) -> tuple[float, float]:
-    """Median and minimum seconds per batch over `repeats` runs (after one warm-up)."""
-    times = []
+    """Median wall seconds and median process CPU seconds per batch (after one warm-up).
+
+    CPU time is less disturbed than wall time on a shared machine (it excludes waiting for a
+    core), but counts every thread: with T busy threads it is up to T x the wall time.
+    """
+    walls, cpus = [], []
     for i in range(repeats + 1):
         x = images.detach().requires_grad_(backward)
         _sync(images.device)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         out = pipe(x)
         if backward:
             out.square().mean().backward()
         _sync(images.device)
         if i > 0:
-            times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2], times[0]
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -61,14 +66,16 @@ def main() -> None:
         f"preset={args.preset} res={args.resolution} channels={args.channels} "
         f"batch={args.batch} device={device} threads={torch.get_num_threads()}"
     )
-    print(f"{'p':>5} {'fwd ms/img':>11} {'(min)':>8} {'fwd+bwd ms/img':>15} {'(min)':>8}")
+    print("ms per image, median of repeats: wall (cpu = process CPU time over all threads)")
+    header = f"{'p':>5} {'forward':>18}"
+    print(header if args.no_backward else header + f" {'forward+backward':>18}")
     for p in args.p:
         pipe = AugmentPipe(args.preset, num_channels=args.channels, p=p).to(device)
-        fwd_med, fwd_min = time_pipe(pipe, images, args.repeats, backward=False)
-        row = f"{p:5.2f} {fwd_med / args.batch * 1e3:11.3f} {fwd_min / args.batch * 1e3:8.3f}"
-        if not args.no_backward:
-            both_med, both_min = time_pipe(pipe, images, args.repeats, backward=True)
-            row += f" {both_med / args.batch * 1e3:15.3f} {both_min / args.batch * 1e3:8.3f}"
+        runs = [False] if args.no_backward else [False, True]
+        row = f"{p:5.2f}"
+        for backward in runs:
+            wall, cpu = time_pipe(pipe, images, args.repeats, backward=backward)
+            row += f" {wall / args.batch * 1e3:8.2f} ({cpu / args.batch * 1e3:7.2f})"
         print(row)
 
 
