@@ -273,3 +273,37 @@ def test_cuda_reduced_precision_matches_fp32(precision):
     (grad,) = torch.autograd.grad(D(real, None).sum(), real, create_graph=True)
     grad.square().sum().backward()
     assert torch.isfinite(D.b32.conv0.weight.grad).all()
+
+
+def test_torgb_uses_the_w_of_the_next_blocks_first_conv():
+    G = build_generator(tiny_cfg(16))
+    seen = {}
+    hooks = [
+        getattr(G.synthesis, f"b{r}").torgb.affine.register_forward_hook(
+            lambda _m, inp, _out, r=r: seen.__setitem__(r, inp[0]))
+        for r in (4, 8, 16)
+    ]
+    ws = torch.randn(2, G.num_ws, G.w_dim)
+    G.synthesis(ws, noise_mode="none")
+    for h in hooks:
+        h.remove()
+    # b4: conv1 w0, torgb w1; b8: conv0 w1, conv1 w2, torgb w3; b16: w3, w4, torgb w5.
+    for res, idx in ((4, 1), (8, 3), (16, 5)):
+        torch.testing.assert_close(seen[res], ws[:, idx])
+
+
+def test_generator_can_fit_a_target_image():
+    """Gradients reach every part of G in a useful direction: a few Adam steps fit an image."""
+    torch.manual_seed(9)
+    G = build_generator(tiny_cfg(8))
+    z = torch.randn(4, G.z_dim)
+    target = torch.linspace(-1, 1, 8).reshape(1, 1, 1, 8).expand(4, 1, 8, 8)
+    opt = torch.optim.Adam(G.parameters(), lr=0.01, betas=(0.0, 0.99))
+    losses = []
+    for _ in range(40):
+        loss = (G(z, None, noise_mode="const") - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
