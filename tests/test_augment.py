@@ -7,6 +7,7 @@ import torch
 
 from mrisynth.errors import ConfigError
 from mrisynth.training import augment_ops as ops
+from mrisynth.training import augment_warp as warp
 from mrisynth.training.augment import (
     AUGMENT_PRESETS,
     COLOR,
@@ -174,12 +175,12 @@ def test_rotate90_four_times_is_identity():
     quarter = ops.rotate90_2d(torch.ones(2))
     out = images
     for _ in range(4):
-        out = ops.warp_pixel_exact(out, quarter)
+        out = warp.warp_pixel_exact(out, quarter)
     assert torch.equal(out, images)
     # the filtered resampler, forced on the same matrix, agrees away from the borders
     out = images
     for _ in range(4):
-        out = ops.resample_affine(out, quarter)
+        out = warp.resample_affine(out, quarter)
     assert torch.allclose(out[..., 4:-4, 4:-4], images[..., 4:-4, 4:-4], atol=1e-2)
 
 
@@ -187,26 +188,26 @@ def test_quarter_turn_matches_torch_rot90_on_both_paths():
     images = smooth_images(2, 1, size=16)
     g_inv = ops.rotate90_2d(-torch.ones(2))  # inverse of one forward quarter turn
     expected = torch.rot90(images, 1, dims=(3, 2))
-    assert torch.equal(ops.warp_pixel_exact(images, g_inv), expected)
-    resampled = ops.resample_affine(images, g_inv)
+    assert torch.equal(warp.warp_pixel_exact(images, g_inv), expected)
+    resampled = warp.resample_affine(images, g_inv)
     assert torch.allclose(resampled[..., 4:-4, 4:-4], expected[..., 4:-4, 4:-4], atol=3e-3)
 
 
 def test_resampler_identity_and_integer_shift_are_lossless():
     images = torch.randn(2, 1, 16, 16)  # white noise: any blur or misalignment would show
     eye = torch.eye(3).repeat(2, 1, 1)
-    assert torch.allclose(ops.resample_affine(images, eye), images, atol=1e-5)
+    assert torch.allclose(warp.resample_affine(images, eye), images, atol=1e-5)
     shift = ops.translate2d(torch.full((2,), -3.0), torch.full((2,), 2.0))  # right 3, up 2
-    out = ops.resample_affine(images, shift)
+    out = warp.resample_affine(images, shift)
     assert torch.allclose(out[:, :, :-2, 3:], images[:, :, 2:, :-3], atol=1e-5)
-    assert torch.equal(ops.warp_pixel_exact(images, shift)[:, :, :-2, 3:], images[:, :, 2:, :-3])
+    assert torch.equal(warp.warp_pixel_exact(images, shift)[:, :, :-2, 3:], images[:, :, 2:, :-3])
 
 
 def test_rotation_then_inverse_rotation_recovers_the_image():
     images = smooth_images(2, 1, size=32)
     theta = torch.tensor([0.4, -2.0])
-    once = ops.resample_affine(images, ops.rotate2d(-theta))
-    back = ops.resample_affine(once, ops.rotate2d(theta))
+    once = warp.resample_affine(images, ops.rotate2d(-theta))
+    back = warp.resample_affine(once, ops.rotate2d(theta))
     inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))
     assert torch.allclose(back[inner], images[inner], atol=2e-2)
 
@@ -275,7 +276,7 @@ def test_resampler_second_derivative_matches_finite_differences():
     )
     x = torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(
-        lambda t: ops.resample_affine(t, g_inv).square(), (x,), fast_mode=True
+        lambda t: warp.resample_affine(t, g_inv).square(), (x,), fast_mode=True
     )
 
 
@@ -292,9 +293,9 @@ def test_mixed_batch_matches_warping_each_image_alone():
         ops.translate2d(torch.tensor([0.5]), torch.tensor([0.25])),
         ops.rotate2d(torch.tensor([-2.5])) @ ops.scale2d(torch.tensor([0.7]), torch.tensor([1.1])),
     ]
-    out = ops.warp_geometric(images, torch.cat(mats))
+    out = warp.warp_geometric(images, torch.cat(mats))
     for i, g in enumerate(mats):
-        alone = ops.warp_geometric(images[i : i + 1], g)
+        alone = warp.warp_geometric(images[i : i + 1], g)
         assert torch.allclose(out[i : i + 1], alone, atol=1e-5), i
     assert torch.equal(out[0], images[0]) and torch.equal(out[3], images[3])
     assert torch.equal(out[1], images[1].flip(-1))

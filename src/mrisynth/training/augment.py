@@ -37,6 +37,7 @@ from torch import nn
 
 from mrisynth.errors import CheckpointError, ConfigError
 from mrisynth.training import augment_ops as ops
+from mrisynth.training import augment_warp
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class AugmentPipe(nn.Module):
         draw = _Draw(generator, images.device, param_dtype)
         if any(self._m(name) > 0 for name in (*BLIT, *GEOM)):
             g_inv = self._geometric_matrix(images, p, draw)
-            images = ops.warp_geometric(images, g_inv)
+            images = augment_warp.warp_geometric(images, g_inv)
         if any(self._m(name) > 0 for name in COLOR):
             images = self._color(images, p, draw)
         if self._m("imgfilter") > 0:
