@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -299,3 +301,52 @@ def test_mixed_batch_matches_warping_each_image_alone():
         assert torch.allclose(out[i : i + 1], alone, atol=1e-5), i
     assert torch.equal(out[0], images[0]) and torch.equal(out[3], images[3])
     assert torch.equal(out[1], images[1].flip(-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Published constants, measured on what the pipe draws
+
+
+def test_geometric_draws_follow_the_published_distributions():
+    images = torch.zeros(4000, 1, 64, 64)
+
+    def sample(name: str) -> torch.Tensor:
+        return AugmentPipe(one(name), num_channels=1, p=1.0).sample_geometric(images, gen(13))
+
+    g = sample("scale")  # inverse of 2^N(0, 0.2)
+    assert (-torch.log2(g[:, 0, 0])).std().item() == pytest.approx(0.2, rel=0.05)
+    assert torch.equal(g[:, 0, 0], g[:, 1, 1])
+    g = sample("aniso")  # (s, 1/s)
+    assert torch.allclose(g[:, 0, 0] * g[:, 1, 1], torch.ones(4000), atol=1e-5)
+    assert torch.log2(g[:, 0, 0]).std().item() == pytest.approx(0.2, rel=0.05)
+    g = sample("xfrac")  # N(0, 0.125) of the size
+    assert (g[:, :2, 2] / 64).std(dim=0).tolist() == pytest.approx([0.125, 0.125], rel=0.05)
+    g = sample("xint")  # whole pixels, uniform up to 0.125 of the size
+    shift = g[:, :2, 2]
+    assert torch.equal(shift, shift.round()) and shift.abs().max().item() == 8
+    g = sample("rotate")  # two rotations, each uniform in (-pi, pi)
+    angle = torch.atan2(g[:, 1, 0], g[:, 0, 0])
+    counts = torch.histc(angle, bins=4, min=-math.pi, max=math.pi)
+    assert (counts / 4000).tolist() == pytest.approx([0.25] * 4, abs=0.03)
+    g = sample("rotate90")
+    assert set(torch.unique(g[:, :2, :2].round()).tolist()) == {-1.0, 0.0, 1.0}
+
+
+def test_intensity_draws_follow_the_published_distributions():
+    n = 4000
+    zeros, ones = torch.zeros(n, 1, 8, 8), torch.ones(n, 1, 8, 8)
+
+    def run(name: str, images: torch.Tensor) -> torch.Tensor:
+        return AugmentPipe(one(name), num_channels=1, p=1.0)(images, generator=gen(14))
+
+    assert run("brightness", zeros)[:, 0, 0, 0].std().item() == pytest.approx(0.2, rel=0.05)
+    contrast = torch.log2(run("contrast", ones)[:, 0, 0, 0])
+    assert contrast.std().item() == pytest.approx(0.5, rel=0.05)
+    assert (run("lumaflip", ones) < 0).flatten(1).all(1).float().mean().item() == pytest.approx(
+        0.5, abs=0.03
+    )
+    sigma = run("noise", zeros).flatten(1).std(dim=1)  # |N(0, 1)| * 0.1 per image
+    assert sigma.mean().item() == pytest.approx(0.1 * math.sqrt(2 / math.pi), rel=0.1)
+    # a half-size square at a uniform centre covers (0.5 - 1/16)^2 of the image on average
+    cut = (run("cutout", torch.ones(n, 1, 16, 16)) == 0).float().mean()
+    assert cut.item() == pytest.approx(0.4375**2, rel=0.05)

@@ -187,6 +187,16 @@ class AugmentPipe(nn.Module):
             images = self._cutout(images, p, draw)
         return images
 
+    def sample_geometric(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The inverse geometric matrices a call with this RNG state would draw. # [N, 3, 3]
+
+        Output pixel -> input pixel, in pixels from the image centre (for inspection and tests).
+        """
+        dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        return self._geometric_matrix(images, float(self.p), _Draw(generator, images.device, dtype))
+
     # ------------------------------------------------------------------------------------------
     # Geometric: build the inverse matrix (output -> input, centred pixel units) per image.
 
