@@ -183,3 +183,22 @@ def test_accumulator_forms_equal_the_functions():
     want = kernel_inception_distance(gen, real, num_subsets=5, max_subset_size=20, seed=3)
     np.testing.assert_array_equal(kd.compute().subsets, want.subsets)
     assert pr.compute() == precision_recall_density_coverage(real, gen, fp16=False)
+
+
+def _eigh_trace_sqrt(s1, s2):
+    w, v = np.linalg.eigh(s2)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return np.sqrt(np.clip(np.linalg.eigvalsh(root @ s1 @ root), 0, None)).sum()
+
+
+@pytest.mark.parametrize("sizes", [(30, 2048), (2048, 30), (30, 40)])
+def test_fid_trace_term_agrees_with_eigh_form_for_singular_covariances(sizes):
+    """Fewer images than features (a small training set) makes a covariance singular."""
+    from mrisynth.metrics.fid import trace_sqrt_product
+
+    rng = np.random.default_rng(12)
+    a, b = (rng.normal(size=[n, 64]) * rng.uniform(0.5, 2, 64) for n in sizes)
+    s1, s2 = np.cov(a, rowvar=False, bias=True), np.cov(b, rowvar=False, bias=True)
+    want = _eigh_trace_sqrt(s1, s2)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(want, rel=1e-7)
+    assert trace_sqrt_product(s2, s1) == pytest.approx(want, rel=1e-7)

@@ -1,9 +1,10 @@
 """Fréchet Inception Distance (Heusel et al. 2017, arXiv 1706.08500), NVIDIA-exact definition.
 
 FID = |mu_g - mu_r|^2 + tr(S_g) + tr(S_r) - 2 tr((S_g S_r)^(1/2)). The trace of the matrix
-square root is computed as the sum of square roots of the eigenvalues of the symmetric PSD
-matrix S_r^(1/2) S_g S_r^(1/2) (eigh, negatives clipped to 0): more stable and faster than
-`scipy.linalg.sqrtm`, and equal to it within ~1e-6.
+square root is computed as the sum of square roots of the eigenvalues of a symmetric PSD matrix
+similar to S_g S_r (S_r^(1/2) S_g S_r^(1/2), or L^T S_r L with a Cholesky factor S_g = L L^T;
+eigvalsh, negatives clipped to 0): more stable and faster than `scipy.linalg.sqrtm`, and equal
+to it within ~1e-6.
 """
 
 from __future__ import annotations
@@ -20,10 +21,27 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     return (eigvec * np.sqrt(np.clip(eigval, 0, None))) @ eigvec.T
 
 
+def _symmetric_inner(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+    """A symmetric PSD matrix with the eigenvalues of S1 S2.
+
+    Cheapest first: with a Cholesky factor S = L L^T of either matrix (full rank, e.g. 50k
+    generated images), L^T S' L; when both are singular (fewer images than features, e.g. a
+    1,300-image training set), S2^½ S1 S2^½ with the square root from eigh.
+    """
+    for a, b in ((sigma1, sigma2), (sigma2, sigma1)):
+        try:
+            low = np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            continue
+        return low.T @ b @ low
+    root2 = _sqrt_psd(sigma2)
+    return root2 @ sigma1 @ root2
+
+
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((S1 S2)^(1/2)) for covariance matrices, via the symmetric form S2^½ S1 S2^½."""
-    root2 = _sqrt_psd(np.asarray(sigma2, dtype=np.float64))
-    inner = root2 @ np.asarray(sigma1, dtype=np.float64) @ root2
+    """tr((S1 S2)^(1/2)) for covariance matrices: sum of square roots of the eigenvalues of a
+    symmetric PSD matrix similar to S1 S2 (eigvalsh, negative round-off clipped to 0)."""
+    inner = _symmetric_inner(np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64))
     eigval = np.linalg.eigvalsh((inner + inner.T) / 2)
     return float(np.sqrt(np.clip(eigval, 0, None)).sum())
 
