@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from mrisynth.cli import cli
 from mrisynth.config import resolve_preset
+from mrisynth.data.archive import ImageArchive
 from mrisynth.errors import ConfigError, InputError, MissingDependencyError
 from mrisynth.metrics import records, sources
 from mrisynth.metrics.extractor import standin_detector
@@ -152,6 +153,12 @@ def test_real_features_cached_and_invalidated_when_dataset_changes(setup, tmp_pa
     changed = evaluate_and_record(None, "s", 0, G, str(data), "standin_fd8_full", opts=opts)
     assert counter.seen == 24 + 8 + 8 + 24 + 8  # new content hash: reals recomputed
     assert changed != first
+    (cached,) = [p for p in (tmp_path / "cache" / "features").iterdir()
+                 if p.name.startswith(ImageArchive(data).content_hash()[:20])]
+    cached.write_bytes(b"torn")
+    assert evaluate_and_record(None, "s", 0, G, str(data), "standin_fd8_full",
+                               opts=opts) == changed  # a corrupt cache is rebuilt
+    assert counter.seen == 24 + 8 + 8 + 24 + 8 + 24 + 8
 
 
 def test_run_folder_is_evaluated_incrementally(setup, tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mrisynth import atomic
+from mrisynth.errors import InputError
 from mrisynth.generate.seeds import latents_from_seeds
 from mrisynth.metrics.detectors import cache_dir
 from mrisynth.metrics.extractor import FeatureExtractor, quantize_images
@@ -84,11 +85,15 @@ def real_features(
     """
     path = features_cache_path(archive.content_hash(), extractor)
     if use_cache and path.is_file():
-        stats = FeatureStats.load(path)
-        if stats.num_items == len(archive) and stats.num_features == extractor.feature_dim:
-            log.info("real features from cache %s", path)
-            return stats
-        log.warning("%s: cached features do not match the archive; recomputing", path)
+        try:
+            stats = FeatureStats.load(path)
+        except InputError as e:
+            log.warning("%s; recomputing", e)
+        else:
+            if stats.num_items == len(archive) and stats.num_features == extractor.feature_dim:
+                log.info("real features from cache %s", path)
+                return stats
+            log.warning("%s: cached features do not match the archive; recomputing", path)
     stats = FeatureStats(keep_features=True)
     for batch in real_batches(archive, batch_size):
         stats.update(extractor(batch))
