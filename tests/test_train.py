@@ -227,3 +227,12 @@ def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_pa
     record = json.loads(line)
     assert record["snapshot"] == "network-snapshot-000000.safetensors" and record["kimg"] == 0
     assert record["results"] and all(np.isfinite(v) for v in record["results"].values())
+
+
+def test_a_corrupt_image_anywhere_in_the_archive_stops_before_training(archive, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(archive, data)
+    (data / "0017.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(InputError, match=r"0017\.png"):
+        train(tiny(data, tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()

@@ -76,6 +76,11 @@ from mrisynth.errors import MrisynthError
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
 )
 @click.option(
+    "--cpu-threads",
+    type=click.IntRange(min=1),
+    help="Torch threads for CPU training [OMP_NUM_THREADS, else half the cores].",
+)
+@click.option(
     "--precision",
     default="auto",
     show_default=True,

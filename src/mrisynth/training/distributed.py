@@ -69,17 +69,27 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _all_reduce(t: torch.Tensor) -> None:
+    """Sum in place; NCCL only reduces CUDA tensors, so CPU ones take a round trip."""
+    if dist.get_backend() == "nccl" and t.device.type != "cuda":
+        tmp = t.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(tmp, op=dist.ReduceOp.SUM)
+        t.copy_(tmp)
+    else:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """In-place sum over ranks (returns `t`)."""
     if dist.is_initialized() and get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _all_reduce(t)
     return t
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     """In-place mean over ranks (returns `t`)."""
     if dist.is_initialized() and get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _all_reduce(t)
         t /= get_world_size()
     return t
 

@@ -52,6 +52,7 @@ def prepare(opts: TrainOptions) -> Setup:
     training starts.
     """
     archive = ImageArchive(opts.data)
+    archive.validate()  # decode every image now rather than fail hours into training
     snap = checkpoint.load_snapshot(opts.resume) if opts.resume else None
     full = False
     if snap is not None:
@@ -126,6 +127,10 @@ def train(opts: TrainOptions) -> Path:
         )
     opts = dataclasses.replace(opts, gpus=world)
     device = cuda_device or torch.device("cpu")
+    if device.type == "cpu":
+        log.info(
+            "CPU training with %d torch thread(s)", run_state.set_cpu_threads(opts.cpu_threads)
+        )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

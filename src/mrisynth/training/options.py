@@ -55,6 +55,7 @@ class TrainOptions:
     workers: int = 3  # data-loader processes per training process
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (= fp16) | fp32 | fp16 | bf16: dtype of G/D's top blocks on GPU
+    cpu_threads: int | None = None  # torch threads on CPU; None: OMP_NUM_THREADS or cores // 2
     desc: str | None = None  # run-folder suffix; None: derived from data and options
     max_bad_steps: int = 10  # consecutive non-finite steps before stopping
     min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size

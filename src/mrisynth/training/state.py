@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import resource
 from pathlib import Path
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # A full resume keeps the run's options, except these: always the new invocation's ...
 RESUME_PER_INVOCATION = (
     "data", "outdir", "resume", "resume_mode", "stop_after_kimg", "workers", "device",
+    "cpu_threads",
 )  # fmt: skip
 # ... and these, when the new command line sets them (differ from the default).
 RESUME_OVERRIDABLE = (
@@ -63,6 +65,17 @@ def pick_device_type(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
     return device
+
+
+def set_cpu_threads(requested: int | None) -> int:
+    """Threads for CPU training. OpenMP threads spin-wait, so more threads than free cores
+    (other processes, data workers) slow training down many times; default to half the cores
+    unless OMP_NUM_THREADS says otherwise."""
+    if requested is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        requested = int(env) if env.isdigit() else max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(max(1, requested))
+    return torch.get_num_threads()
 
 
 def merge_resume_options(saved: dict[str, Any], new: TrainOptions) -> TrainOptions:
