@@ -32,19 +32,22 @@ def bench_extraction(kind: str, images: int, batch: int, res: int, device: str) 
     x = np.random.default_rng(0).integers(0, 256, [images, 1, res, res], dtype=np.uint8)
     ext(x[:2])  # warm-up
     _, sec = _timed(lambda: [ext(x[i : i + batch]) for i in range(0, images, batch)])
-    print(f"{kind:9s} features ({ext.feature_dim}-d, {res}px grey -> 3 ch): "
-          f"{images / sec:7.1f} images/s  ({images} images, batch {batch}, {device})")
+    print(
+        f"{kind:9s} features ({ext.feature_dim}-d, {res}px grey -> 3 ch): "
+        f"{images / sec:7.1f} images/s  ({images} images, batch {batch}, {device})"
+    )
 
 
 def bench_distances(n: int, dim: int, fp16: bool, device: str) -> None:
     rng = np.random.default_rng(1)
     real = rng.normal(size=[n, dim]).astype(np.float32)
     gen = (rng.normal(size=[n, dim]) + 0.1).astype(np.float32)
-    res, sec = _timed(precision_recall_density_coverage, real, gen, k=3, fp16=fp16,
-                      device=device)
+    res, sec = _timed(precision_recall_density_coverage, real, gen, k=3, fp16=fp16, device=device)
     pairs = 3 * n * n  # real-real, gen-gen, real-gen passes
-    print(f"PR+density+coverage {n}x{n}, {dim}-d, {'fp16' if fp16 else 'fp32'}: {sec:7.1f} s "
-          f"({pairs / sec / 1e6:.1f} M distances/s; P={res.precision:.3f} R={res.recall:.3f})")
+    print(
+        f"PR+density+coverage {n}x{n}, {dim}-d, {'fp16' if fp16 else 'fp32'}: {sec:7.1f} s "
+        f"({pairs / sec / 1e6:.1f} M distances/s; P={res.precision:.3f} R={res.recall:.3f})"
+    )
 
 
 def bench_stats(n: int, dim: int) -> None:

@@ -46,9 +46,7 @@ def _write_script(path):
 
 def test_md5_names_match_nvidia_dnnlib_cache():
     assert INCEPTION.dnnlib_name.startswith("a866f8d678872dcf6fcf60ddd09807ab_")
-    assert detectors.DETECTORS["vgg16"].dnnlib_name == (
-        "5982b9427714baaab6e0a48ef3b1dbfd_vgg16.pt"
-    )
+    assert detectors.DETECTORS["vgg16"].dnnlib_name == ("5982b9427714baaab6e0a48ef3b1dbfd_vgg16.pt")
 
 
 def test_search_order_explicit_then_cache_then_dnnlib(homes, monkeypatch):
@@ -119,9 +117,7 @@ def test_fetch_failure_is_one_line_and_leaves_nothing(homes):
     class Response(io.BytesIO):
         headers: ClassVar[dict] = {"Content-Length": "6"}
 
-    res = detectors.fetch_detector(
-        "vgg16", opener=lambda url: Response(b"abcdef"), progress=False
-    )
+    res = detectors.fetch_detector("vgg16", opener=lambda url: Response(b"abcdef"), progress=False)
     assert res.size == 6 and res.sha256 == hashlib.sha256(b"abcdef").hexdigest()
 
 

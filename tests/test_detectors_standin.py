@@ -67,8 +67,11 @@ def test_vgg16_standin_shapes():
     x = torch.randint(0, 256, [3, 3, 20, 20], dtype=torch.uint8)
     assert net(x, return_features=True).shape == (3, net.feature_dim) == (3, 256)
     assert net(x).shape == (3, 1000)
-    full_layers = [m for m in build_standin("vgg16", width=1 / 64).modules()
-                   if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    full_layers = [
+        m
+        for m in build_standin("vgg16", width=1 / 64).modules()
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    ]
     assert len(full_layers) == 16  # 13 convolutions + 3 fully connected
 
 

@@ -16,8 +16,16 @@ def _phantoms(n, seed, size=32):
         for _ in range(4):
             centre = tuple(int(v) for v in rng.integers(6, size - 6, 2))
             axes = tuple(int(v) for v in rng.integers(2, 9, 2))
-            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360,
-                        float(rng.uniform(60, 250)), -1)
+            cv2.ellipse(
+                img,
+                centre,
+                axes,
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                float(rng.uniform(60, 250)),
+                -1,
+            )
         out[i, 0] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
     return out
 
@@ -36,8 +44,12 @@ def test_planted_copy_is_flagged_and_fresh_samples_are_not():
     gen = fresh.copy()
     gen[5] = train[17]  # an exact copy
     gen[9] = np.clip(train[3].astype(int) + 15, 0, 255).astype(np.uint8)  # brightened copy
-    inputs = mem.AuditInputs(gen=gen, train=train, seeds=list(range(100, 112)),
-                             train_names=[f"t{i}.png" for i in range(40)])
+    inputs = mem.AuditInputs(
+        gen=gen,
+        train=train,
+        seeds=list(range(100, 112)),
+        train_names=[f"t{i}.png" for i in range(40)],
+    )
     result = mem.audit(inputs, copy_ncc=0.97)
     s = result.summary
     assert s["num_flagged"] == 2 and s["flagged_fraction"] == pytest.approx(2 / 12)
@@ -57,10 +69,14 @@ def test_feature_space_neighbours_are_reported():
     train = _phantoms(10, 3)
     gen = _phantoms(4, 4)
     rng = np.random.default_rng(0)
-    inputs = mem.AuditInputs(gen=gen, train=train, seeds=[0, 1, 2, 3],
-                             train_names=[str(i) for i in range(10)],
-                             gen_features=rng.normal(size=[4, 5]),
-                             train_features=rng.normal(size=[10, 5]))
+    inputs = mem.AuditInputs(
+        gen=gen,
+        train=train,
+        seeds=[0, 1, 2, 3],
+        train_names=[str(i) for i in range(10)],
+        gen_features=rng.normal(size=[4, 5]),
+        train_features=rng.normal(size=[10, 5]),
+    )
     s = mem.audit(inputs).summary
     assert s["feature"]["nearest_distance"]["min"] > 0 and s["num_flagged"] == 0
 
@@ -69,14 +85,22 @@ def test_holdout_comparison_warns_only_for_copies():
     train = _phantoms(60, 5)
     keys = [f"p{i // 6}" for i in range(60)]  # 10 patients x 6 slices
     copies = train[:30]  # the generator reproduces training slices
-    warn = mem.holdout_comparison(mem.ncc_vectors(copies), mem.ncc_vectors(train), keys,
-                                  holdout_fraction=0.3, seed=0)
+    warn = mem.holdout_comparison(
+        mem.ncc_vectors(copies), mem.ncc_vectors(train), keys, holdout_fraction=0.3, seed=0
+    )
     assert warn["num_holdout_patients"] == 3 and warn["num_holdout_images"] == 18
-    fresh = mem.holdout_comparison(mem.ncc_vectors(_phantoms(30, 6)), mem.ncc_vectors(train),
-                                   keys, holdout_fraction=0.3, seed=0)
+    fresh = mem.holdout_comparison(
+        mem.ncc_vectors(_phantoms(30, 6)),
+        mem.ncc_vectors(train),
+        keys,
+        holdout_fraction=0.3,
+        seed=0,
+    )
     assert fresh["warning"] is False
     # copies of reference-patient slices sit at distance 0 (the holdout never does)
     assert warn["gen_to_reference"]["min"] == pytest.approx(0, abs=1e-6)
     assert warn["fraction_gen_below_holdout_p05"] > 0.5 and warn["warning"] is True
-    assert mem.holdout_comparison(mem.ncc_vectors(copies), mem.ncc_vectors(train),
-                                  ["same"] * 60) is None
+    assert (
+        mem.holdout_comparison(mem.ncc_vectors(copies), mem.ncc_vectors(train), ["same"] * 60)
+        is None
+    )

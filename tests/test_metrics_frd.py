@@ -37,9 +37,11 @@ def test_missing_extra_is_a_one_line_install_hint(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not frd.frd_available(),
-                    reason="optional extra mrisynth[frd] (frd-score, pyradiomics-bhklab) not "
-                           "installed; CI installs only .[codecs,test]")
+@pytest.mark.skipif(
+    not frd.frd_available(),
+    reason="optional extra mrisynth[frd] (frd-score, pyradiomics-bhklab) not "
+    "installed; CI installs only .[codecs,test]",
+)
 def test_frd_is_smaller_for_the_same_distribution():
     real = _bodies(4, 120, 0)  # ~0.3 s per image and set: keep it small
     same = frd.frechet_radiomics_distance(real, _bodies(4, 120, 1))
@@ -59,8 +61,9 @@ def test_frd_through_the_runner(tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), img[0])
     torch.manual_seed(0)
     G = build_generator(network_config_from_preset(resolve_preset("tiny", 16), 1, 0)).eval()
-    out = evaluate_and_record(tmp_path / "run", "network-snapshot-000000.safetensors", 0, G,
-                              str(tmp_path), "frd4")
+    out = evaluate_and_record(
+        tmp_path / "run", "network-snapshot-000000.safetensors", 0, G, str(tmp_path), "frd4"
+    )
     assert np.isfinite(out["frd4"]["frd4"])
     record = (tmp_path / "run" / "metric-frd4.jsonl").read_text()
     assert '"num_real": 4' in record and '"reference_exact": false' in record

@@ -20,8 +20,17 @@ from mrisynth.metrics.runner import EvalOptions, evaluate_and_record, evaluate_s
 from mrisynth.networks import build_generator, network_config_from_preset
 from mrisynth.training.checkpoint import save_snapshot
 
-RECORD_KEYS = {"metric", "snapshot", "kimg", "results", "num_gen", "num_real", "detector",
-               "reference_exact", "timestamp"}
+RECORD_KEYS = {
+    "metric",
+    "snapshot",
+    "kimg",
+    "results",
+    "num_gen",
+    "num_real",
+    "detector",
+    "reference_exact",
+    "timestamp",
+}
 
 
 def _tiny_generator(seed=0):
@@ -56,8 +65,10 @@ class _Counting(torch.nn.Module):
 def _extractors():
     inc = standin_detector("inception", width=1 / 16, resize_to=75)
     inc.net = _Counting(inc.net)
-    return {"standin-inception": inc,
-            "standin-vgg16": standin_detector("vgg16", width=1 / 16, resize_to=32)}
+    return {
+        "standin-inception": inc,
+        "standin-vgg16": standin_detector("vgg16", width=1 / 16, resize_to=32),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +78,13 @@ def setup(tmp_path_factory):
     run = root / "00000-tiny"
     G = _tiny_generator()
     for kimg in (0, 4):
-        save_snapshot(run / f"network-snapshot-{kimg:06d}.safetensors", G=G, D=None, G_ema=G,
-                      state={"kimg": kimg})
+        save_snapshot(
+            run / f"network-snapshot-{kimg:06d}.safetensors",
+            G=G,
+            D=None,
+            G_ema=G,
+            state={"kimg": kimg},
+        )
     return root, archive, run, G
 
 
@@ -93,12 +109,14 @@ def test_evaluate_and_record_writes_contract_lines(setup, tmp_path):
     run = tmp_path / "run"
     opts = EvalOptions(extractors=_extractors(), batch_size=8)
     names = "standin_fd16_full,standin_kd16_full,standin_pr16_3_full,intensity_hist16,body_area16"
-    out = evaluate_and_record(run, "network-snapshot-000004.safetensors", 4, G, str(archive),
-                              names, "cpu", opts=opts)
+    out = evaluate_and_record(
+        run, "network-snapshot-000004.safetensors", 4, G, str(archive), names, "cpu", opts=opts
+    )
     assert set(out) == set(names.split(","))
     assert set(out["standin_kd16_full"]) == {"standin_kd16_full", "standin_kd16_full_std"}
     assert set(out["standin_pr16_3_full"]) == {
-        f"standin_pr16_3_full_{k}" for k in ("precision", "recall", "density", "coverage")}
+        f"standin_pr16_3_full_{k}" for k in ("precision", "recall", "density", "coverage")
+    }
     assert "intensity_hist16_w1" in out["intensity_hist16"]
     for name in names.split(","):
         (line,) = (run / f"metric-{name}.jsonl").read_text().splitlines()
@@ -116,8 +134,9 @@ def test_evaluate_and_record_writes_contract_lines(setup, tmp_path):
             assert rec["detector"] is None
 
 
-def test_standin_is_never_used_for_fid_and_missing_detector_fails_early(setup, monkeypatch,
-                                                                       tmp_path):
+def test_standin_is_never_used_for_fid_and_missing_detector_fails_early(
+    setup, monkeypatch, tmp_path
+):
     _, archive, _, G = setup
     monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "empty-dnnlib"))
@@ -135,8 +154,7 @@ def test_standin_is_never_used_for_fid_and_missing_detector_fails_early(setup, m
         evaluate_and_record(None, "s", 0, Exploding(), str(archive), "kid16_full")
 
 
-def test_real_features_cached_and_invalidated_when_dataset_changes(setup, tmp_path,
-                                                                   monkeypatch):
+def test_real_features_cached_and_invalidated_when_dataset_changes(setup, tmp_path, monkeypatch):
     _, archive, _, G = setup
     monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
     data = shutil.copytree(archive, tmp_path / "data")
@@ -153,11 +171,15 @@ def test_real_features_cached_and_invalidated_when_dataset_changes(setup, tmp_pa
     changed = evaluate_and_record(None, "s", 0, G, str(data), "standin_fd8_full", opts=opts)
     assert counter.seen == 24 + 8 + 8 + 24 + 8  # new content hash: reals recomputed
     assert changed != first
-    (cached,) = [p for p in (tmp_path / "cache" / "features").iterdir()
-                 if p.name.startswith(ImageArchive(data).content_hash()[:20])]
+    (cached,) = [
+        p
+        for p in (tmp_path / "cache" / "features").iterdir()
+        if p.name.startswith(ImageArchive(data).content_hash()[:20])
+    ]
     cached.write_bytes(b"torn")
-    assert evaluate_and_record(None, "s", 0, G, str(data), "standin_fd8_full",
-                               opts=opts) == changed  # a corrupt cache is rebuilt
+    assert (
+        evaluate_and_record(None, "s", 0, G, str(data), "standin_fd8_full", opts=opts) == changed
+    )  # a corrupt cache is rebuilt
     assert counter.seen == 24 + 8 + 8 + 24 + 8 + 24 + 8
 
 
@@ -165,11 +187,14 @@ def test_run_folder_is_evaluated_incrementally(setup, tmp_path):
     _, archive, run0, G = setup
     run = shutil.copytree(run0, tmp_path / "run")
     done = evaluate_snapshots(run, str(archive), "intensity_hist8", opts=EvalOptions(batch_size=8))
-    assert [d[0] for d in done] == ["network-snapshot-000000.safetensors",
-                                    "network-snapshot-000004.safetensors"]
+    assert [d[0] for d in done] == [
+        "network-snapshot-000000.safetensors",
+        "network-snapshot-000004.safetensors",
+    ]
     assert evaluate_snapshots(run, str(archive), "intensity_hist8") == []
-    save_snapshot(run / "network-snapshot-000008.safetensors", G=G, D=None, G_ema=G,
-                  state={"kimg": 8})
+    save_snapshot(
+        run / "network-snapshot-000008.safetensors", G=G, D=None, G_ema=G, state={"kimg": 8}
+    )
     done = evaluate_snapshots(run, str(archive), ["intensity_hist8", "body_area8"])
     assert [(d[0], sorted(d[1])) for d in done] == [
         ("network-snapshot-000000.safetensors", ["body_area8"]),
@@ -183,14 +208,25 @@ def test_run_folder_is_evaluated_incrementally(setup, tmp_path):
 def _fake_records(run, name, values, key_suffixes=("",)):
     for kimg, value in values:
         results = {f"{name}{s}": value + i for i, s in enumerate(key_suffixes)}
-        records.append_record(run, records.make_record(
-            name, f"network-snapshot-{kimg:06d}.safetensors", kimg, results, 50000, 1300,
-            {"name": "x", "sha256": "y"}, True))
+        records.append_record(
+            run,
+            records.make_record(
+                name,
+                f"network-snapshot-{kimg:06d}.safetensors",
+                kimg,
+                results,
+                50000,
+                1300,
+                {"name": "x", "sha256": "y"},
+                True,
+            ),
+        )
 
 
 def test_best_snapshot_by_precision_and_by_lowest_fid(tmp_path):
-    _fake_records(tmp_path, "pr50k3_full", [(0, 0.2), (40, 0.59), (80, 0.5)],
-                  ("_precision", "_recall"))
+    _fake_records(
+        tmp_path, "pr50k3_full", [(0, 0.2), (40, 0.59), (80, 0.5)], ("_precision", "_recall")
+    )
     _fake_records(tmp_path, "fid50k_full", [(0, 90.0), (40, 18.1), (80, 18.14)])
     best = records.best_snapshot(tmp_path, "pr50k3_full")
     assert (best.key, best.kimg, best.higher_is_better) == ("pr50k3_full_precision", 40, True)
@@ -209,8 +245,15 @@ def test_memorisation_flags_a_generated_image_planted_in_the_training_set(setup,
     batches = sources.generate_batches(G, 12, batch_size=6, noise_mode="const")
     gen = np.concatenate([b.numpy() for _, b in batches])
     cv2.imwrite(str(data / "img007.png"), gen[3, 0])  # the generator's image 3 is "training"
-    out = evaluate_and_record(tmp_path, "network-snapshot-000004.safetensors", 4, G, str(data),
-                              "memorisation12", opts=EvalOptions(batch_size=6))
+    out = evaluate_and_record(
+        tmp_path,
+        "network-snapshot-000004.safetensors",
+        4,
+        G,
+        str(data),
+        "memorisation12",
+        opts=EvalOptions(batch_size=6),
+    )
     assert out["memorisation12"]["memorisation12_flagged_fraction"] == pytest.approx(1 / 12)
     summary = json.loads((tmp_path / "memorisation-network-snapshot-000004.json").read_text())
     assert summary["num_flagged"] == 1 and summary["snapshot"].endswith("000004.safetensors")
@@ -233,14 +276,27 @@ def test_cli_metrics_on_a_run_folder(setup, tmp_path):
     run = shutil.copytree(run0, tmp_path / "run")
     (run / "training_options.json").write_text(json.dumps({"user": {"data": str(archive)}}))
     runner = CliRunner()
-    args = ["metrics", "--network", str(run), "--metrics", "intensity_hist8", "--batch", "8",
-            "--device", "cpu", "--json", str(tmp_path / "out.json")]
+    args = [
+        "metrics",
+        "--network",
+        str(run),
+        "--metrics",
+        "intensity_hist8",
+        "--batch",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+        str(tmp_path / "out.json"),
+    ]
     out = runner.invoke(cli, args)
     assert out.exit_code == 0, out.output
     assert "intensity_hist8_w1" in out.output and "network-snapshot-000004" in out.output
     payload = json.loads((tmp_path / "out.json").read_text())
-    assert [p["snapshot"] for p in payload] == ["network-snapshot-000000.safetensors",
-                                                "network-snapshot-000004.safetensors"]
+    assert [p["snapshot"] for p in payload] == [
+        "network-snapshot-000000.safetensors",
+        "network-snapshot-000004.safetensors",
+    ]
     out = runner.invoke(cli, args)
     assert out.exit_code == 0 and "Nothing to do" in out.output
     out = runner.invoke(cli, ["metrics", "--network", str(run), "--best", "intensity_hist8"])
@@ -254,7 +310,8 @@ def test_a_plain_network_file_is_evaluated_too(setup, tmp_path):
 
     _, archive, _, G = setup
     save_network(tmp_path / "G.safetensors", G)
-    ((name, results),) = evaluate_snapshots(tmp_path / "G.safetensors", str(archive),
-                                            "body_area8", opts=EvalOptions(batch_size=8))
+    ((name, results),) = evaluate_snapshots(
+        tmp_path / "G.safetensors", str(archive), "body_area8", opts=EvalOptions(batch_size=8)
+    )
     assert name == "G.safetensors" and 0 <= results["body_area8"]["body_area8_gen_mean"] <= 1
     assert records.recorded_snapshots(tmp_path, "body_area8") == {"G.safetensors"}

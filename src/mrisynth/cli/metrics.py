@@ -36,43 +36,99 @@ def _format(value: float) -> str:
 def _table(rows: list[tuple[str, str, str]]) -> str:
     head = ("snapshot", "result", "value")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [head, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 @click.command("metrics")
-@click.option("--network", required=True, metavar="CHECKPOINT_OR_RUN",
-              type=click.Path(exists=True, path_type=Path),
-              help="A snapshot (.safetensors) or a run folder (every snapshot in it).")
-@click.option("--data", metavar="ARCHIVE", type=click.Path(exists=True),
-              help="Training archive (folder or ZIP). Default: the run's training data.")
-@click.option("--metrics", "metric_names", default="fid50k_full", show_default=True,
-              help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full (any count, e.g. "
-                   "fid2k_full), intensity_hist, body_area, frd<n>, memorisation[<n>].")
-@click.option("--num-gen", type=int, default=None,
-              help="Generated images for every metric (the names then say so, e.g. fid2k_full).")
-@click.option("--best", metavar="METRIC",
-              help="Only name the run's best snapshot for METRIC (a name or a result key, e.g. "
-                   "pr50k3_full = best precision, fid50k_full = lowest FID).")
+@click.option(
+    "--network",
+    required=True,
+    metavar="CHECKPOINT_OR_RUN",
+    type=click.Path(exists=True, path_type=Path),
+    help="A snapshot (.safetensors) or a run folder (every snapshot in it).",
+)
+@click.option(
+    "--data",
+    metavar="ARCHIVE",
+    type=click.Path(exists=True),
+    help="Training archive (folder or ZIP). Default: the run's training data.",
+)
+@click.option(
+    "--metrics",
+    "metric_names",
+    default="fid50k_full",
+    show_default=True,
+    help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full (any count, e.g. "
+    "fid2k_full), intensity_hist, body_area, frd<n>, memorisation[<n>].",
+)
+@click.option(
+    "--num-gen",
+    type=int,
+    default=None,
+    help="Generated images for every metric (the names then say so, e.g. fid2k_full).",
+)
+@click.option(
+    "--best",
+    metavar="METRIC",
+    help="Only name the run's best snapshot for METRIC (a name or a result key, e.g. "
+    "pr50k3_full = best precision, fid50k_full = lowest FID).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--detector-dir", type=click.Path(file_okay=False),
-              help="Folder searched first for inception-2015-12-05.pt / vgg16.pt.")
-@click.option("--batch", "batch_size", type=int, default=32, show_default=True,
-              help="Generated images per forward pass.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of KID subsets, FRD's real subset and the holdout split.")
-@click.option("--copy-ncc", type=float, default=0.97, show_default=True,
-              help="Memorisation: NCC at or above which a generated image counts as a copy.")
+@click.option(
+    "--detector-dir",
+    type=click.Path(file_okay=False),
+    help="Folder searched first for inception-2015-12-05.pt / vgg16.pt.",
+)
+@click.option(
+    "--batch",
+    "batch_size",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Generated images per forward pass.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of KID subsets, FRD's real subset and the holdout split.",
+)
+@click.option(
+    "--copy-ncc",
+    type=float,
+    default=0.97,
+    show_default=True,
+    help="Memorisation: NCC at or above which a generated image counts as a copy.",
+)
 @click.option("--no-cache", is_flag=True, help="Recompute real-image features (no disk cache).")
 @click.option("--force", is_flag=True, help="Re-evaluate snapshots already recorded.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False),
-              help="Also write the results as JSON to this file ('-' = standard output).")
-def command(network: Path, data: str | None, metric_names: str, num_gen: int | None,
-            best: str | None, device: str, detector_dir: str | None, batch_size: int,
-            seed: int, copy_ncc: float, no_cache: bool, force: bool,
-            json_out: str | None) -> None:
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    help="Also write the results as JSON to this file ('-' = standard output).",
+)
+def command(
+    network: Path,
+    data: str | None,
+    metric_names: str,
+    num_gen: int | None,
+    best: str | None,
+    device: str,
+    detector_dir: str | None,
+    batch_size: int,
+    seed: int,
+    copy_ncc: float,
+    no_cache: bool,
+    force: bool,
+    json_out: str | None,
+) -> None:
     """Evaluate a snapshot, or every snapshot of a run (appending to metric-<name>.jsonl and
     skipping snapshots already recorded), and print the results as a table.
 
@@ -97,15 +153,25 @@ def command(network: Path, data: str | None, metric_names: str, num_gen: int | N
         raise ConfigError(f"--batch must be >= 1, got {batch_size}")
     if not 0 < copy_ncc <= 1:
         raise ConfigError(f"--copy-ncc must be in (0, 1], got {copy_ncc}")
-    opts = EvalOptions(batch_size=batch_size, detector_dir=detector_dir, seed=seed,
-                       use_cache=not no_cache, copy_ncc=copy_ncc)
+    opts = EvalOptions(
+        batch_size=batch_size,
+        detector_dir=detector_dir,
+        seed=seed,
+        use_cache=not no_cache,
+        copy_ncc=copy_ncc,
+    )
     data = data or _data_from_run(network)
-    done = evaluate_snapshots(network, data, metric_names, resolve_device(device), num_gen,
-                              opts, force=force)
+    done = evaluate_snapshots(
+        network, data, metric_names, resolve_device(device), num_gen, opts, force=force
+    )
     if not done:
         click.echo("Nothing to do: every snapshot already has these metrics (use --force).")
-    rows = [(snap, key, _format(value)) for snap, results in done
-            for per_metric in results.values() for key, value in per_metric.items()]
+    rows = [
+        (snap, key, _format(value))
+        for snap, results in done
+        for per_metric in results.values()
+        for key, value in per_metric.items()
+    ]
     if rows:
         click.echo(_table(rows))
     if json_out:

@@ -17,8 +17,11 @@ def command() -> None:
 
 
 @command.command("status")
-@click.option("--detector-dir", type=click.Path(file_okay=False),
-              help="Folder searched first (as `mrisynth metrics --detector-dir`).")
+@click.option(
+    "--detector-dir",
+    type=click.Path(file_okay=False),
+    help="Folder searched first (as `mrisynth metrics --detector-dir`).",
+)
 def status(detector_dir: str | None) -> None:
     """Say which detector files are present, where mrisynth looked, and their sha256."""
     from mrisynth.metrics.detectors import detector_status
@@ -39,10 +42,15 @@ def status(detector_dir: str | None) -> None:
 
 @command.command("fetch")
 @click.argument("names", nargs=-1)
-@click.option("--url", help="Download from this address instead (a mirror or file:// copy); "
-                            "needs a single NAME.")
-@click.option("--dest", type=click.Path(file_okay=False),
-              help="Folder to download into (default: mrisynth's cache).")
+@click.option(
+    "--url",
+    help="Download from this address instead (a mirror or file:// copy); needs a single NAME.",
+)
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False),
+    help="Folder to download into (default: mrisynth's cache).",
+)
 @click.option("--force", is_flag=True, help="Download even if the file is already present.")
 def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool) -> None:
     """Download NAMES (inception, vgg16; default both) with a progress bar, atomically, and

@@ -51,11 +51,18 @@ class DetectorSpec:
 # hash would be worse than none. `weights fetch` records the hash it saw (trust on first use).
 DETECTORS: dict[str, DetectorSpec] = {
     "inception": DetectorSpec(
-        "inception", "Inception-v3 (FID, KID)", "inception-2015-12-05.pt",
-        f"{_CDN}/inception-2015-12-05.pt", 2048,
+        "inception",
+        "Inception-v3 (FID, KID)",
+        "inception-2015-12-05.pt",
+        f"{_CDN}/inception-2015-12-05.pt",
+        2048,
     ),
     "vgg16": DetectorSpec(
-        "vgg16", "VGG16 (precision/recall)", "vgg16.pt", f"{_CDN}/vgg16.pt", 4096,
+        "vgg16",
+        "VGG16 (precision/recall)",
+        "vgg16.pt",
+        f"{_CDN}/vgg16.pt",
+        4096,
     ),
 }
 
@@ -253,7 +260,9 @@ def fetch_detector(
             raise InputError(f"{url}: sha256 {sha} is not the published {spec.pinned_sha256}")
     records = recorded_hashes(dest)
     records[spec.filename] = {
-        "sha256": sha, "url": url, "size": size,
+        "sha256": sha,
+        "url": url,
+        "size": size,
         "fetched": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     atomic.write_json(dest / SHA256_RECORD, records)

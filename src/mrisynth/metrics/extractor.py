@@ -97,7 +97,9 @@ def standin_detector(
     device = torch.device(device)
     net = net.to(device)
     sha = standin.module_sha256(net)
-    name = f"standin-{kind}" if width == 1.0 and resize_to is None else (
-        f"standin-{kind}-w{width:g}-r{net.resize_to}"
+    name = (
+        f"standin-{kind}"
+        if width == 1.0 and resize_to is None
+        else (f"standin-{kind}-w{width:g}-r{net.resize_to}")
     )
     return FeatureExtractor(net, name, sha, net.feature_dim, False, device)

@@ -82,6 +82,9 @@ class KernelDistance:
 
     def compute(self) -> KidResult:
         return kernel_inception_distance(
-            self.gen.features(), self.real.features(),
-            self.num_subsets, self.max_subset_size, self.seed,
+            self.gen.features(),
+            self.real.features(),
+            self.num_subsets,
+            self.max_subset_size,
+            self.seed,
         )

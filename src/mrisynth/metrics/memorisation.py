@@ -42,11 +42,14 @@ def ncc_vectors(images: np.ndarray, compare_size: int = 128) -> np.ndarray:
     n, c, h, w = x.shape
     if max(h, w) > compare_size:
         hwc = x.transpose(0, 2, 3, 1)  # [N, H, W, C]
-        x = np.stack([
-            cv2.resize(im, (compare_size, compare_size), interpolation=cv2.INTER_AREA)
-            .reshape(compare_size, compare_size, c)
-            for im in hwc
-        ]).transpose(0, 3, 1, 2)
+        x = np.stack(
+            [
+                cv2.resize(im, (compare_size, compare_size), interpolation=cv2.INTER_AREA).reshape(
+                    compare_size, compare_size, c
+                )
+                for im in hwc
+            ]
+        ).transpose(0, 3, 1, 2)
     rows = x.reshape(n, -1).astype(np.float32)
     rows -= rows.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(rows, axis=1, keepdims=True)
@@ -88,8 +91,14 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     """min, p05, median, p95, max, mean of a 1-D sample (JSON-able floats)."""
     v = np.asarray(values, dtype=np.float64)
     p05, med, p95 = np.percentile(v, [5, 50, 95])
-    return {"min": float(v.min()), "p05": float(p05), "median": float(med),
-            "p95": float(p95), "max": float(v.max()), "mean": float(v.mean())}
+    return {
+        "min": float(v.min()),
+        "p05": float(p05),
+        "median": float(med),
+        "p95": float(p95),
+        "max": float(v.max()),
+        "mean": float(v.mean()),
+    }
 
 
 def _ratio(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
@@ -110,8 +119,11 @@ class AuditInputs:
 
 
 def holdout_comparison(
-    gen_vec: np.ndarray, train_vec: np.ndarray, patient_keys: list[str],
-    holdout_fraction: float = 0.2, seed: int = 0,
+    gen_vec: np.ndarray,
+    train_vec: np.ndarray,
+    patient_keys: list[str],
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
 ) -> dict | None:
     """Split patients into reference and holdout; compare gen->ref with holdout->ref distances.
 

@@ -43,8 +43,10 @@ def _distance_block(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     `torch.cdist` uses for blocks over 25 rows, so every block size behaves alike (and the
     direct form has no float16 kernel on CPU).
     """
-    mode = "use_mm_for_euclid_dist" if rows.dtype == torch.float16 else (
-        "use_mm_for_euclid_dist_if_necessary"
+    mode = (
+        "use_mm_for_euclid_dist"
+        if rows.dtype == torch.float16
+        else ("use_mm_for_euclid_dist_if_necessary")
     )
     return torch.cdist(rows.unsqueeze(0), cols.unsqueeze(0), compute_mode=mode)[0]
 
@@ -130,6 +132,9 @@ class PrecisionRecall:
 
     def compute(self) -> PrResult:
         return precision_recall_density_coverage(
-            np.concatenate(self._real), np.concatenate(self._gen),
-            k=self.k, fp16=self.fp16, device=self.device,
+            np.concatenate(self._real),
+            np.concatenate(self._gen),
+            k=self.k,
+            fp16=self.fp16,
+            device=self.device,
         )

@@ -27,14 +27,25 @@ def metric_file(run_dir: str | Path, name: str) -> Path:
 
 
 def make_record(
-    name: str, snapshot: str, kimg: int, results: dict[str, float], num_gen: int,
-    num_real: int, detector: dict | None, reference_exact: bool,
+    name: str,
+    snapshot: str,
+    kimg: int,
+    results: dict[str, float],
+    num_gen: int,
+    num_real: int,
+    detector: dict | None,
+    reference_exact: bool,
 ) -> dict:
     return {
-        "metric": name, "snapshot": snapshot, "kimg": int(kimg),
+        "metric": name,
+        "snapshot": snapshot,
+        "kimg": int(kimg),
         "results": {k: float(v) for k, v in results.items()},
-        "num_gen": int(num_gen), "num_real": int(num_real), "detector": detector,
-        "reference_exact": bool(reference_exact), "timestamp": time.time(),
+        "num_gen": int(num_gen),
+        "num_real": int(num_real),
+        "detector": detector,
+        "reference_exact": bool(reference_exact),
+        "timestamp": time.time(),
     }
 
 

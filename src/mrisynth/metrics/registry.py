@@ -35,8 +35,11 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
 
 # Which detector each family feeds ('standin-' = the seeded random stand-in).
 DETECTOR_OF = {
-    "fid": "inception", "kid": "inception", "pr": "vgg16",
-    "standin_fd": "standin-inception", "standin_kd": "standin-inception",
+    "fid": "inception",
+    "kid": "inception",
+    "pr": "vgg16",
+    "standin_fd": "standin-inception",
+    "standin_kd": "standin-inception",
     "standin_pr": "standin-vgg16",
 }
 REFERENCE_FAMILIES = ("fid", "kid", "pr")

@@ -111,8 +111,9 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
 
 def _generate_group(G, archive, num, noise_mode, needs, pool, device, opts):
     """Stream `num` generated images once into every accumulator the group needs."""
-    gen_stats = {k: FeatureStats(keep_features=k in needs["keep_features"])
-                 for k in needs["detectors"]}
+    gen_stats = {
+        k: FeatureStats(keep_features=k in needs["keep_features"]) for k in needs["detectors"]
+    }
     hist, area = IntensityHistogram(), BodyArea()
     kept, seeds = [], []
     labels = archive.labels if int(getattr(G, "c_dim", 0)) > 0 else None
@@ -149,8 +150,10 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
             pr = precision_recall_density_coverage(
                 real.features(), gen.features(), k=spec.k, fp16=opts.pr_fp16, device=device
             )
-            res = {f"{name}_{k}": getattr(pr, k)
-                   for k in ("precision", "recall", "density", "coverage")}
+            res = {
+                f"{name}_{k}": getattr(pr, k)
+                for k in ("precision", "recall", "density", "coverage")
+            }
         return _Outcome(res, ext.record(), real.num_items)
     if spec.family in ("intensity_hist", "body_area"):
         acc = hist if spec.family == "intensity_hist" else area
@@ -172,8 +175,11 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
 def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts) -> _Outcome:
     train = sources.read_real_images(archive)
     inputs = mem.AuditInputs(
-        gen=gen_images[: spec.num_gen], train=train, seeds=seeds[: spec.num_gen],
-        train_names=list(archive.names), patient_keys=sources.patient_keys(archive),
+        gen=gen_images[: spec.num_gen],
+        train=train,
+        seeds=seeds[: spec.num_gen],
+        train_names=list(archive.names),
+        patient_keys=sources.patient_keys(archive),
     )
     detector = None
     if "inception" in gen_stats:
@@ -182,8 +188,9 @@ def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts) -> _O
         real = sources.real_features(archive, ext, use_cache=opts.use_cache)
         inputs.train_features = real.features()
         detector = ext.record()
-    audit = mem.audit(inputs, copy_ncc=opts.copy_ncc, compare_size=opts.compare_size,
-                      seed=opts.seed)
+    audit = mem.audit(
+        inputs, copy_ncc=opts.copy_ncc, compare_size=opts.compare_size, seed=opts.seed
+    )
     s = audit.summary
     holdout = s["holdout"]
     res = {
@@ -211,8 +218,11 @@ def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
 
 
 def compute_metrics(
-    G: torch.nn.Module, archive, specs: list[MetricSpec],
-    device: str | torch.device = "cpu", opts: EvalOptions | None = None,
+    G: torch.nn.Module,
+    archive,
+    specs: list[MetricSpec],
+    device: str | torch.device = "cpu",
+    opts: EvalOptions | None = None,
 ) -> dict[str, _Outcome]:
     """Compute every spec for one generator; returns {canonical name: outcome}."""
     opts = opts or EvalOptions()
@@ -244,9 +254,15 @@ def _open_archive(data):
 
 
 def evaluate_and_record(
-    run_dir: str | os.PathLike | None, snapshot: str | os.PathLike, kimg: int,
-    G: torch.nn.Module, data, metrics: list[str] | str, device: str | torch.device = "cpu",
-    num_gen: int | None = None, opts: EvalOptions | None = None,
+    run_dir: str | os.PathLike | None,
+    snapshot: str | os.PathLike,
+    kimg: int,
+    G: torch.nn.Module,
+    data,
+    metrics: list[str] | str,
+    device: str | torch.device = "cpu",
+    num_gen: int | None = None,
+    opts: EvalOptions | None = None,
 ) -> dict[str, dict[str, float]]:
     """Compute `metrics` for one snapshot's G and append one line per metric to
     `run_dir/metric-<name>.jsonl` (plus `memorisation-<snapshot>.json/.png`); returns
@@ -259,10 +275,19 @@ def evaluate_and_record(
         o = outcomes[spec.name]
         if run_dir is None:
             continue
-        records.append_record(run_dir, records.make_record(
-            spec.name, snap_name, kimg, o.results, spec.num_gen, o.num_real, o.detector,
-            spec.reference_exact,
-        ))
+        records.append_record(
+            run_dir,
+            records.make_record(
+                spec.name,
+                snap_name,
+                kimg,
+                o.results,
+                spec.num_gen,
+                o.num_real,
+                o.detector,
+                spec.reference_exact,
+            ),
+        )
         if o.audit is not None:
             write_audit(Path(run_dir), spec.name, snap_name, kimg, o)
     return {name: o.results for name, o in outcomes.items()}
@@ -275,16 +300,25 @@ def write_audit(folder: Path, name: str, snapshot: str, kimg: int, o: _Outcome) 
     if not ok:
         raise RuntimeError("PNG encoding failed")
     atomic.write_bytes(folder / f"{stem}.png", png.tobytes())
-    summary = {"metric": name, "snapshot": snapshot, "kimg": int(kimg), **o.audit.summary,
-               "picture": f"{stem}.png"}
+    summary = {
+        "metric": name,
+        "snapshot": snapshot,
+        "kimg": int(kimg),
+        **o.audit.summary,
+        "picture": f"{stem}.png",
+    }
     atomic.write_json(folder / f"{stem}.json", summary)
     return folder / f"{stem}.json"
 
 
 def evaluate_snapshots(
-    network: str | os.PathLike, data, metrics: list[str] | str,
-    device: str | torch.device = "cpu", num_gen: int | None = None,
-    opts: EvalOptions | None = None, force: bool = False,
+    network: str | os.PathLike,
+    data,
+    metrics: list[str] | str,
+    device: str | torch.device = "cpu",
+    num_gen: int | None = None,
+    opts: EvalOptions | None = None,
+    force: bool = False,
 ) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """Evaluate a snapshot file or every snapshot of a run folder, skipping (snapshot, metric)
     pairs already in the run's jsonl files unless `force`; returns [(snapshot, results)]."""
@@ -309,17 +343,25 @@ def evaluate_snapshots(
             if network.is_dir():
                 raise
             G, info = load_generator(path, device=device)  # a plain `save_network` file
-        todo = [s.name for s in specs
-                if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)]
+        todo = [
+            s.name
+            for s in specs
+            if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)
+        ]
         if not todo:
             log.info("%s: all metrics already recorded; skipped", path.name)
             continue
         if info.dataset_hash and info.dataset_hash != archive.content_hash():
-            log.warning("%s was trained on another dataset (hash %s...) than %s",
-                        path.name, info.dataset_hash[:12], getattr(archive, "path", "--data"))
+            log.warning(
+                "%s was trained on another dataset (hash %s...) than %s",
+                path.name,
+                info.dataset_hash[:12],
+                getattr(archive, "path", "--data"),
+            )
         if G is None:
             G, _ = load_generator(path, device=device)
-        results = evaluate_and_record(info.run_dir, path, info.kimg, G, archive, todo, device,
-                                      None, opts)
+        results = evaluate_and_record(
+            info.run_dir, path, info.kimg, G, archive, todo, device, None, opts
+        )
         done.append((path.name, results))
     return done

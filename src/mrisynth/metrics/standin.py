@@ -62,7 +62,8 @@ class _BlockA(nn.Module):  # 35x35: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1
         self.b1 = _ConvBN(cin, s(64), 1)
         self.b5 = nn.Sequential(_ConvBN(cin, s(48), 1), _ConvBN(s(48), s(64), 5, padding=2))
         self.b3 = nn.Sequential(
-            _ConvBN(cin, s(64), 1), _ConvBN(s(64), s(96), 3, padding=1),
+            _ConvBN(cin, s(64), 1),
+            _ConvBN(s(64), s(96), 3, padding=1),
             _ConvBN(s(96), s(96), 3, padding=1),
         )
         self.bp = _ConvBN(cin, pool, 1)
@@ -77,7 +78,8 @@ class _BlockB(nn.Module):  # 35 -> 17 reduction
         super().__init__()
         self.b3 = _ConvBN(cin, s(384), 3, stride=2)
         self.b3d = nn.Sequential(
-            _ConvBN(cin, s(64), 1), _ConvBN(s(64), s(96), 3, padding=1),
+            _ConvBN(cin, s(64), 1),
+            _ConvBN(s(64), s(96), 3, padding=1),
             _ConvBN(s(96), s(96), 3, stride=2),
         )
         self.out_channels = s(384) + s(96) + cin
@@ -92,12 +94,15 @@ class _BlockC(nn.Module):  # 17x17 with factorised 7x7 convolutions
         o = s(192)
         self.b1 = _ConvBN(cin, o, 1)
         self.b7 = nn.Sequential(
-            _ConvBN(cin, c7, 1), _ConvBN(c7, c7, (1, 7), padding=(0, 3)),
+            _ConvBN(cin, c7, 1),
+            _ConvBN(c7, c7, (1, 7), padding=(0, 3)),
             _ConvBN(c7, o, (7, 1), padding=(3, 0)),
         )
         self.b7d = nn.Sequential(
-            _ConvBN(cin, c7, 1), _ConvBN(c7, c7, (7, 1), padding=(3, 0)),
-            _ConvBN(c7, c7, (1, 7), padding=(0, 3)), _ConvBN(c7, c7, (7, 1), padding=(3, 0)),
+            _ConvBN(cin, c7, 1),
+            _ConvBN(c7, c7, (7, 1), padding=(3, 0)),
+            _ConvBN(c7, c7, (1, 7), padding=(0, 3)),
+            _ConvBN(c7, c7, (7, 1), padding=(3, 0)),
             _ConvBN(c7, o, (1, 7), padding=(0, 3)),
         )
         self.bp = _ConvBN(cin, o, 1)
@@ -112,8 +117,10 @@ class _BlockD(nn.Module):  # 17 -> 8 reduction
         super().__init__()
         self.b3 = nn.Sequential(_ConvBN(cin, s(192), 1), _ConvBN(s(192), s(320), 3, stride=2))
         self.b7 = nn.Sequential(
-            _ConvBN(cin, s(192), 1), _ConvBN(s(192), s(192), (1, 7), padding=(0, 3)),
-            _ConvBN(s(192), s(192), (7, 1), padding=(3, 0)), _ConvBN(s(192), s(192), 3, stride=2),
+            _ConvBN(cin, s(192), 1),
+            _ConvBN(s(192), s(192), (1, 7), padding=(0, 3)),
+            _ConvBN(s(192), s(192), (7, 1), padding=(3, 0)),
+            _ConvBN(s(192), s(192), 3, stride=2),
         )
         self.out_channels = s(320) + s(192) + cin
 
@@ -150,18 +157,27 @@ class InceptionV3(nn.Module):
         s = _scaler(width)
         self.resize_to = resize_to
         self.stem = nn.Sequential(
-            _ConvBN(3, s(32), 3, stride=2), _ConvBN(s(32), s(32), 3),
-            _ConvBN(s(32), s(64), 3, padding=1), nn.MaxPool2d(3, 2),
-            _ConvBN(s(64), s(80), 1), _ConvBN(s(80), s(192), 3), nn.MaxPool2d(3, 2),
+            _ConvBN(3, s(32), 3, stride=2),
+            _ConvBN(s(32), s(32), 3),
+            _ConvBN(s(32), s(64), 3, padding=1),
+            nn.MaxPool2d(3, 2),
+            _ConvBN(s(64), s(80), 1),
+            _ConvBN(s(80), s(192), 3),
+            nn.MaxPool2d(3, 2),
         )
         blocks: list[nn.Module] = []
         c = s(192)
         for make in (
-            lambda c: _BlockA(c, s(32), s), lambda c: _BlockA(c, s(64), s),
-            lambda c: _BlockA(c, s(64), s), lambda c: _BlockB(c, s),
-            lambda c: _BlockC(c, s(128), s), lambda c: _BlockC(c, s(160), s),
-            lambda c: _BlockC(c, s(160), s), lambda c: _BlockC(c, s(192), s),
-            lambda c: _BlockD(c, s), lambda c: _BlockE(c, s, max_pool=False),
+            lambda c: _BlockA(c, s(32), s),
+            lambda c: _BlockA(c, s(64), s),
+            lambda c: _BlockA(c, s(64), s),
+            lambda c: _BlockB(c, s),
+            lambda c: _BlockC(c, s(128), s),
+            lambda c: _BlockC(c, s(160), s),
+            lambda c: _BlockC(c, s(160), s),
+            lambda c: _BlockC(c, s(192), s),
+            lambda c: _BlockD(c, s),
+            lambda c: _BlockE(c, s, max_pool=False),
             lambda c: _BlockE(c, s, max_pool=True),
         ):
             blocks.append(make(c))
@@ -180,8 +196,7 @@ class InceptionV3(nn.Module):
 class VGG16(nn.Module):
     """VGG16 (configuration D): features are fc2 after its ReLU (4096-d)."""
 
-    _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-            512, 512, 512, "M")
+    _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
     def __init__(self, width: float = 1.0, resize_to: int = 224, num_classes: int = 1000):
         super().__init__()

@@ -103,6 +103,8 @@ class BodyArea:
         gen = np.concatenate(self.fractions[False])
         return {
             "w1": float(wasserstein_distance(gen, real)),
-            "gen_mean": float(gen.mean()), "real_mean": float(real.mean()),
-            "gen_std": float(gen.std()), "real_std": float(real.std()),
+            "gen_mean": float(gen.mean()),
+            "real_mean": float(real.mean()),
+            "gen_std": float(gen.std()),
+            "real_std": float(real.std()),
         }
