@@ -1,7 +1,8 @@
 """Time the ADA augmentation pipeline per image at several p (forward, and forward + backward).
 
-    .venv/bin/python benchmarks/augment_speed.py                 # 256 px, 1 channel, batch 32, bg
-    .venv/bin/python benchmarks/augment_speed.py --device cuda --preset bgc --channels 3
+Default: 256x256, 1 channel, batch 32, preset bg, p = 0, 0.2, 0.6, 1.0 on the CPU. Other cases:
+`.venv/bin/python benchmarks/augment_speed.py --threads 1` or
+`--device cuda --preset bgc --channels 3`.
 """
 
 from __future__ import annotations

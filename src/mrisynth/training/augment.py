@@ -305,8 +305,11 @@ class AugmentPipe(nn.Module):
     def _cutout(self, images: torch.Tensor, p: float, draw: _Draw) -> torch.Tensor:
         """Zero a square of half the image size at a uniformly random centre."""
         n, _, h, w = images.shape
-        size = draw.gate(torch.full((n,), CUTOUT_SIZE, dtype=draw.dtype, device=draw.device),
-                         0.0, self._m("cutout") * p)
+        size = draw.gate(
+            torch.full((n,), CUTOUT_SIZE, dtype=draw.dtype, device=draw.device),
+            0.0,
+            self._m("cutout") * p,
+        )
         center = draw.uniform(n, 2)
         if not bool((size > 0).any()):
             return images

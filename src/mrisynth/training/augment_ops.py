@@ -187,9 +187,7 @@ def apply_separable_filter(images: torch.Tensor, taps: torch.Tensor) -> torch.Te
     return x.reshape(n, c, h, w)
 
 
-def cutout_mask(
-    center: torch.Tensor, size: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
+def cutout_mask(center: torch.Tensor, size: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """1 outside, 0 inside a square of side `size` (fraction of the image) at `center`.
 
     center: [N, 2] as (x, y) in [0, 1); size: [N]. # [N, 1, H, W]
