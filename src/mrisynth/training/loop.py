@@ -18,7 +18,7 @@ import torch
 
 from mrisynth import atomic
 from mrisynth.data.archive import ImageArchive
-from mrisynth.errors import CheckpointError, ConfigError
+from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
 from mrisynth.training import checkpoint, distributed, run_files
 from mrisynth.training import state as run_state
@@ -170,8 +170,17 @@ def train(opts: TrainOptions) -> Path:
     opt_D = run_state.lazy_adam(D, r.dlr, r.d_reg_interval)
 
     # ---- Run folder (rank 0 creates it; every rank learns its name) ---------------------------
-    run_dir = run_state.open_run_dir(setup, params) if rank == 0 else None
-    run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None))
+    found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
+    if rank == 0:
+        try:
+            found = (str(run_state.open_run_dir(setup, params)), None)
+        except MrisynthError as e:  # tell the other ranks instead of leaving them waiting
+            distributed.broadcast_object((None, str(e)))
+            raise
+    found = distributed.broadcast_object(found)
+    if found[1] is not None:
+        raise ConfigError(found[1])
+    run_dir = Path(found[0])
     log_handler = run_files.attach_log_file(run_dir / "log.txt") if rank == 0 else None
     writer = StatsWriter(run_dir, enabled=rank == 0)
     if setup.resume is not None:
