@@ -315,3 +315,41 @@ def test_a_plain_network_file_is_evaluated_too(setup, tmp_path):
     )
     assert name == "G.safetensors" and 0 <= results["body_area8"]["body_area8_gen_mean"] <= 1
     assert records.recorded_snapshots(tmp_path, "body_area8") == {"G.safetensors"}
+
+
+class _PoolDetector(torch.nn.Module):
+    """Scriptable detector-shaped network: 4x4 average-pooled pixels as 48-d features."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        feats = torch.nn.functional.adaptive_avg_pool2d(x.to(torch.float32), 4).flatten(1)
+        return feats if return_features else feats[:, :1]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_reference_names_run_with_detector_files(setup, tmp_path, monkeypatch):
+    import hashlib
+
+    _, archive, _, G = setup
+    monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "detectors"
+    folder.mkdir()
+    for name in ("inception-2015-12-05.pt", "vgg16.pt"):
+        torch.jit.script(_PoolDetector()).save(str(folder / name))
+    sha = hashlib.sha256((folder / "vgg16.pt").read_bytes()).hexdigest()
+    opts = EvalOptions(detector_dir=folder, batch_size=8)
+    out = evaluate_and_record(
+        tmp_path,
+        "s.safetensors",
+        0,
+        G,
+        str(archive),
+        "fid16_full,kid16_full,pr16_3_full",
+        opts=opts,
+    )
+    assert out["fid16_full"]["fid16_full"] > 0 and "kid16_full_std" in out["kid16_full"]
+    rec = json.loads((tmp_path / "metric-pr16_3_full.jsonl").read_text())
+    assert rec["reference_exact"] is True and rec["detector"] == {"name": "vgg16", "sha256": sha}
+    opts.pr_fp16 = False  # faster on CPU, but not the reference's float16 rounding
+    evaluate_and_record(tmp_path, "t.safetensors", 0, G, str(archive), "pr16_3_full", opts=opts)
+    last = records.read_records(tmp_path / "metric-pr16_3_full.jsonl")[-1]
+    assert last["snapshot"] == "t.safetensors" and last["reference_exact"] is False

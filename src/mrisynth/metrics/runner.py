@@ -46,7 +46,7 @@ class EvalOptions:
     seed: int = 0  # KID subsets, FRD's real subset, holdout split
     first_seed: int = 0  # seed of the first generated image
     use_cache: bool = True  # real features cached by dataset hash + detector hash
-    pr_fp16: bool = True  # NVIDIA casts features to float16 for precision/recall
+    pr_fp16: bool = True  # NVIDIA casts features to float16 for PR (False: not reference-exact)
     copy_ncc: float = 0.97  # memorisation: NCC at or above which an image is a near-copy
     compare_size: int = 128  # memorisation: pixel comparison resolution cap
     frd_workers: int | None = 1
@@ -267,6 +267,7 @@ def evaluate_and_record(
     """Compute `metrics` for one snapshot's G and append one line per metric to
     `run_dir/metric-<name>.jsonl` (plus `memorisation-<snapshot>.json/.png`); returns
     {name: results}. `data` is an ImageArchive or its path; `run_dir` None records nothing."""
+    opts = opts or EvalOptions()
     archive = _open_archive(data)
     specs = parse_metric_list(metrics, num_gen)
     outcomes = compute_metrics(G, archive, specs, device, opts)
@@ -285,7 +286,7 @@ def evaluate_and_record(
                 spec.num_gen,
                 o.num_real,
                 o.detector,
-                spec.reference_exact,
+                spec.reference_exact and (spec.family != "pr" or opts.pr_fp16),
             ),
         )
         if o.audit is not None:
