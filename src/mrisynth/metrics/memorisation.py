@@ -127,6 +127,10 @@ def holdout_comparison(
 ) -> dict | None:
     """Split patients into reference and holdout; compare gen->ref with holdout->ref distances.
 
+    The holdout patients' images give the natural distance from a new patient's slice to the
+    reference patients. The archive is the training set, so the generator saw the holdout
+    patients too: this measures whether samples sit closer to training images than real
+    between-patient similarity explains, not generalisation to unseen patients.
     Returns None when fewer than two patients are known.
     """
     patients = sorted(set(patient_keys))
