@@ -127,11 +127,17 @@ def _upsample2x(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
 def _downsample2x(x: torch.Tensor, taps: list[float], out_h: int, out_w: int) -> torch.Tensor:
     """Low-pass and keep every second sample; the reversed taps cancel the upsampler's phase.
 
-    Input covers the output plus _OUT_MARGIN pixels per side at 2x. # [M,2H+12,2W+12]->[M,H,W]
+    Input covers the output plus _OUT_MARGIN pixels per side at 2x. # [N,C,2H+12,2W+12]->[N,C,H,W]
+    A depthwise strided convolution (one group per image and channel) is several times faster
+    here than shifted sums.
     """
-    rev = list(reversed(taps))
-    x = _fir(x, rev, -1, 1, out_w, step=2)
-    return _fir(x, rev, -2, 1, out_h, step=2)
+    n, c = x.shape[:2]
+    rev = torch.tensor(taps[::-1], dtype=x.dtype, device=x.device).expand(n * c, -1)
+    x = x.reshape(1, n * c, *x.shape[2:])[..., 1 : 2 * out_w + 11]
+    x = F.conv2d(x, rev[:, None, None, :], stride=(1, 2), groups=n * c)
+    x = x[..., 1 : 2 * out_h + 11, :]
+    x = F.conv2d(x, rev[:, None, :, None], stride=(2, 1), groups=n * c)
+    return x.reshape(n, c, out_h, out_w)
 
 
 # Resampled images are processed in at most this many groups of similar padding needs, so that
