@@ -348,3 +348,11 @@ def test_intensity_draws_follow_the_published_distributions():
     # a half-size square at a uniform centre covers (0.5 - 1/16)^2 of the image on average
     cut = (run("cutout", torch.ones(n, 1, 16, 16)) == 0).float().mean()
     assert cut.item() == pytest.approx(0.4375**2, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["hue", "saturation"])
+def test_hue_and_saturation_change_colour_but_keep_luma(name):
+    images = smooth_images(16, 3, size=8)
+    out = AugmentPipe(one(name), num_channels=3, p=1.0)(images, generator=gen(15))
+    assert torch.allclose(out.mean(dim=1), images.mean(dim=1), atol=1e-5)
+    assert (out - images).abs().amax().item() > 0.05
