@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +115,36 @@ def test_bad_state_and_options_are_rejected():
         AdaController(target=1.5)
     with pytest.raises(ConfigError, match="speed"):
         AdaController(speed_kimg=0)
+
+
+def _rank_worker(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+
+        def all_reduce(t: torch.Tensor) -> torch.Tensor:
+            dist.all_reduce(t)
+            return t
+
+        pipe, ctrl = AugmentPipe(p=0.5), AdaController(target=0.0, interval=2, speed_kimg=1)
+        # rank 0 sees 3 positive outputs per step, rank 1 sees 1 negative: r_t = 0.5 jointly
+        logits = torch.ones(3) if rank == 0 else -torch.ones(1)
+        r_t = None
+        for step in (1, 2):
+            ctrl.accumulate(logits)
+            r_t = ctrl.maybe_update(pipe, 8, step, all_reduce)
+        Path(f"{results}.{rank}").write_text(json.dumps({"r_t": r_t, "p": float(pipe.p)}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_agree_on_r_t_and_p_through_gloo(tmp_path):
+    import torch.multiprocessing as mp
+
+    results = str(tmp_path / "result")
+    mp.spawn(_rank_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+    got = [json.loads(Path(f"{results}.{rank}").read_text()) for rank in (0, 1)]
+    assert got[0] == got[1]
+    assert got[0]["r_t"] == pytest.approx((6 - 2) / 8)
+    assert got[0]["p"] == pytest.approx(0.5 + 8 * 2 / 1000)
