@@ -299,6 +299,12 @@ def test_cli_metrics_on_a_run_folder(setup, tmp_path):
     ]
     out = runner.invoke(cli, args)
     assert out.exit_code == 0 and "Nothing to do" in out.output
+    out = runner.invoke(cli, [*args[:3], "--metrics", "memorisation8", "--json", "-"])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)  # nothing but JSON on standard output
+    assert payload[0]["results"]["memorisation8"]["memorisation8_flagged_fraction"] == 0
+    out = runner.invoke(cli, [*args[:3], "--metrics", "memorisation8", "--force"])
+    assert "memorisation audit of network-snapshot-000004.safetensors" in out.output
     out = runner.invoke(cli, ["metrics", "--network", str(run), "--best", "intensity_hist8"])
     assert out.exit_code == 0 and "intensity_hist8_w1" in out.output
     out = runner.invoke(cli, ["metrics", "--network", str(run), "--metrics", "fid9k"])

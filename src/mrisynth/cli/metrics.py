@@ -172,6 +172,10 @@ def command(
     done = evaluate_snapshots(
         network, data, metric_names, resolve_device(device), num_gen, opts, force=force
     )
+    payload = [{"snapshot": snap, "results": results} for snap, results in done]
+    if json_out == "-":  # machine-readable only
+        click.echo(json.dumps(payload, indent=2))
+        return
     if not done:
         click.echo("Nothing to do: every snapshot already has these metrics (use --force).")
     rows = [
@@ -182,10 +186,10 @@ def command(
     ]
     if rows:
         click.echo(_table(rows))
+    folder = network if network.is_dir() else network.parent
+    for snap, results in done:
+        if any(name.startswith("memorisation") for name in results):
+            stem = folder / f"memorisation-{snap.split('.')[0]}"
+            click.echo(f"memorisation audit of {snap}: {stem}.json, {stem}.png")
     if json_out:
-        payload = [{"snapshot": snap, "results": results} for snap, results in done]
-        text = json.dumps(payload, indent=2)
-        if json_out == "-":
-            click.echo(text)
-        else:
-            atomic.write_text(json_out, text + "\n")
+        atomic.write_text(json_out, json.dumps(payload, indent=2) + "\n")
