@@ -280,8 +280,9 @@ def test_resampler_second_derivative_matches_finite_differences():
     )
 
 
-def test_mixed_batch_matches_warping_each_image_alone():
-    images = torch.randn(8, 2, 16, 16)
+@pytest.mark.parametrize("size", [16, 40])  # one group / several groups of similar margins
+def test_mixed_batch_matches_warping_each_image_alone(size):
+    images = torch.randn(8, 2, size, size)
     ones = torch.ones(1)
     mats = [
         torch.eye(3)[None],

@@ -141,8 +141,10 @@ def _downsample2x(x: torch.Tensor, taps: list[float], out_h: int, out_w: int) ->
 
 
 # Resampled images are processed in at most this many groups of similar padding needs, so that
-# one outlier's wide margin does not inflate the work for the whole batch.
+# one outlier's wide margin does not inflate the work for the whole batch (2-3x faster at 64-256
+# pixels on CPU). Up to _SMALL_IMAGE pixels the per-group overhead outweighs that: one group.
 _MAX_GROUPS = 4
+_SMALL_IMAGE = 32 * 32
 
 
 def warp_geometric(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
@@ -171,7 +173,8 @@ def warp_geometric(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
     if hi > lo:
         parts.append(warp_pixel_exact(x[lo:hi], g[lo:hi]))
     general = torch.arange(hi, n)
-    for chunk in torch.tensor_split(general, min(_MAX_GROUPS, max(len(general), 1))):
+    num_groups = 1 if h * w <= _SMALL_IMAGE else min(_MAX_GROUPS, max(len(general), 1))
+    for chunk in torch.tensor_split(general, num_groups):
         if len(chunk):
             lo, hi = int(chunk[0]), int(chunk[-1]) + 1
             group_margins = margins[perm[lo:hi]].amax(0).tolist()
