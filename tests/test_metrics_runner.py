@@ -359,3 +359,19 @@ def test_reference_names_run_with_detector_files(setup, tmp_path, monkeypatch):
     evaluate_and_record(tmp_path, "t.safetensors", 0, G, str(archive), "pr16_3_full", opts=opts)
     last = records.read_records(tmp_path / "metric-pr16_3_full.jsonl")[-1]
     assert last["snapshot"] == "t.safetensors" and last["reference_exact"] is False
+
+
+def test_check_metric_names_also_finds_missing_detectors_before_training(tmp_path, monkeypatch):
+    from mrisynth.metrics.runner import check_metric_names
+
+    monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "dnnlib"))
+    check_metric_names(["intensity_hist", "memorisation", "standin_fd2k_full"])
+    with pytest.raises(ConfigError):
+        check_metric_names(["fid50k_full", "nope"])
+    with pytest.raises(MissingDependencyError, match=r"vgg16\.pt"):
+        check_metric_names(["pr50k3_full"])
+    check_metric_names(["pr50k3_full"], requirements=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "vgg16.pt").write_bytes(b"x")
+    check_metric_names(["pr50k3_full"], detector_dir=tmp_path / "d")

@@ -22,18 +22,38 @@ import torch
 from mrisynth import atomic
 from mrisynth.errors import CheckpointError, ConfigError, MissingDependencyError
 from mrisynth.metrics import memorisation as mem
-from mrisynth.metrics import records, sources
+from mrisynth.metrics import records, registry, sources
 from mrisynth.metrics.extractor import FeatureExtractor, load_detector, standin_detector
 from mrisynth.metrics.feature_stats import FeatureStats
 from mrisynth.metrics.fid import fid_from_stats
 from mrisynth.metrics.kid import kernel_inception_distance
 from mrisynth.metrics.precision_recall import precision_recall_density_coverage
-from mrisynth.metrics.registry import MetricSpec, check_metric_names, parse_metric_list
+from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
 
 __all__ = ["EvalOptions", "check_metric_names", "evaluate_and_record", "evaluate_snapshots"]
 
 log = logging.getLogger(__name__)
+
+
+def check_metric_names(
+    names: list[str], detector_dir: str | os.PathLike | None = None, requirements: bool = True
+) -> None:
+    """Raise ConfigError for unknown names and, with `requirements`, MissingDependencyError
+    for a detector file or optional package that is absent, so that training stops before
+    its first step rather than at its first snapshot. Loads nothing."""
+    from mrisynth.metrics.detectors import locate_detector
+
+    registry.check_metric_names(names)
+    if not requirements:
+        return
+    for spec in parse_metric_list(names):
+        if spec.detector and spec.reference_exact:
+            locate_detector(spec.detector, detector_dir)
+        if spec.family == "frd":
+            from mrisynth.metrics.frd import import_frd
+
+            import_frd()
 
 
 @dataclass
