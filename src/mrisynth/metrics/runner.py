@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -354,7 +354,7 @@ def evaluate_snapshots(
     opts = opts or EvalOptions()
     pool = _Extractors(torch.device(device), opts)
     preflight(specs, pool)
-    opts.extractors = pool.loaded  # loaded once, shared by every snapshot
+    opts = replace(opts, extractors=pool.loaded)  # loaded once, shared by every snapshot
     done = []
     for path in paths:
         G = None
