@@ -82,15 +82,33 @@ def single_metric_figure(s: Series, title: str, ylabel: str, scale: float = 1.0,
     return figure_png(fig)
 
 
+def _panels(series: Sequence[Series]) -> list[tuple[str, list[Series]]]:
+    """One panel per key, except that `X_gen_Y` and `X_real_Y` share a panel `X_Y`, so the
+    generated value is read against the real one."""
+    panels: dict[str, list[Series]] = {}
+    for s in series:
+        title = s.key
+        for side in ("_gen_", "_real_"):
+            if side in s.key:
+                title = s.key.replace(side, "_", 1)
+        panels.setdefault(title, []).append(s)
+    return list(panels.items())
+
+
 def metric_group_figure(metric: str, series: Sequence[Series]) -> bytes:
     """Every key of one metric file in small panels (keys have different scales)."""
-    n = len(series)
+    panels = _panels(series)
+    n = len(panels)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
     fig, axes = new_figure(rows, cols, (3.6 * cols, 2.8 * rows))
-    for ax, s in zip(axes.flat, series, strict=False):
-        ax.plot(s.kimg, s.values, "o-", ms=3)
-        ax.set_title(s.key, fontsize=9)
+    for ax, (title, group) in zip(axes.flat, panels, strict=False):
+        for s in group:
+            label = "real" if "_real_" in s.key else "generated" if "_gen_" in s.key else None
+            ax.plot(s.kimg, s.values, "o-", ms=3, label=label)
+        if len(group) > 1:
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("kimg", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
