@@ -56,7 +56,7 @@ def _tap_slice(ndim: int, dim: int, first: int, count: int, step: int) -> tuple[
 class _Fir(torch.autograd.Function):
     """`out[i] = sum_k taps[k] * x[start + k + step * i]` along `dim`, as a sum of shifted views.
 
-    Faster on CPU than `conv2d` for these one-channel, few-tap, huge-image filters. Its backward
+    Faster on CPU than (transposed) convolutions for the 2x upsampling filters. Its backward
     is the transposed filter (`_FirT`) and vice versa, so any order of derivative works without
     the full-size zero tensors that autograd's slice backward would allocate per tap.
     """
@@ -108,7 +108,7 @@ def _fir(
 
 
 def _upsample2x(x: torch.Tensor, taps: list[float]) -> torch.Tensor:
-    """Polyphase 2x upsampling with a 12-tap low-pass (gain 2 per axis). # [M,H,W]->[M,2H-12,2W-12]
+    """Polyphase 2x upsampling, 12-tap low-pass, gain 2 per axis. # [..,H,W]->[..,2H-12,2W-12]
 
     Only the samples whose filter lies fully inside the input are kept (3 pixels are lost on each
     side); output sample n sits at input position (n + 0.5) / 2 + 3 (pixels from the top-left).
@@ -132,7 +132,7 @@ def _downsample2x(x: torch.Tensor, taps: list[float], out_h: int, out_w: int) ->
     here than shifted sums.
     """
     n, c = x.shape[:2]
-    rev = torch.tensor(taps[::-1], dtype=x.dtype, device=x.device).expand(n * c, -1)
+    rev = torch.tensor(taps[::-1], dtype=x.dtype, device=x.device).repeat(n * c, 1)  # [NC, 12]
     x = x.reshape(1, n * c, *x.shape[2:])[..., 1 : 2 * out_w + 11]
     x = F.conv2d(x, rev[:, None, None, :], stride=(1, 2), groups=n * c)
     x = x[..., 1 : 2 * out_h + 11, :]
