@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mrisynth.cli import cli
-from mrisynth.cli.demo import FULL, QUICK
+from mrisynth.cli.demo import QUICK, detector_metrics
 
 
 @pytest.mark.slow
@@ -40,6 +40,14 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert all((page_path.parent / ref).is_file() for ref in refs)
 
 
-def test_demo_plans_are_sized_for_a_cpu():
-    assert QUICK.resolution <= FULL.resolution <= 64
-    assert QUICK.kimg < FULL.kimg <= 10
+def test_reference_metrics_are_added_only_for_detectors_present(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "dnnlib"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MRISYNTH_DETECTOR_DIR", str(tmp_path / "det"))
+    assert detector_metrics(256) == []
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "vgg16.pt").write_bytes(b"stand-in")
+    assert detector_metrics(256) == ["pr256_3_full"]
+    (tmp_path / "det" / "inception-2015-12-05.pt").write_bytes(b"stand-in")
+    assert detector_metrics(256) == ["fid256_full", "kid256_full", "pr256_3_full"]
