@@ -19,6 +19,10 @@ HTML_NAME = "index.html"
 MARKDOWN_NAME = "report.md"
 SECTIONS = (("figures", "Metrics over training"), ("training", "Training"),
             ("images", "Images"), ("memorisation", "Memorisation audit"))
+NO_REFERENCE = ("No precision, recall, FID or KID results in this run: they need NVIDIA's "
+                "Inception/VGG16 detectors (`mrisynth weights status`) and `--metrics "
+                "fid50k_full,kid50k_full,pr50k3_full` (or smaller counts) in training or "
+                "`mrisynth metrics`.")
 STUDY = {"precision": 0.5933, "recall": 0.1570, "fid": 18.14, "kid": 7.17e-3}
 
 _CSS = """
@@ -38,7 +42,7 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
         for k, v in obj.items():
             rows.extend(_flatten(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}"))
         return rows
-    text = json.dumps(obj) if isinstance(obj, list | tuple) else str(obj)
+    text = obj if isinstance(obj, str) else json.dumps(obj)  # JSON spelling: null, true, [..]
     if len(text) > 200:
         text = text[:197] + "..."
     return [(prefix.rstrip("."), text)]
@@ -96,7 +100,7 @@ def render_html(report: Report) -> str:
                 parts.append(f"<p><small>{html.escape(CATEGORIES[cat][0])}: <code>"
                              f"{html.escape(s.key)}</code> ({html.escape(why)})</small></p>")
     else:
-        parts.append("<p>No precision, recall, FID or KID results in this run.</p>")
+        parts.append(f"<p>{html.escape(NO_REFERENCE)}</p>")
     for section, heading in SECTIONS:
         entries = [e for e in report.entries if e.section == section]
         if section == "memorisation" and report.memorisation:
@@ -104,7 +108,7 @@ def render_html(report: Report) -> str:
             for name, obj in report.memorisation:
                 parts.append(f"<h3>{html.escape(name)}</h3>")
                 parts.append(_html_table(["field", "value"],
-                                         [list(r) for r in summary_rows(obj)], numeric_from=9))
+                                         [list(r) for r in summary_rows(obj)], numeric_from=2))
             parts += [_figure_html(e) for e in entries]
         elif entries:
             parts.append(f"<h2>{heading}</h2>")
@@ -113,7 +117,7 @@ def render_html(report: Report) -> str:
         parts.append("<h2>Training options</h2><details open><summary>"
                      "training_options.json</summary>")
         parts.append(_html_table(["option", "value"], [list(r) for r in _flatten(run.options)],
-                                 numeric_from=1))
+                                 numeric_from=2))
         parts.append("</details>")
     parts.append(f"<hr><p><small>Written by mrisynth {html.escape(__version__)}. Synthetic "
                  "images are not images of any patient.</small></p></body></html>")
@@ -137,7 +141,7 @@ def render_markdown(report: Report) -> str:
         lines.append("|" + "|".join("---" for _ in header) + "|")
         lines += ["| " + " | ".join(r) + " |" for r in rows]
     else:
-        lines.append("No precision, recall, FID or KID results in this run.")
+        lines.append(NO_REFERENCE)
     lines += ["", "## Figures", ""]
     lines += [f"- [{e.title}]({e.file})" for e in report.entries]
     for name, obj in report.memorisation:
