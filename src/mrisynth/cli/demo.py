@@ -31,9 +31,10 @@ class DemoPlan:
     num_samples: int  # images written by the generate step
 
 
-# The tiny preset runs at ~20-30 s/kimg at 32x32 on one free CPU core (benchmarks/train_speed.py).
-FULL = DemoPlan(patients=8, matrix_sizes=(64, 72, 80), slices=(12, 16), resolution=32, kimg=12.0,
-                tick=1.0, snap=2, num_eval=256, num_samples=32)
+# The tiny preset trains at ~21 s/kimg at 32x32 on this project's 2-core CPU when it is quiet
+# (benchmarks/train_speed.py); 20 kimg is ~7-8 minutes and gives body-like images.
+FULL = DemoPlan(patients=8, matrix_sizes=(64, 72, 80), slices=(12, 16), resolution=32, kimg=20.0,
+                tick=1.0, snap=4, num_eval=256, num_samples=32)
 QUICK = DemoPlan(patients=3, matrix_sizes=(32,), slices=(6, 8), resolution=16, kimg=0.16,
                  tick=0.08, snap=0, num_eval=64, num_samples=8)
 
@@ -150,7 +151,7 @@ def _quiet_console() -> None:
               show_default=True, help="Folder for every output of the demo.")
 @click.option("--quick", is_flag=True, help="A 1-2 minute smoke run (16 px, 0.16 kimg).")
 @click.option("--kimg", type=float, default=None,
-              help="Train longer or shorter than the plan (full: 12 kimg, quick: 0.16).")
+              help="Train longer or shorter than the plan (full: 20 kimg, quick: 0.16).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def command(outdir: str, quick: bool, kimg: float | None, device: str) -> None:
     """Run the whole pipeline on built-in phantom data and write a report.
