@@ -87,6 +87,10 @@ def _make_run(root: Path, with_metrics: bool) -> Path:
              "kimg": k, "results": {"intensity_hist_l1": 1.0 / (k + 1), "body_area_diff": 0.1},
              "num_gen": 64, "num_real": 6, "detector": None, "reference_exact": True,
              "timestamp": 1.0} for k in KIMGS])
+        _jsonl(run / "metric-frd64.jsonl", [
+            {"metric": "frd64", "snapshot": "network-snapshot-000008.safetensors", "kimg": 8,
+             "results": {"frd64": 12.5}, "num_gen": 64, "num_real": 6, "detector": None,
+             "reference_exact": False, "timestamp": 1.0}])
         q = {"min": 0.2, "p05": 0.3, "median": 0.41, "p95": 0.6, "max": 0.63, "mean": 0.4}
         (run / "memorisation-network-snapshot-000008.json").write_text(json.dumps(
             {"metric": "memorisation64", "snapshot": "network-snapshot-000008.safetensors",
@@ -142,6 +146,8 @@ def test_report_with_metrics(tmp_path):
     assert "flagged as near-copies" in page and "median 0.410" in page
     assert "img0002.png (NCC 0.985)" in page
     assert "memorisation-network-snapshot-000008-histogram.png" in refs
+    assert "Metrics evaluated once" in page and "<td>frd64</td>" in page
+    assert "metric-frd64.png" not in refs
     assert "2 memorisation audits" in page and not any("000004" in r for r in refs)
     assert res.output.strip().endswith("index.html")
 

@@ -60,6 +60,7 @@ class Report:
     files: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes
     notes: list[str] = field(default_factory=list)
     memorisation: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    single: list[Series] = field(default_factory=list)  # metrics evaluated at one snapshot only
 
     def add(self, entry: FigureEntry, data: bytes) -> None:
         self.files[entry.file] = data
@@ -108,6 +109,9 @@ def _metric_figures(report: Report) -> None:
         if (s.metric, s.key) not in used:
             by_metric.setdefault(s.metric, []).append(s)
     for metric, group in sorted(by_metric.items()):
+        if all(len(s.values) < 2 for s in group):  # one evaluation: a table row, not a curve
+            report.single.extend(group)
+            continue
         report.add(FigureEntry(f"metric-{metric}.png", f"Metric {metric}",
                                "; ".join(sorted({n for s in group for n in s.caveats()}))),
                    figures.metric_group_figure(metric, group))

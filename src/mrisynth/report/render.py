@@ -60,6 +60,11 @@ def best_table_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def single_rows(report: Report) -> list[list[str]]:
+    """Rows (metric, key, kimg, value) of the metrics that have a single evaluation."""
+    return [[s.metric, s.key, f"{s.kimg[0]:g}", f"{s.values[0]:.4g}"] for s in report.single]
+
+
 def _html_table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
@@ -101,6 +106,10 @@ def render_html(report: Report) -> str:
                              f"{html.escape(s.key)}</code> ({html.escape(why)})</small></p>")
     else:
         parts.append(f"<p>{html.escape(NO_REFERENCE)}</p>")
+    if report.single:
+        parts.append("<h2>Metrics evaluated once</h2>")
+        parts.append(_html_table(["metric", "key", "kimg", "value"], single_rows(report),
+                                 numeric_from=2))
     for section, heading in SECTIONS:
         entries = [e for e in report.entries if e.section == section]
         if section == "memorisation" and report.memorisation:
@@ -142,6 +151,10 @@ def render_markdown(report: Report) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in rows]
     else:
         lines.append(NO_REFERENCE)
+    if report.single:
+        lines += ["", "## Metrics evaluated once", "", "| metric | key | kimg | value |",
+                  "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in single_rows(report)]
     lines += ["", "## Figures", ""]
     lines += [f"- [{e.title}]({e.file})" for e in report.entries]
     for name, obj in report.memorisation:
