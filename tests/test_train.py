@@ -72,7 +72,7 @@ def test_short_run_writes_stats_grids_and_a_loadable_snapshot(archive, tmp_path)
     assert {"num", "mean", "std"} == set(ticks[0]["Loss/G/loss"])
     assert "Loss/r1_penalty" in ticks[0] and "Loss/pl_penalty" in ticks[0]  # step 0 regularises
     opts = json.loads((run_dir / "training_options.json").read_text())
-    assert opts["batch"] == 8 and opts["user"]["mirror"] is True and opts["gamma"] == 0.05
+    assert opts["batch"] == 8 and opts["user"]["mirror"] is True and opts["gamma"] == 0.5
     assert "tick 2" in (run_dir / "log.txt").read_text()
     with Image.open(run_dir / "reals.png") as im:
         assert im.mode == "L" and im.size == (8 * 16, 4 * 16)
@@ -214,8 +214,18 @@ def test_options_are_frozen_and_presets_fill_only_unset_values(archive):
         opts.kimg = 1  # type: ignore[misc]
     r = resolve_options(opts, resolution=16, img_channels=1, label_dim=0, num_images=24,
                         dataset_hash="h")  # fmt: skip
-    assert r.gamma == 2.0 and r.batch == 16 and r.glr == r.preset.lr
-    assert r.ada_kimg == 500
+    assert r.gamma == 2.0 and r.batch == 8 and r.glr == r.preset.lr
+    assert r.ada_kimg == 20  # the tiny preset moves p fast
+    resumed = resolve_options(
+        tiny(archive, "x", cfg="paper256"),
+        resolution=256,
+        img_channels=1,
+        label_dim=0,
+        num_images=24,
+        dataset_hash="h",
+        resuming=True,
+    )
+    assert resumed.ada_kimg == 100  # weights-only resume: p restarts, ADA moves faster
 
 
 def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_path):

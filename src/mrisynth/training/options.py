@@ -43,7 +43,7 @@ class TrainOptions:
     p: float | None = None  # initial (ada) or constant (fixed) augmentation probability
     target: float = 0.6  # ADA target for r_t
     augpipe: str = "bg"
-    ada_kimg: float | None = None  # ADA speed; None: 500, or 100 when resuming
+    ada_kimg: float | None = None  # ADA speed; None: preset's (500), at most 100 on resume
     p_max: float | None = None  # upper bound on p (the original has none)
     kimg: float = 25000.0  # total training length in thousands of real images shown
     tick: float = 4.0  # kimg per tick (fractions allowed for short CPU runs)
@@ -168,6 +168,8 @@ def resolve_options(
         over["mbstd_group"] = min(batch_gpu, 4)
     preset = dataclasses.replace(preset, **over)
 
+    # ADA restarts faster after a weights-only resume (p starts from 0 again), as the original.
+    preset_ada_kimg = min(preset.ada_kimg, 100.0) if resuming else preset.ada_kimg
     device = _pick_device(opts.device)
     # Reduced precision exists only on CUDA (the networks run fp32 on CPU whatever is asked).
     precision = "fp16" if opts.precision == "auto" else opts.precision
@@ -191,7 +193,7 @@ def resolve_options(
         gamma=preset.gamma,
         aug=opts.aug,
         p_init=opts.p if opts.p is not None else 0.0,
-        ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else (100.0 if resuming else 500.0),
+        ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else preset_ada_kimg,
     )
 
 
