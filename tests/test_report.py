@@ -196,3 +196,12 @@ def test_a_re_evaluated_snapshot_counts_once_with_its_latest_numbers(tmp_path):
     series = {s.key: s for s in collect_series(read_run(run_dir).metrics)}
     assert series["fid2k_full"].kimg == [0, 4, 8]
     assert series["fid2k_full"].values == [300.0, 70.0, 45.0]
+
+
+def test_report_refuses_an_archive_of_another_size(tmp_path):
+    run_dir = _make_run(tmp_path, with_metrics=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.png").write_bytes(encode_png(np.zeros((1, 32, 32), np.uint8)))
+    res = CliRunner().invoke(cli, ["report", str(run_dir), "--data", str(other)])
+    assert res.exit_code == 1 and "--data" in res.output and "1x32x32" in res.output

@@ -34,6 +34,7 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     import numpy as np
 
     from mrisynth.data.archive import ImageArchive
+    from mrisynth.errors import InputError
     from mrisynth.generate.sampling import SamplingOptions, resolve_device, sample_images
     from mrisynth.report.build import PanelImages, panel_snapshot
     from mrisynth.training.checkpoint import load_generator
@@ -48,7 +49,13 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     G, info = load_generator(snapshot, device=str(dev))
     seeds = list(range(num))
     generated = [img for _, img in sample_images(G, seeds, SamplingOptions(), dev)]
-    train = ImageArchive(data).read_all()
+    train = ImageArchive(data).read_all()  # [M, C, H, W]
+    if train.shape[1:] != generated[0].shape:
+        raise InputError(
+            f"{data}: images are {train.shape[1]}x{train.shape[2]}x{train.shape[3]} (CxHxW) but "
+            f"{snapshot.name} generates {'x'.join(map(str, generated[0].shape))}; pass the "
+            "run's training archive with --data, or --panel 0"
+        )
     return PanelImages(generated=np.stack(generated), seeds=seeds, train=train,
                        snapshot=info.path.name, kimg=info.kimg)
 
