@@ -38,8 +38,9 @@ def tiny_generator(channels: int = 1, c_dim: int = 0, seed: int = 0) -> torch.nn
 def snapshot(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     G = tiny_generator()
-    return save_snapshot(run / "network-snapshot-000012.safetensors", G=G, D=None, G_ema=G,
-                         state={"kimg": 12})
+    return save_snapshot(
+        run / "network-snapshot-000012.safetensors", G=G, D=None, G_ema=G, state={"kimg": 12}
+    )
 
 
 @pytest.fixture
@@ -116,12 +117,30 @@ def _run_generate(args: list[str]):
 
 def test_cli_png_dicom_grid_and_manifest(snapshot, tmp_path, strict_dicom):
     out = tmp_path / "out"
-    _run_generate(["--network", str(snapshot), "--outdir", str(out), "--seeds", "0-2,9",
-                   "--trunc", "0.7", "--format", "png", "--format", "dicom", "--grid"])
+    _run_generate(
+        [
+            "--network",
+            str(snapshot),
+            "--outdir",
+            str(out),
+            "--seeds",
+            "0-2,9",
+            "--trunc",
+            "0.7",
+            "--format",
+            "png",
+            "--format",
+            "dicom",
+            "--grid",
+        ]
+    )
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert [(r["file"], r["seed"]) for r in rows if r["format"] == "png"] == [
-        ("seed000000.png", "0"), ("seed000001.png", "1"), ("seed000002.png", "2"),
-        ("seed000009.png", "9")]
+        ("seed000000.png", "0"),
+        ("seed000001.png", "1"),
+        ("seed000002.png", "2"),
+        ("seed000009.png", "9"),
+    ]
     assert {r["truncation_psi"] for r in rows} == {"0.7"}
     assert read_png(out / "grid.png").shape == (1, 32, 32)
     info = json.loads((out / "generation.json").read_text())
@@ -143,7 +162,8 @@ def test_cli_png_dicom_grid_and_manifest(snapshot, tmp_path, strict_dicom):
     assert len({ds.SeriesInstanceUID for ds in datasets}) == 1
     assert len({ds.StudyInstanceUID for ds in datasets}) == 1
     assert {r["sop_instance_uid"] for r in rows if r["format"] == "dicom"} == {
-        ds.SOPInstanceUID for ds in datasets}
+        ds.SOPInstanceUID for ds in datasets
+    }
 
 
 def test_rerun_is_byte_identical_and_options_change_uids(snapshot, tmp_path):
@@ -161,10 +181,21 @@ def test_rerun_is_byte_identical_and_options_change_uids(snapshot, tmp_path):
 
 def test_rgb_dicom_round_trip(tmp_path, strict_dicom):
     G = tiny_generator(channels=3)
-    snap = save_snapshot(tmp_path / "network-snapshot-000000.safetensors", G=G, D=None,
-                         G_ema=G, state={"kimg": 0})
-    _run_generate(["--network", str(tmp_path), "--outdir", str(tmp_path / "o"), "--num", "2",
-                   "--format", "dicom"])
+    snap = save_snapshot(
+        tmp_path / "network-snapshot-000000.safetensors", G=G, D=None, G_ema=G, state={"kimg": 0}
+    )
+    _run_generate(
+        [
+            "--network",
+            str(tmp_path),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--num",
+            "2",
+            "--format",
+            "dicom",
+        ]
+    )
     ds = pydicom.dcmread(tmp_path / "o" / "seed000001.dcm")
     assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
     expected = dict(sample_images(G, [1], SamplingOptions()))[1]
@@ -176,9 +207,31 @@ def test_cli_errors_are_one_line(snapshot, tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["generate", "--network", str(snapshot), "--outdir", str(tmp_path)])
     assert res.exit_code == 1 and "exactly one of --seeds" in res.output
-    res = runner.invoke(cli, ["generate", "--network", str(tmp_path / "missing.safetensors"),
-                              "--outdir", str(tmp_path), "--num", "1"])
+    res = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--network",
+            str(tmp_path / "missing.safetensors"),
+            "--outdir",
+            str(tmp_path),
+            "--num",
+            "1",
+        ],
+    )
     assert res.exit_code == 1 and "not found" in res.output
-    res = runner.invoke(cli, ["generate", "--network", str(snapshot), "--outdir", str(tmp_path),
-                              "--num", "1", "--class", "1"])
+    res = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--network",
+            str(snapshot),
+            "--outdir",
+            str(tmp_path),
+            "--num",
+            "1",
+            "--class",
+            "1",
+        ],
+    )
     assert res.exit_code == 1 and "unconditional" in res.output

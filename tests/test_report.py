@@ -33,10 +33,20 @@ def _jsonl(path: Path, records: list[dict]) -> None:
 
 def _metric_records(name: str, results: list[dict], num_gen: int, exact: bool) -> list[dict]:
     det = {"name": "inception-2015-12-05.pt" if exact else "standin-inception", "sha256": "0"}
-    return [{"metric": name, "snapshot": f"network-snapshot-{k:06d}.safetensors", "kimg": k,
-             "results": r, "num_gen": num_gen, "num_real": 20, "detector": det,
-             "reference_exact": exact, "timestamp": 1.0 + k} for k, r in zip(KIMGS, results,
-                                                                            strict=True)]
+    return [
+        {
+            "metric": name,
+            "snapshot": f"network-snapshot-{k:06d}.safetensors",
+            "kimg": k,
+            "results": r,
+            "num_gen": num_gen,
+            "num_real": 20,
+            "detector": det,
+            "reference_exact": exact,
+            "timestamp": 1.0 + k,
+        }
+        for k, r in zip(KIMGS, results, strict=True)
+    ]
 
 
 def _make_run(root: Path, with_metrics: bool) -> Path:
@@ -48,63 +58,142 @@ def _make_run(root: Path, with_metrics: bool) -> Path:
     data.mkdir()
     for i in range(6):
         (data / f"img{i:04d}.png").write_bytes(
-            encode_png(rng.integers(0, 256, (1, 16, 16), dtype=np.uint8)))
-    (run / "training_options.json").write_text(json.dumps(
-        {"user": {"data": str(data), "cfg": "tiny", "target": 0.6, "kimg": 8, "aug": "ada"},
-         "resolution": 16, "batch": 16}))
+            encode_png(rng.integers(0, 256, (1, 16, 16), dtype=np.uint8))
+        )
+    (run / "training_options.json").write_text(
+        json.dumps(
+            {
+                "user": {"data": str(data), "cfg": "tiny", "target": 0.6, "kimg": 8, "aug": "ada"},
+                "resolution": 16,
+                "batch": 16,
+            }
+        )
+    )
     ticks = []
     for t, kimg in enumerate(np.linspace(0, 8, 9)):
-        ticks.append({"Progress/tick": {"num": 1, "mean": t, "std": 0},
-                      "Progress/kimg": {"num": 1, "mean": float(kimg), "std": 0},
-                      "Progress/augment": {"num": 1, "mean": 0.01 * t, "std": 0},
-                      "Loss/G/loss": {"num": 8, "mean": 1.0 + 0.1 * t, "std": 0.1},
-                      "Loss/D/loss": {"num": 8, "mean": 1.2 - 0.05 * t, "std": 0.1},
-                      "Loss/r1_penalty": {"num": 8, "mean": 0.1, "std": 0.0},
-                      "Loss/signs/real": {"num": 8, "mean": 0.5 + 0.02 * t, "std": 0.1},
-                      "timestamp": 100.0 + t})
+        ticks.append(
+            {
+                "Progress/tick": {"num": 1, "mean": t, "std": 0},
+                "Progress/kimg": {"num": 1, "mean": float(kimg), "std": 0},
+                "Progress/augment": {"num": 1, "mean": 0.01 * t, "std": 0},
+                "Loss/G/loss": {"num": 8, "mean": 1.0 + 0.1 * t, "std": 0.1},
+                "Loss/D/loss": {"num": 8, "mean": 1.2 - 0.05 * t, "std": 0.1},
+                "Loss/r1_penalty": {"num": 8, "mean": 0.1, "std": 0.0},
+                "Loss/signs/real": {"num": 8, "mean": 0.5 + 0.02 * t, "std": 0.1},
+                "timestamp": 100.0 + t,
+            }
+        )
     _jsonl(run / "stats.jsonl", ticks)
     with (run / "stats.jsonl").open("a") as f:
         f.write('{"Progress/kimg": {"mean": 9')  # a torn last line from a killed run
     for k in KIMGS:
         (run / f"fakes-{k:06d}.png").write_bytes(
-            encode_png(rng.integers(0, 256, (1, 32, 32), dtype=np.uint8)))
+            encode_png(rng.integers(0, 256, (1, 32, 32), dtype=np.uint8))
+        )
     (run / "reals.png").write_bytes(encode_png(np.zeros((1, 32, 32), np.uint8)))
     torch.manual_seed(0)
     G = build_generator(network_config_from_preset(resolve_preset("tiny", 16), 1, 0))
     for k in KIMGS:
-        save_snapshot(run / f"network-snapshot-{k:06d}.safetensors", G=G, D=None, G_ema=G,
-                      state={"kimg": k})
+        save_snapshot(
+            run / f"network-snapshot-{k:06d}.safetensors", G=G, D=None, G_ema=G, state={"kimg": k}
+        )
     if with_metrics:
-        _jsonl(run / "metric-fid2k_full.jsonl", _metric_records(
-            "fid2k_full", [{"fid2k_full": v} for v in FID], 2000, True))
-        _jsonl(run / "metric-kid2k_full.jsonl", _metric_records(
-            "kid2k_full", [{"kid2k_full": v, "kid2k_full_std": 0.001} for v in KID], 2000, True))
-        _jsonl(run / "metric-pr2k3_full.jsonl", _metric_records(
-            "pr2k3_full", [{"pr2k3_full_precision": p, "pr2k3_full_recall": r}
-                           for p, r in zip(PRECISION, RECALL, strict=True)], 2000, False))
-        _jsonl(run / "metric-intensity_hist.jsonl", [
-            {"metric": "intensity_hist", "snapshot": f"network-snapshot-{k:06d}.safetensors",
-             "kimg": k, "results": {"intensity_hist_l1": 1.0 / (k + 1), "body_area_diff": 0.1},
-             "num_gen": 64, "num_real": 6, "detector": None, "reference_exact": True,
-             "timestamp": 1.0} for k in KIMGS])
-        _jsonl(run / "metric-frd64.jsonl", [
-            {"metric": "frd64", "snapshot": "network-snapshot-000008.safetensors", "kimg": 8,
-             "results": {"frd64": 12.5}, "num_gen": 64, "num_real": 6, "detector": None,
-             "reference_exact": False, "timestamp": 1.0}])
+        _jsonl(
+            run / "metric-fid2k_full.jsonl",
+            _metric_records("fid2k_full", [{"fid2k_full": v} for v in FID], 2000, True),
+        )
+        _jsonl(
+            run / "metric-kid2k_full.jsonl",
+            _metric_records(
+                "kid2k_full", [{"kid2k_full": v, "kid2k_full_std": 0.001} for v in KID], 2000, True
+            ),
+        )
+        _jsonl(
+            run / "metric-pr2k3_full.jsonl",
+            _metric_records(
+                "pr2k3_full",
+                [
+                    {"pr2k3_full_precision": p, "pr2k3_full_recall": r}
+                    for p, r in zip(PRECISION, RECALL, strict=True)
+                ],
+                2000,
+                False,
+            ),
+        )
+        _jsonl(
+            run / "metric-intensity_hist.jsonl",
+            [
+                {
+                    "metric": "intensity_hist",
+                    "snapshot": f"network-snapshot-{k:06d}.safetensors",
+                    "kimg": k,
+                    "results": {"intensity_hist_l1": 1.0 / (k + 1), "body_area_diff": 0.1},
+                    "num_gen": 64,
+                    "num_real": 6,
+                    "detector": None,
+                    "reference_exact": True,
+                    "timestamp": 1.0,
+                }
+                for k in KIMGS
+            ],
+        )
+        _jsonl(
+            run / "metric-frd64.jsonl",
+            [
+                {
+                    "metric": "frd64",
+                    "snapshot": "network-snapshot-000008.safetensors",
+                    "kimg": 8,
+                    "results": {"frd64": 12.5},
+                    "num_gen": 64,
+                    "num_real": 6,
+                    "detector": None,
+                    "reference_exact": False,
+                    "timestamp": 1.0,
+                }
+            ],
+        )
         q = {"min": 0.2, "p05": 0.3, "median": 0.41, "p95": 0.6, "max": 0.63, "mean": 0.4}
-        (run / "memorisation-network-snapshot-000008.json").write_text(json.dumps(
-            {"metric": "memorisation64", "snapshot": "network-snapshot-000008.safetensors",
-             "kimg": 8, "num_gen": 64, "num_train": 6, "copy_ncc": 0.97,
-             "pixel": {"nearest_ncc": q, "nearest_distance": q, "ratio": q,
-                       "histogram": {"bin_edges": [0.0, 0.5, 1.0], "counts": [10, 54]}},
-             "feature": None, "num_flagged": 1, "flagged_fraction": 1 / 64,
-             "flagged": [{"gen_index": 3, "seed": 3, "train_index": 2,
-                          "train_name": "img0002.png", "ncc": 0.985}],
-             "holdout": None, "a_future_key": {"x": [1, 2]}}))
+        (run / "memorisation-network-snapshot-000008.json").write_text(
+            json.dumps(
+                {
+                    "metric": "memorisation64",
+                    "snapshot": "network-snapshot-000008.safetensors",
+                    "kimg": 8,
+                    "num_gen": 64,
+                    "num_train": 6,
+                    "copy_ncc": 0.97,
+                    "pixel": {
+                        "nearest_ncc": q,
+                        "nearest_distance": q,
+                        "ratio": q,
+                        "histogram": {"bin_edges": [0.0, 0.5, 1.0], "counts": [10, 54]},
+                    },
+                    "feature": None,
+                    "num_flagged": 1,
+                    "flagged_fraction": 1 / 64,
+                    "flagged": [
+                        {
+                            "gen_index": 3,
+                            "seed": 3,
+                            "train_index": 2,
+                            "train_name": "img0002.png",
+                            "ncc": 0.985,
+                        }
+                    ],
+                    "holdout": None,
+                    "a_future_key": {"x": [1, 2]},
+                }
+            )
+        )
         (run / "memorisation-network-snapshot-000008.png").write_bytes(
-            encode_png(np.zeros((1, 16, 32), np.uint8)))
-        (run / "memorisation-network-snapshot-000004.json").write_text(json.dumps(
-            {"snapshot": "network-snapshot-000004.safetensors", "kimg": 4, "num_flagged": 9}))
+            encode_png(np.zeros((1, 16, 32), np.uint8))
+        )
+        (run / "memorisation-network-snapshot-000004.json").write_text(
+            json.dumps(
+                {"snapshot": "network-snapshot-000004.safetensors", "kimg": 4, "num_flagged": 9}
+            )
+        )
     return run
 
 
@@ -117,8 +206,7 @@ def test_best_table_picks_max_precision_recall_and_min_fid_kid(tmp_path):
     rows = {r.category: r for r in best_table(collect_series(run.metrics))}
     assert rows["precision"].kimg == 4 and rows["recall"].kimg == 8
     assert rows["fid"].kimg == 8 and rows["kid"].kimg == 4
-    assert rows["precision"].values == {"precision": 0.55, "recall": 0.05, "fid": 60.0,
-                                        "kid": 0.02}
+    assert rows["precision"].values == {"precision": 0.55, "recall": 0.05, "fid": 60.0, "kid": 0.02}
     assert len(run.stats) == 9  # the torn line was skipped
 
 
@@ -129,10 +217,18 @@ def test_report_with_metrics(tmp_path):
     out = run_dir / "report"
     page = (out / "index.html").read_text()
     refs = _referenced_files(page)
-    for name in ("fig1-precision-recall.png", "fig2-fid.png", "fig3-kid.png",
-                 "fig4-real-vs-generated.png", "training-curves.png",
-                 "metric-intensity_hist.png", "memorisation-network-snapshot-000008.png",
-                 "fakes-000000.png", "fakes-000008.png", "reals.png"):
+    for name in (
+        "fig1-precision-recall.png",
+        "fig2-fid.png",
+        "fig3-kid.png",
+        "fig4-real-vs-generated.png",
+        "training-curves.png",
+        "metric-intensity_hist.png",
+        "memorisation-network-snapshot-000008.png",
+        "fakes-000000.png",
+        "fakes-000008.png",
+        "reals.png",
+    ):
         assert name in refs
     for ref in refs:  # self-contained: relative files that exist, nothing from the internet
         assert "://" not in ref and (out / ref).is_file(), ref
@@ -190,9 +286,14 @@ def test_nearest_by_ncc_finds_a_planted_copy():
 def test_a_re_evaluated_snapshot_counts_once_with_its_latest_numbers(tmp_path):
     run_dir = _make_run(tmp_path, with_metrics=True)
     with (run_dir / "metric-fid2k_full.jsonl").open("a") as f:
-        f.write(json.dumps(_metric_records("fid2k_full", [{"fid2k_full": v} for v in
-                                                          (300.0, 70.0, 50.0)], 2000, True)[1])
-                + "\n")
+        f.write(
+            json.dumps(
+                _metric_records(
+                    "fid2k_full", [{"fid2k_full": v} for v in (300.0, 70.0, 50.0)], 2000, True
+                )[1]
+            )
+            + "\n"
+        )
     series = {s.key: s for s in collect_series(read_run(run_dir).metrics)}
     assert series["fid2k_full"].kimg == [0, 4, 8]
     assert series["fid2k_full"].values == [300.0, 70.0, 45.0]

@@ -33,10 +33,28 @@ class DemoPlan:
 
 # The tiny preset trains at ~21 s/kimg at 32x32 on this project's 2-core CPU when it is quiet
 # (benchmarks/train_speed.py); 20 kimg is ~7-8 minutes and gives body-like images.
-FULL = DemoPlan(patients=8, matrix_sizes=(64, 72, 80), slices=(12, 16), resolution=32, kimg=20.0,
-                tick=1.0, snap=4, num_eval=256, num_samples=32)
-QUICK = DemoPlan(patients=3, matrix_sizes=(32,), slices=(6, 8), resolution=16, kimg=0.16,
-                 tick=0.08, snap=0, num_eval=64, num_samples=8)
+FULL = DemoPlan(
+    patients=8,
+    matrix_sizes=(64, 72, 80),
+    slices=(12, 16),
+    resolution=32,
+    kimg=20.0,
+    tick=1.0,
+    snap=4,
+    num_eval=256,
+    num_samples=32,
+)
+QUICK = DemoPlan(
+    patients=3,
+    matrix_sizes=(32,),
+    slices=(6, 8),
+    resolution=16,
+    kimg=0.16,
+    tick=0.08,
+    snap=0,
+    num_eval=64,
+    num_samples=8,
+)
 
 
 def detector_metrics(num: int) -> list[str]:
@@ -51,8 +69,13 @@ def detector_metrics(num: int) -> list[str]:
     return names
 
 
-def run_demo(outdir: str | Path, plan: DemoPlan = FULL, *, device: str = "auto",
-             echo: Callable[[str], None] = click.echo) -> Path:
+def run_demo(
+    outdir: str | Path,
+    plan: DemoPlan = FULL,
+    *,
+    device: str = "auto",
+    echo: Callable[[str], None] = click.echo,
+) -> Path:
     """Run every stage into `outdir`; returns the report's HTML page."""
     from mrisynth.cli.generate import write_generation
     from mrisynth.cli.report import write_report
@@ -80,57 +103,111 @@ def run_demo(outdir: str | Path, plan: DemoPlan = FULL, *, device: str = "auto",
     def done(t0: float, text: str) -> None:
         echo(f"      {text} ({time.time() - t0:.1f} s)")
 
-    t = step(1, f"Writing a phantom abdominal MRI study: {plan.patients} patients, CHAOS-like "
-                f"DICOM tree -> {out / 'phantom'}")
-    patients = write_phantom_tree(out / "phantom", plan.patients, seed=0,
-                                  matrix_sizes=plan.matrix_sizes, num_slices=plan.slices,
-                                  t2spir=False)
+    t = step(
+        1,
+        f"Writing a phantom abdominal MRI study: {plan.patients} patients, CHAOS-like "
+        f"DICOM tree -> {out / 'phantom'}",
+    )
+    patients = write_phantom_tree(
+        out / "phantom",
+        plan.patients,
+        seed=0,
+        matrix_sizes=plan.matrix_sizes,
+        num_slices=plan.slices,
+        t2spir=False,
+    )
     done(t, f"{sum(p.num_slices for p in patients)} slices per echo")
 
-    t = step(2, f"Preparing T1 in-phase slices as {plan.resolution}x{plan.resolution} PNGs "
-                f"(per-slice min-max, as the study) -> {out / 'prepared'}")
-    prepared = prepare([out / "phantom"], out / "prepared",
-                       PrepareOptions(slice=SliceOptions(size=plan.resolution)))
+    t = step(
+        2,
+        f"Preparing T1 in-phase slices as {plan.resolution}x{plan.resolution} PNGs "
+        f"(per-slice min-max, as the study) -> {out / 'prepared'}",
+    )
+    prepared = prepare(
+        [out / "phantom"],
+        out / "prepared",
+        PrepareOptions(slice=SliceOptions(size=plan.resolution)),
+    )
     reasons = prepared.report.get("counts", {}).get("skipped_by_reason", {})
     skipped = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
-    done(t, f"{prepared.num_images} images from {prepared.num_patients} patients; files "
-            f"skipped: {skipped}")
+    done(
+        t,
+        f"{prepared.num_images} images from {prepared.num_patients} patients; files "
+        f"skipped: {skipped}",
+    )
 
     t = step(3, f"Packing the training archive -> {out / 'data.zip'}")
     packed = pack_archive(out / "prepared", out / "data.zip")
     done(t, f"{packed.num_images} images, hash {packed.content_hash[:12]}")
 
-    metrics = [f"intensity_hist{plan.num_eval}", f"body_area{plan.num_eval}",
-               *detector_metrics(plan.num_eval)]
-    t = step(4, f"Training StyleGAN2-ADA (tiny preset, ADA bg) for {plan.kimg:g} kimg on "
-                f"{device}; metrics at every snapshot: {', '.join(metrics)}")
+    metrics = [
+        f"intensity_hist{plan.num_eval}",
+        f"body_area{plan.num_eval}",
+        *detector_metrics(plan.num_eval),
+    ]
+    t = step(
+        4,
+        f"Training StyleGAN2-ADA (tiny preset, ADA bg) for {plan.kimg:g} kimg on "
+        f"{device}; metrics at every snapshot: {', '.join(metrics)}",
+    )
     if not detector_metrics(plan.num_eval):
-        echo("      (no Inception/VGG16 detector found: FID/KID/precision/recall skipped; "
-             "`mrisynth weights status` says where to put them)")
-    run_dir = train(TrainOptions(
-        data=str(out / "data.zip"), outdir=str(out / "runs"), cfg="tiny", mirror=True,
-        kimg=plan.kimg, tick=plan.tick, snap=plan.snap, metrics=tuple(metrics), workers=0,
-        device=device, seed=0, desc="demo"))
+        echo(
+            "      (no Inception/VGG16 detector found: FID/KID/precision/recall skipped; "
+            "`mrisynth weights status` says where to put them)"
+        )
+    run_dir = train(
+        TrainOptions(
+            data=str(out / "data.zip"),
+            outdir=str(out / "runs"),
+            cfg="tiny",
+            mirror=True,
+            kimg=plan.kimg,
+            tick=plan.tick,
+            snap=plan.snap,
+            metrics=tuple(metrics),
+            workers=0,
+            device=device,
+            seed=0,
+            desc="demo",
+        )
+    )
     done(t, f"run folder {run_dir}")
 
-    t = step(5, "Memorisation audit of the last snapshot (nearest training image of each "
-                "generated image)")
+    t = step(
+        5,
+        "Memorisation audit of the last snapshot (nearest training image of each generated image)",
+    )
     G, info = load_generator(run_dir, device="cpu")
-    results = evaluate_and_record(run_dir, info.path, info.kimg, G, out / "data.zip",
-                                  [f"memorisation{plan.num_eval}"], "cpu")
+    results = evaluate_and_record(
+        run_dir, info.path, info.kimg, G, out / "data.zip", [f"memorisation{plan.num_eval}"], "cpu"
+    )
     res = next(iter(results.values()), {})
     done(t, ", ".join(f"{k} {v:.3g}" for k, v in list(res.items())[:3]) or "done")
 
-    t = step(6, f"Generating {plan.num_samples} synthetic images as PNG + DICOM (marked "
-                f"synthetic) -> {out / 'samples'}")
-    record = write_generation(run_dir, out / "samples", seeds_for_count(plan.num_samples),
-                              formats=("png", "dicom"), grid=True, device=device,
-                              progress=False)
+    t = step(
+        6,
+        f"Generating {plan.num_samples} synthetic images as PNG + DICOM (marked "
+        f"synthetic) -> {out / 'samples'}",
+    )
+    record = write_generation(
+        run_dir,
+        out / "samples",
+        seeds_for_count(plan.num_samples),
+        formats=("png", "dicom"),
+        grid=True,
+        device=device,
+        progress=False,
+    )
     done(t, f"{record['num_images']} images from {record['snapshot']}")
 
     t = step(7, f"Writing the report -> {run_dir / 'report'}")
-    page = write_report(run_dir, run_dir / "report", data=out / "data.zip",
-                        panel_images=min(8, plan.num_samples), device=device)
+    page = write_report(
+        run_dir,
+        run_dir / "report",
+        data=out / "data.zip",
+        panel_images=min(8, plan.num_samples),
+        device=device,
+    )
     done(t, "figures, tables and the real-vs-generated panel")
     echo(f"Demo finished in {time.time() - t_start:.0f} s.")
     echo(f"Report: {page}")
@@ -147,11 +224,20 @@ def _quiet_console() -> None:
 
 
 @click.command("demo")
-@click.option("--outdir", type=click.Path(file_okay=False), default="demo-out",
-              show_default=True, help="Folder for every output of the demo.")
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False),
+    default="demo-out",
+    show_default=True,
+    help="Folder for every output of the demo.",
+)
 @click.option("--quick", is_flag=True, help="A 1-2 minute smoke run (16 px, 0.16 kimg).")
-@click.option("--kimg", type=float, default=None,
-              help="Train longer or shorter than the plan (full: 20 kimg, quick: 0.16).")
+@click.option(
+    "--kimg",
+    type=float,
+    default=None,
+    help="Train longer or shorter than the plan (full: 20 kimg, quick: 0.16).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def command(outdir: str, quick: bool, kimg: float | None, device: str) -> None:
     """Run the whole pipeline on built-in phantom data and write a report.

@@ -46,19 +46,34 @@ def write_generation(
     from mrisynth.generate.seeds import format_seeds
     from mrisynth.training.checkpoint import load_generator
 
-    opts = SamplingOptions(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                           noise_mode=noise_mode, class_idx=class_idx, batch_size=batch_size)
+    opts = SamplingOptions(
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        batch_size=batch_size,
+    )
     dev = resolve_device(device)
     G, info = load_generator(network, device=str(dev))
     opts.check(int(G.c_dim))
     snapshot = Path(info.path)
     sha = file_sha256(snapshot)
     seeds_text = format_seeds(seeds)
-    series = SeriesInfo(model_sha256=sha, snapshot_name=snapshot.name, kimg=info.kimg,
-                        truncation_psi=truncation_psi, noise_mode=noise_mode,
-                        class_idx=class_idx, seeds_text=seeds_text)
-    plan = ExportPlan(formats=formats, grid=grid, grid_cols=grid_cols,
-                      series=series if "dicom" in formats else None)
+    series = SeriesInfo(
+        model_sha256=sha,
+        snapshot_name=snapshot.name,
+        kimg=info.kimg,
+        truncation_psi=truncation_psi,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        seeds_text=seeds_text,
+    )
+    plan = ExportPlan(
+        formats=formats,
+        grid=grid,
+        grid_cols=grid_cols,
+        series=series if "dicom" in formats else None,
+    )
     plan.check()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -67,41 +82,94 @@ def write_generation(
         for item in export_images(samples, plan, opts):
             atomic.write_bytes(outdir / item.name, item.data)
     atomic.write_text(outdir / MANIFEST_NAME, manifest_csv(plan.rows))
-    record = generation_info(str(network), snapshot.name, sha, info.kimg, seeds_text,
-                             len(seeds), opts, plan)
+    record = generation_info(
+        str(network), snapshot.name, sha, info.kimg, seeds_text, len(seeds), opts, plan
+    )
     atomic.write_json(outdir / INFO_NAME, record)
     return record
 
 
 @click.command("generate")
-@click.option("--network", "network", required=True, metavar="CHECKPOINT",
-              help="Snapshot file (.safetensors) or run folder (its latest snapshot).")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the images, manifest.csv and generation.json.")
+@click.option(
+    "--network",
+    "network",
+    required=True,
+    metavar="CHECKPOINT",
+    help="Snapshot file (.safetensors) or run folder (its latest snapshot).",
+)
+@click.option(
+    "--outdir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the images, manifest.csv and generation.json.",
+)
 @click.option("--seeds", help="Seeds, lists and inclusive ranges: 0-99 or 1,5,7-9. One image each.")
 @click.option("--num", type=int, help="Alternative to --seeds: N images from seeds 0..N-1.")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi (1 = none; 0 = the average image for every seed).")
-@click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None,
-              help="Truncate only the first N ws layers (default: all).")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
-              show_default=True, help="Noise inputs; const keeps each seed's image reproducible.")
-@click.option("--class", "class_idx", type=int, default=None,
-              help="Class index for conditional generators.")
-@click.option("--batch", "batch_size", type=int, default=16, show_default=True,
-              help="Images per forward pass.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-@click.option("--format", "formats", type=click.Choice(["png", "dicom"]), multiple=True,
-              help="Output format, repeatable (default png): DICOM = Secondary Capture marked "
-                   "synthetic.")
+@click.option(
+    "--trunc",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi (1 = none; 0 = the average image for every seed).",
+)
+@click.option(
+    "--trunc-cutoff",
+    "truncation_cutoff",
+    type=int,
+    default=None,
+    help="Truncate only the first N ws layers (default: all).",
+)
+@click.option(
+    "--noise-mode",
+    type=click.Choice(["const", "random", "none"]),
+    default="const",
+    show_default=True,
+    help="Noise inputs; const keeps each seed's image reproducible.",
+)
+@click.option(
+    "--class", "class_idx", type=int, default=None, help="Class index for conditional generators."
+)
+@click.option(
+    "--batch",
+    "batch_size",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Images per forward pass.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA if present), cpu, cuda, cuda:1, ...",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["png", "dicom"]),
+    multiple=True,
+    help="Output format, repeatable (default png): DICOM = Secondary Capture marked synthetic.",
+)
 @click.option("--grid", is_flag=True, help="Also write all images as one grid.png.")
 @click.option("--grid-cols", type=int, default=None, help="Columns of the grid (default: square).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def command(network: str, outdir: str, seeds: str | None, num: int | None,
-            truncation_psi: float, truncation_cutoff: int | None, noise_mode: str,
-            class_idx: int | None, batch_size: int, device: str, formats: tuple[str, ...],
-            grid: bool, grid_cols: int | None, no_progress: bool) -> None:
+def command(
+    network: str,
+    outdir: str,
+    seeds: str | None,
+    num: int | None,
+    truncation_psi: float,
+    truncation_cutoff: int | None,
+    noise_mode: str,
+    class_idx: int | None,
+    batch_size: int,
+    device: str,
+    formats: tuple[str, ...],
+    grid: bool,
+    grid_cols: int | None,
+    no_progress: bool,
+) -> None:
     """Generate synthetic images from a trained generator.
 
     Each seed gives one latent z (numpy RandomState(seed)), so the same seed gives the same
@@ -117,11 +185,22 @@ def command(network: str, outdir: str, seeds: str | None, num: int | None,
         raise ConfigError("give exactly one of --seeds (e.g. 0-99) or --num (e.g. 100)")
     seed_list = parse_seeds(seeds) if seeds is not None else seeds_for_count(num or 0)
     record = write_generation(
-        network, outdir, seed_list, truncation_psi=truncation_psi,
-        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode, class_idx=class_idx,
-        batch_size=batch_size, formats=formats or ("png",), grid=grid, grid_cols=grid_cols,
-        device=device, progress=not no_progress,
+        network,
+        outdir,
+        seed_list,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        noise_mode=noise_mode,
+        class_idx=class_idx,
+        batch_size=batch_size,
+        formats=formats or ("png",),
+        grid=grid,
+        grid_cols=grid_cols,
+        device=device,
+        progress=not no_progress,
     )
     what = " + ".join(record["formats"]) + (" + grid" if grid else "")
-    click.echo(f"Wrote {record['num_images']} synthetic images ({what}) from "
-               f"{record['snapshot']} (kimg {record['kimg']}) to {outdir}")
+    click.echo(
+        f"Wrote {record['num_images']} synthetic images ({what}) from "
+        f"{record['snapshot']} (kimg {record['kimg']}) to {outdir}"
+    )

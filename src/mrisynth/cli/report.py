@@ -17,8 +17,9 @@ def data_path_from_options(options: dict[str, Any] | None, run_dir: Path) -> Pat
     """The training archive named in training_options.json, if it still exists."""
     if not options:
         return None
-    scopes = [options] + [options[k] for k in ("user", "training_set_kwargs")
-                          if isinstance(options.get(k), dict)]  # mrisynth's, NVIDIA's nesting
+    scopes = [options] + [
+        options[k] for k in ("user", "training_set_kwargs") if isinstance(options.get(k), dict)
+    ]  # mrisynth's, NVIDIA's nesting
     candidates = [scope.get(k) for scope in scopes for k in (*_DATA_KEYS, "path")]
     for value in candidates:
         if isinstance(value, str) and value:
@@ -56,13 +57,23 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
             f"{snapshot.name} generates {'x'.join(map(str, generated[0].shape))}; pass the "
             "run's training archive with --data, or --panel 0"
         )
-    return PanelImages(generated=np.stack(generated), seeds=seeds, train=train,
-                       snapshot=info.path.name, kimg=info.kimg)
+    return PanelImages(
+        generated=np.stack(generated),
+        seeds=seeds,
+        train=train,
+        snapshot=info.path.name,
+        kimg=info.kimg,
+    )
 
 
-def write_report(run_dir: str | Path, outdir: str | Path | None = None, *,
-                 data: str | Path | None = None, panel_images: int = 8,
-                 device: str = "auto") -> Path:
+def write_report(
+    run_dir: str | Path,
+    outdir: str | Path | None = None,
+    *,
+    data: str | Path | None = None,
+    panel_images: int = 8,
+    device: str = "auto",
+) -> Path:
     """Build the report of a run folder and write it; returns the HTML page's path."""
     from mrisynth import atomic
     from mrisynth.report.build import build_report
@@ -71,12 +82,15 @@ def write_report(run_dir: str | Path, outdir: str | Path | None = None, *,
 
     run = read_run(run_dir)
     outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
-    panel = _panel(run, Path(data) if data else None, panel_images, device) if panel_images \
-        else None
+    panel = (
+        _panel(run, Path(data) if data else None, panel_images, device) if panel_images else None
+    )
     report = build_report(run, panel)
     if panel is None and panel_images:
-        report.notes.append("Figure 4 (real vs generated) left out: it needs a snapshot and the "
-                            "training archive (pass --data ARCHIVE).")
+        report.notes.append(
+            "Figure 4 (real vs generated) left out: it needs a snapshot and the "
+            "training archive (pass --data ARCHIVE)."
+        )
     for name, blob in report.files.items():
         atomic.write_bytes(outdir / name, blob)
     atomic.write_text(outdir / MARKDOWN_NAME, render_markdown(report))
@@ -86,15 +100,30 @@ def write_report(run_dir: str | Path, outdir: str | Path | None = None, *,
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--outdir", type=click.Path(file_okay=False), default=None,
-              help="Where to write the report (default: RUN_DIR/report).")
-@click.option("--data", type=click.Path(exists=True), default=None,
-              help="Training archive for Figure 4 (default: the one in training_options.json).")
-@click.option("--panel", "panel_images", type=int, default=8, show_default=True,
-              help="Generated images in the real-vs-generated panel (0 = leave it out).")
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write the report (default: RUN_DIR/report).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True),
+    default=None,
+    help="Training archive for Figure 4 (default: the one in training_options.json).",
+)
+@click.option(
+    "--panel",
+    "panel_images",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Generated images in the real-vs-generated panel (0 = leave it out).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def command(run_dir: str, outdir: str | None, data: str | None, panel_images: int,
-            device: str) -> None:
+def command(
+    run_dir: str, outdir: str | None, data: str | None, panel_images: int, device: str
+) -> None:
     """Figures, best-snapshot table and summary of a training run as HTML + Markdown.
 
     Reads training_options.json, stats.jsonl, metric-*.jsonl, fakes*.png and memorisation-*.json

@@ -64,8 +64,9 @@ class SeriesInfo:
 
     def sop_uid(self, seed: int) -> str:
         """One instance per (series, seed); the same run gives the same UID again."""
-        return generate_uid(entropy_srcs=[*self._entropy(), "series", self.seeds_text,
-                                          "seed", str(seed)])
+        return generate_uid(
+            entropy_srcs=[*self._entropy(), "series", self.seeds_text, "seed", str(seed)]
+        )
 
     def derivation(self, seed: int) -> str:
         kimg = "unknown" if self.kimg is None else str(self.kimg)
@@ -77,8 +78,9 @@ class SeriesInfo:
         )
 
 
-def synthetic_dataset(image: np.ndarray, seed: int, instance_number: int,
-                      series: SeriesInfo) -> Dataset:
+def synthetic_dataset(
+    image: np.ndarray, seed: int, instance_number: int, series: SeriesInfo
+) -> Dataset:
     """Build the Secondary Capture dataset for one uint8 image [C, H, W] (C = 1 or 3)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ConfigError(

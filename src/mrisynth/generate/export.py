@@ -25,8 +25,15 @@ FORMATS = ("png", "dicom")
 MANIFEST_NAME = "manifest.csv"
 INFO_NAME = "generation.json"
 GRID_NAME = "grid.png"
-MANIFEST_COLUMNS = ("file", "format", "seed", "truncation_psi", "noise_mode", "class",
-                    "sop_instance_uid")
+MANIFEST_COLUMNS = (
+    "file",
+    "format",
+    "seed",
+    "truncation_psi",
+    "noise_mode",
+    "class",
+    "sop_instance_uid",
+)
 
 
 def png_name(seed: int) -> str:
@@ -86,9 +93,12 @@ def export_images(
     plan.check()
     grid_images: list[np.ndarray] = []
     for instance, (seed, img) in enumerate(samples, start=1):
-        common = {"seed": str(seed), "truncation_psi": f"{opts.truncation_psi:g}",
-                  "noise_mode": opts.noise_mode,
-                  "class": "" if opts.class_idx is None else str(opts.class_idx)}
+        common = {
+            "seed": str(seed),
+            "truncation_psi": f"{opts.truncation_psi:g}",
+            "noise_mode": opts.noise_mode,
+            "class": "" if opts.class_idx is None else str(opts.class_idx),
+        }
         if "png" in plan.formats:
             row = {"file": png_name(seed), "format": "png", **common, "sop_instance_uid": ""}
             plan.rows.append(row)
@@ -96,8 +106,12 @@ def export_images(
         if "dicom" in plan.formats:
             assert plan.series is not None
             ds = synthetic_dataset(img, seed, instance, plan.series)
-            row = {"file": dicom_name(seed), "format": "dicom", **common,
-                   "sop_instance_uid": str(ds.SOPInstanceUID)}
+            row = {
+                "file": dicom_name(seed),
+                "format": "dicom",
+                **common,
+                "sop_instance_uid": str(ds.SOPInstanceUID),
+            }
             plan.rows.append(row)
             yield OutputFile(dicom_name(seed), dataset_bytes(ds), row)
         if plan.grid:
@@ -115,9 +129,16 @@ def manifest_csv(rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def generation_info(network: str, snapshot_name: str, model_sha256: str, kimg: int | None,
-                    seeds_text: str, num_images: int, opts: SamplingOptions,
-                    plan: ExportPlan) -> dict:
+def generation_info(
+    network: str,
+    snapshot_name: str,
+    model_sha256: str,
+    kimg: int | None,
+    seeds_text: str,
+    num_images: int,
+    opts: SamplingOptions,
+    plan: ExportPlan,
+) -> dict:
     """JSON-able record of the run (no timestamps, so re-runs are identical)."""
     return {
         "generator": f"mrisynth {__version__}",

@@ -14,8 +14,9 @@ from mrisynth.errors import InputError
 def encode_png(image: np.ndarray) -> bytes:
     """Lossless PNG bytes of a uint8 image [C, H, W] (C = 1 or 3, RGB order)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"expected uint8 [C, H, W] with C in (1, 3), got {image.dtype} "
-                         f"{image.shape}")
+        raise ValueError(
+            f"expected uint8 [C, H, W] with C in (1, 3), got {image.dtype} {image.shape}"
+        )
     hwc = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)[:, :, ::-1]  # RGB->BGR
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc))
     if not ok:  # pragma: no cover - OpenCV fails only on invalid input, checked above
@@ -38,8 +39,9 @@ def read_png(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))
 
 
-def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0,
-              pad_value: int = 0) -> np.ndarray:
+def make_grid(
+    images: np.ndarray, cols: int | None = None, pad: int = 0, pad_value: int = 0
+) -> np.ndarray:
     """Tile uint8 images [N, C, H, W] row by row into one image [C, rows*H, cols*W].
 
     `cols=None` makes the grid as square as possible; missing cells are filled with pad_value.

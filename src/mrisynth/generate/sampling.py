@@ -108,5 +108,6 @@ def sample_images(
         yield from zip(batch_seeds, quantize(img), strict=True)
         if on_batch is not None:
             on_batch(len(batch_seeds))
-    log.info("sampled %d images (psi=%s, noise=%s)", len(seeds), opts.truncation_psi,
-             opts.noise_mode)
+    log.info(
+        "sampled %d images (psi=%s, noise=%s)", len(seeds), opts.truncation_psi, opts.noise_mode
+    )

@@ -84,10 +84,14 @@ def _metric_figures(report: Report) -> None:
     prec, rec = pick_series(series, "precision"), pick_series(series, "recall")
     used: set[tuple[str, str]] = set()
     if prec or rec:
-        report.add(FigureEntry("fig1-precision-recall.png", "Figure 1: precision and recall",
-                               "Higher is better. The study's best: precision 59.33 %, "
-                               "recall 15.70 %."),
-                   figures.precision_recall_figure(prec, rec))
+        report.add(
+            FigureEntry(
+                "fig1-precision-recall.png",
+                "Figure 1: precision and recall",
+                "Higher is better. The study's best: precision 59.33 %, recall 15.70 %.",
+            ),
+            figures.precision_recall_figure(prec, rec),
+        )
         used |= {(s.metric, s.key) for s in (prec, rec) if s}
     for cat, number, file, scale, ylabel, study in (
         ("fid", 2, "fig2-fid.png", 1.0, "FID", "18.14"),
@@ -97,12 +101,23 @@ def _metric_figures(report: Report) -> None:
         if s is None:
             continue
         label = CATEGORIES[cat][0]
-        std = next((o for o in series if o.metric == s.metric and o.key == s.key + "_std"
-                    and o.kimg == s.kimg), None)
-        report.add(FigureEntry(file, f"Figure {number}: {label} ({s.key})",
-                               f"Lower is better. The study's best: {study}."
-                               + (" Band: +/- one std over KID subsets." if std else "")),
-                   figures.single_metric_figure(s, f"{label} vs kimg", ylabel, scale, std))
+        std = next(
+            (
+                o
+                for o in series
+                if o.metric == s.metric and o.key == s.key + "_std" and o.kimg == s.kimg
+            ),
+            None,
+        )
+        report.add(
+            FigureEntry(
+                file,
+                f"Figure {number}: {label} ({s.key})",
+                f"Lower is better. The study's best: {study}."
+                + (" Band: +/- one std over KID subsets." if std else ""),
+            ),
+            figures.single_metric_figure(s, f"{label} vs kimg", ylabel, scale, std),
+        )
         used |= {(s.metric, s.key)} | ({(std.metric, std.key)} if std else set())
     by_metric: dict[str, list[Series]] = {}
     for s in series:
@@ -112,21 +127,34 @@ def _metric_figures(report: Report) -> None:
         if all(len(s.values) < 2 for s in group):  # one evaluation: a table row, not a curve
             report.single.extend(group)
             continue
-        report.add(FigureEntry(f"metric-{metric}.png", f"Metric {metric}",
-                               "; ".join(sorted({n for s in group for n in s.caveats()}))),
-                   figures.metric_group_figure(metric, group))
+        report.add(
+            FigureEntry(
+                f"metric-{metric}.png",
+                f"Metric {metric}",
+                "; ".join(sorted({n for s in group for n in s.caveats()})),
+            ),
+            figures.metric_group_figure(metric, group),
+        )
 
 
 def _images(report: Report) -> None:
     run = report.run
     if run.reals is not None:
-        report.add(FigureEntry("reals.png", "Training images (reals.png)", section="images"),
-                   run.reals.read_bytes())
+        report.add(
+            FigureEntry("reals.png", "Training images (reals.png)", section="images"),
+            run.reals.read_bytes(),
+        )
     picks = run.fakes[:1] + run.fakes[-1:] if len(run.fakes) > 1 else run.fakes
     for kimg, path in picks:
-        report.add(FigureEntry(path.name, f"Generated at {kimg} kimg ({path.name})",
-                               "Fixed latents, so grids are comparable over training.",
-                               section="images"), path.read_bytes())
+        report.add(
+            FigureEntry(
+                path.name,
+                f"Generated at {kimg} kimg ({path.name})",
+                "Fixed latents, so grids are comparable over training.",
+                section="images",
+            ),
+            path.read_bytes(),
+        )
 
 
 def _memorisation(report: Report) -> None:
@@ -136,21 +164,34 @@ def _memorisation(report: Report) -> None:
         return
     path, obj = audits[-1]
     if len(audits) > 1:
-        report.notes.append(f"{len(audits)} memorisation audits in the run; the report shows the "
-                            f"latest ({path.name}).")
+        report.notes.append(
+            f"{len(audits)} memorisation audits in the run; the report shows the "
+            f"latest ({path.name})."
+        )
     report.memorisation.append((path.name, obj))
     hist = memorisation.histogram_figure(obj)
     if hist is not None:
-        report.add(FigureEntry(f"{path.stem}-histogram.png", f"Nearest-image distances "
-                               f"({path.name})", "Mass near 0 (left of the dashed line) "
-                               "means generated images copy training images.",
-                               section="memorisation"), hist)
+        report.add(
+            FigureEntry(
+                f"{path.stem}-histogram.png",
+                f"Nearest-image distances ({path.name})",
+                "Mass near 0 (left of the dashed line) "
+                "means generated images copy training images.",
+                section="memorisation",
+            ),
+            hist,
+        )
     picture = report.run.run_dir / str(obj.get("picture") or f"{path.stem}.png")
     if picture.is_file() and picture.suffix == ".png":
-        report.add(FigureEntry(picture.name, f"Closest pairs ({picture.name})",
-                               "Rows: generated | nearest training image | absolute "
-                               "difference, closest first.", section="memorisation"),
-                   picture.read_bytes())
+        report.add(
+            FigureEntry(
+                picture.name,
+                f"Closest pairs ({picture.name})",
+                "Rows: generated | nearest training image | absolute difference, closest first.",
+                section="memorisation",
+            ),
+            picture.read_bytes(),
+        )
 
 
 def _number(value: Any) -> float:
@@ -163,27 +204,39 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
     report = Report(run=run, series=series, best=best_table(series))
     _metric_figures(report)
     if not run.metrics:
-        report.notes.append("No metric-*.jsonl files in the run folder: train with --metrics or "
-                            "run `mrisynth metrics --network RUN_DIR --data ARCHIVE`.")
+        report.notes.append(
+            "No metric-*.jsonl files in the run folder: train with --metrics or "
+            "run `mrisynth metrics --network RUN_DIR --data ARCHIVE`."
+        )
     for note in sorted({n for s in series for n in s.caveats()}):
         report.notes.append(f"{note}.")
     curves = figures.training_figure(run.stats, _ada_target(run.options))
     if curves is not None:
-        report.add(FigureEntry("training-curves.png", "Training curves",
-                               "G/D losses, R1 and path-length penalties, ADA's r_t "
-                               "(Loss/signs/real) against its target, and augment p.",
-                               section="training"), curves)
+        report.add(
+            FigureEntry(
+                "training-curves.png",
+                "Training curves",
+                "G/D losses, R1 and path-length penalties, ADA's r_t "
+                "(Loss/signs/real) against its target, and augment p.",
+                section="training",
+            ),
+            curves,
+        )
     elif not run.stats:
         report.notes.append("No stats.jsonl yet: training curves are left out.")
     _images(report)
     if panel is not None:
         kimg = "" if panel.kimg is None else f" at {panel.kimg} kimg"
-        report.add(FigureEntry("fig4-real-vs-generated.png",
-                               "Figure 4: generated images and their most similar training "
-                               "images", f"Snapshot {panel.snapshot}{kimg}; similarity = "
-                               "pixel NCC over the whole training set (1.0 = identical).",
-                               section="images"),
-                   real_vs_generated_figure(panel.generated, panel.train, panel.seeds))
+        report.add(
+            FigureEntry(
+                "fig4-real-vs-generated.png",
+                "Figure 4: generated images and their most similar training images",
+                f"Snapshot {panel.snapshot}{kimg}; similarity = "
+                "pixel NCC over the whole training set (1.0 = identical).",
+                section="images",
+            ),
+            real_vs_generated_figure(panel.generated, panel.train, panel.seeds),
+        )
     _memorisation(report)
     log.info("report of %s: %d figures", run.run_dir, len(report.entries))
     return report

@@ -28,8 +28,9 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def new_figure(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6.4, 4.0)
-               ) -> tuple[Figure, Any]:
+def new_figure(
+    rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6.4, 4.0)
+) -> tuple[Figure, Any]:
     """A figure and its axes grid (always 2-D), outside pyplot's global state."""
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, cols, squeeze=False)
@@ -63,8 +64,9 @@ def precision_recall_figure(precision: Series | None, recall: Series | None) -> 
     return figure_png(fig)
 
 
-def single_metric_figure(s: Series, title: str, ylabel: str, scale: float = 1.0,
-                         std: Series | None = None) -> bytes:
+def single_metric_figure(
+    s: Series, title: str, ylabel: str, scale: float = 1.0, std: Series | None = None
+) -> bytes:
     """Figure 2 (FID) or 3 (KID, scale 1e3, with its std band when logged)."""
     fig, ax = _axes(title, ylabel, _caption([s]))
     ys = [scale * v for v in s.values]
@@ -75,9 +77,13 @@ def single_metric_figure(s: Series, title: str, ylabel: str, scale: float = 1.0,
         ax.fill_between(s.kimg, lo, hi, alpha=0.2, label=std.key)
     best = min(range(len(s.values)), key=lambda i: s.values[i])
     if s.category in ("fid", "kid"):
-        ax.annotate(f"best {scale * s.values[best]:.3g} @ {s.kimg[best]:g} kimg",
-                    (s.kimg[best], scale * s.values[best]), textcoords="offset points",
-                    xytext=(5, 10), fontsize=8)
+        ax.annotate(
+            f"best {scale * s.values[best]:.3g} @ {s.kimg[best]:g} kimg",
+            (s.kimg[best], scale * s.values[best]),
+            textcoords="offset points",
+            xytext=(5, 10),
+            fontsize=8,
+        )
     ax.legend()
     return figure_png(fig)
 
@@ -129,8 +135,9 @@ TRAINING_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def training_figure(stats: list[dict[str, Any]], target: float | None = None) -> bytes | None:
     """Training curves from stats.jsonl; None when no tick has any of them."""
-    found = [(title, [(k, *stat_series(stats, k)) for k in keys]) for title, keys in
-             TRAINING_PANELS]
+    found = [
+        (title, [(k, *stat_series(stats, k)) for k in keys]) for title, keys in TRAINING_PANELS
+    ]
     found = [(t, [c for c in curves if c[1]]) for t, curves in found]
     found = [(t, curves) for t, curves in found if curves]
     if not found:
@@ -145,7 +152,7 @@ def training_figure(stats: list[dict[str, Any]], target: float | None = None) ->
         ax.set_xlabel("kimg", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(found):]:
+    for ax in list(axes.flat)[len(found) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return figure_png(fig)

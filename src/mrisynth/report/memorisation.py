@@ -26,14 +26,20 @@ def _quantile_text(q: Any) -> str | None:
 def summary_rows(obj: dict[str, Any]) -> list[tuple[str, str]]:
     """(field, value) rows a reader needs: sizes, nearest-NCC spread, flagged copies, holdout."""
     rows: list[tuple[str, str]] = []
-    for key, label in (("snapshot", "snapshot"), ("kimg", "kimg"),
-                       ("num_gen", "generated images"), ("num_train", "training images"),
-                       ("copy_ncc", "copy threshold (NCC >=)")):
+    for key, label in (
+        ("snapshot", "snapshot"),
+        ("kimg", "kimg"),
+        ("num_gen", "generated images"),
+        ("num_train", "training images"),
+        ("copy_ncc", "copy threshold (NCC >=)"),
+    ):
         if key in obj and obj[key] is not None:
             rows.append((label, str(obj[key])))
     pixel = obj.get("pixel") if isinstance(obj.get("pixel"), dict) else {}
-    for key, label in (("nearest_ncc", "nearest training image, NCC"),
-                       ("ratio", "nearest / second-nearest distance")):
+    for key, label in (
+        ("nearest_ncc", "nearest training image, NCC"),
+        ("ratio", "nearest / second-nearest distance"),
+    ):
         text = _quantile_text(pixel.get(key))
         if text:
             rows.append((label, text))
@@ -46,8 +52,12 @@ def summary_rows(obj: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("flagged as near-copies", f"{obj['num_flagged']}{share}"))
     for f in (obj.get("flagged") or [])[:5]:
         if isinstance(f, dict):
-            rows.append((f"  seed {f.get('seed')}",
-                         f"~ {f.get('train_name')} (NCC {f.get('ncc', float('nan')):.3f})"))
+            rows.append(
+                (
+                    f"  seed {f.get('seed')}",
+                    f"~ {f.get('train_name')} (NCC {f.get('ncc', float('nan')):.3f})",
+                )
+            )
     holdout = obj.get("holdout")
     if isinstance(holdout, dict):
         g = _quantile_text(holdout.get("gen_to_reference"))
@@ -56,8 +66,12 @@ def summary_rows(obj: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(("generated -> training patients, 1-NCC", g))
             rows.append(("held-out patients -> training patients, 1-NCC", h))
         if "warning" in holdout:
-            rows.append(("closer to training than unseen patients are (warning)",
-                         "YES" if holdout["warning"] else "no"))
+            rows.append(
+                (
+                    "closer to training than unseen patients are (warning)",
+                    "YES" if holdout["warning"] else "no",
+                )
+            )
     return rows
 
 
@@ -68,8 +82,12 @@ def histogram_figure(obj: dict[str, Any]) -> bytes | None:
     if not hist:
         return None
     edges, counts = hist.get("bin_edges"), hist.get("counts")
-    if not (isinstance(edges, list) and isinstance(counts, list)
-            and len(edges) == len(counts) + 1 and counts):
+    if not (
+        isinstance(edges, list)
+        and isinstance(counts, list)
+        and len(edges) == len(counts) + 1
+        and counts
+    ):
         return None
     fig, axes = new_figure(figsize=(6.4, 3.6))
     ax = axes[0, 0]

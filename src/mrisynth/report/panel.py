@@ -20,15 +20,17 @@ def _standardise(images: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-6)
 
 
-def nearest_by_ncc(generated: np.ndarray, train: np.ndarray, chunk: int = 4096
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def nearest_by_ncc(
+    generated: np.ndarray, train: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Index of each generated image's most similar training image and that NCC.
 
     generated [N, C, H, W], train [M, C, H, W] (uint8, same shape) -> (idx [N], ncc [N]).
     """
     if generated.shape[1:] != train.shape[1:]:
-        raise ValueError(f"image shapes differ: generated {generated.shape[1:]}, "
-                         f"training {train.shape[1:]}")
+        raise ValueError(
+            f"image shapes differ: generated {generated.shape[1:]}, training {train.shape[1:]}"
+        )
     g = _standardise(generated)  # [N, D]
     best_idx = np.zeros(len(g), dtype=np.int64)
     best = np.full(len(g), -np.inf, dtype=np.float32)
@@ -52,8 +54,9 @@ def _show(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def real_vs_generated_figure(generated: np.ndarray, train: np.ndarray, seeds: list[int],
-                             title: str = "") -> bytes:
+def real_vs_generated_figure(
+    generated: np.ndarray, train: np.ndarray, seeds: list[int], title: str = ""
+) -> bytes:
     """Two rows: generated images (top) and their nearest training images by NCC (bottom)."""
     idx, ncc = nearest_by_ncc(generated, train)
     n = len(generated)

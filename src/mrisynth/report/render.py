@@ -17,12 +17,18 @@ from mrisynth.report.tables import CATEGORIES, format_value, pick_series
 
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "report.md"
-SECTIONS = (("figures", "Metrics over training"), ("training", "Training"),
-            ("images", "Images"), ("memorisation", "Memorisation audit"))
-NO_REFERENCE = ("No precision, recall, FID or KID results in this run: they need NVIDIA's "
-                "Inception/VGG16 detectors (`mrisynth weights status`) and `--metrics "
-                "fid50k_full,kid50k_full,pr50k3_full` (or smaller counts) in training or "
-                "`mrisynth metrics`.")
+SECTIONS = (
+    ("figures", "Metrics over training"),
+    ("training", "Training"),
+    ("images", "Images"),
+    ("memorisation", "Memorisation audit"),
+)
+NO_REFERENCE = (
+    "No precision, recall, FID or KID results in this run: they need NVIDIA's "
+    "Inception/VGG16 detectors (`mrisynth weights status`) and `--metrics "
+    "fid50k_full,kid50k_full,pr50k3_full` (or smaller counts) in training or "
+    "`mrisynth metrics`."
+)
 STUDY = {"precision": 0.5933, "recall": 0.1570, "fid": 18.14, "kid": 7.17e-3}
 
 _CSS = """
@@ -52,11 +58,18 @@ def best_table_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     """Header and cells of Table 1 (best snapshot per metric), plus the study's row."""
     cats = [c for c in CATEGORIES if pick_series(report.series, c) is not None]
     header = ["best by", "kimg", *[CATEGORIES[c][0] for c in cats]]
-    rows = [[f"{CATEGORIES[r.category][0]} ({'max' if CATEGORIES[r.category][1] else 'min'})",
-             f"{r.kimg:g}", *[format_value(c, r.values[c]) for c in cats]] for r in report.best]
+    rows = [
+        [
+            f"{CATEGORIES[r.category][0]} ({'max' if CATEGORIES[r.category][1] else 'min'})",
+            f"{r.kimg:g}",
+            *[format_value(c, r.values[c]) for c in cats],
+        ]
+        for r in report.best
+    ]
     if rows:
-        rows.append(["the study (50k, best precision)", "–",
-                     *[format_value(c, STUDY[c]) for c in cats]])
+        rows.append(
+            ["the study (50k, best precision)", "–", *[format_value(c, STUDY[c]) for c in cats]]
+        )
     return header, rows
 
 
@@ -68,10 +81,16 @@ def single_rows(report: Report) -> list[list[str]]:
 def _html_table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{html.escape(c)}</td>' if i >= numeric_from
-            else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{html.escape(c)}</td>'
+            if i >= numeric_from
+            else f"<td>{html.escape(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -79,20 +98,24 @@ def _figure_html(e: FigureEntry) -> str:
     cap = f"<b>{html.escape(e.title)}</b>"
     if e.caption:
         cap += "<br>" + html.escape(e.caption).replace("\n", "<br>")
-    return (f'<figure><img src="{html.escape(e.file)}" alt="{html.escape(e.title)}">'
-            f"<figcaption>{cap}</figcaption></figure>")
+    return (
+        f'<figure><img src="{html.escape(e.file)}" alt="{html.escape(e.title)}">'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
 
 
 def render_html(report: Report) -> str:
     """The whole page as text."""
     run = report.run
     title = f"mrisynth report: {run.name}"
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
-             f"{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p>Run folder <code>{html.escape(str(run.run_dir))}</code>: {len(run.stats)} "
-             f"ticks logged, {len(run.snapshots)} snapshots, metrics: "
-             f"{html.escape(', '.join(run.metrics) or 'none')}.</p>"]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
+        f"{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Run folder <code>{html.escape(str(run.run_dir))}</code>: {len(run.stats)} "
+        f"ticks logged, {len(run.snapshots)} snapshots, metrics: "
+        f"{html.escape(', '.join(run.metrics) or 'none')}.</p>",
+    ]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in report.notes]
     header, rows = best_table_rows(report)
     parts.append("<h2>Best snapshot per metric (Table 1 layout)</h2>")
@@ -102,43 +125,59 @@ def render_html(report: Report) -> str:
             s = pick_series(report.series, cat)
             if s is not None:
                 why = "; ".join(s.caveats()) or "reference detector, 50k generated images"
-                parts.append(f"<p><small>{html.escape(CATEGORIES[cat][0])}: <code>"
-                             f"{html.escape(s.key)}</code> ({html.escape(why)})</small></p>")
+                parts.append(
+                    f"<p><small>{html.escape(CATEGORIES[cat][0])}: <code>"
+                    f"{html.escape(s.key)}</code> ({html.escape(why)})</small></p>"
+                )
     else:
         parts.append(f"<p>{html.escape(NO_REFERENCE)}</p>")
     if report.single:
         parts.append("<h2>Metrics evaluated once</h2>")
-        parts.append(_html_table(["metric", "key", "kimg", "value"], single_rows(report),
-                                 numeric_from=2))
+        parts.append(
+            _html_table(["metric", "key", "kimg", "value"], single_rows(report), numeric_from=2)
+        )
     for section, heading in SECTIONS:
         entries = [e for e in report.entries if e.section == section]
         if section == "memorisation" and report.memorisation:
             parts.append(f"<h2>{heading}</h2>")
             for name, obj in report.memorisation:
                 parts.append(f"<h3>{html.escape(name)}</h3>")
-                parts.append(_html_table(["field", "value"],
-                                         [list(r) for r in summary_rows(obj)], numeric_from=2))
+                parts.append(
+                    _html_table(
+                        ["field", "value"], [list(r) for r in summary_rows(obj)], numeric_from=2
+                    )
+                )
             parts += [_figure_html(e) for e in entries]
         elif entries:
             parts.append(f"<h2>{heading}</h2>")
             parts += [_figure_html(e) for e in entries]
     if run.options:
-        parts.append("<h2>Training options</h2><details open><summary>"
-                     "training_options.json</summary>")
-        parts.append(_html_table(["option", "value"], [list(r) for r in _flatten(run.options)],
-                                 numeric_from=2))
+        parts.append(
+            "<h2>Training options</h2><details open><summary>training_options.json</summary>"
+        )
+        parts.append(
+            _html_table(
+                ["option", "value"], [list(r) for r in _flatten(run.options)], numeric_from=2
+            )
+        )
         parts.append("</details>")
-    parts.append(f"<hr><p><small>Written by mrisynth {html.escape(__version__)}. Synthetic "
-                 "images are not images of any patient.</small></p></body></html>")
+    parts.append(
+        f"<hr><p><small>Written by mrisynth {html.escape(__version__)}. Synthetic "
+        "images are not images of any patient.</small></p></body></html>"
+    )
     return "\n".join(parts) + "\n"
 
 
 def render_markdown(report: Report) -> str:
     """A short Markdown summary: notes, Table 1, and links to the figures."""
     run = report.run
-    lines = [f"# mrisynth report: {run.name}", "",
-             f"{len(run.stats)} ticks, {len(run.snapshots)} snapshots, metrics: "
-             f"{', '.join(run.metrics) or 'none'}.", ""]
+    lines = [
+        f"# mrisynth report: {run.name}",
+        "",
+        f"{len(run.stats)} ticks, {len(run.snapshots)} snapshots, metrics: "
+        f"{', '.join(run.metrics) or 'none'}.",
+        "",
+    ]
     lines += [f"> {n}" for n in report.notes]
     if report.notes:
         lines.append("")
@@ -152,8 +191,13 @@ def render_markdown(report: Report) -> str:
     else:
         lines.append(NO_REFERENCE)
     if report.single:
-        lines += ["", "## Metrics evaluated once", "", "| metric | key | kimg | value |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Metrics evaluated once",
+            "",
+            "| metric | key | kimg | value |",
+            "|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in single_rows(report)]
     lines += ["", "## Figures", ""]
     lines += [f"- [{e.title}]({e.file})" for e in report.entries]

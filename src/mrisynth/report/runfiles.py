@@ -96,8 +96,14 @@ def read_run(run_dir: str | Path) -> RunFiles:
             run.memorisation_images.append(p)
     run.fakes.sort()
     run.snapshots.sort()
-    log.info("run %s: %d ticks, %d metric files, %d grids, %d snapshots", run_dir,
-             len(run.stats), len(run.metrics), len(run.fakes), len(run.snapshots))
+    log.info(
+        "run %s: %d ticks, %d metric files, %d grids, %d snapshots",
+        run_dir,
+        len(run.stats),
+        len(run.metrics),
+        len(run.fakes),
+        len(run.snapshots),
+    )
     return run
 
 

@@ -62,8 +62,9 @@ class Series:
             name = self.detector or "no reference detector"
             notes.append(f"stand-in detector ({name}): not FID/KID/PR as published")
         if self.num_gen is not None and self.num_gen < REFERENCE_NUM_GEN:
-            notes.append(f"{self.num_gen:,} generated images, not 50k: not comparable with "
-                         "the study")
+            notes.append(
+                f"{self.num_gen:,} generated images, not 50k: not comparable with the study"
+            )
         return notes
 
 
@@ -90,8 +91,9 @@ def collect_series(metrics: dict[str, list[dict[str, Any]]]) -> list[Series]:
                 s.detector = det.get("name") if isinstance(det, dict) else s.detector
                 if "reference_exact" in rec:
                     exact = bool(rec["reference_exact"])
-                    s.reference_exact = exact if s.reference_exact is None else (
-                        s.reference_exact and exact)
+                    s.reference_exact = (
+                        exact if s.reference_exact is None else (s.reference_exact and exact)
+                    )
         out.extend(by_key.values())
     return out
 
@@ -123,8 +125,9 @@ def best_table(series: list[Series]) -> list[BestRow]:
         if s is None:
             continue
         pick = max if higher else min
-        i = pick(range(len(s.values)), key=lambda j: (s.values[j], -s.kimg[j] if higher
-                                                       else s.kimg[j]))
+        i = pick(
+            range(len(s.values)), key=lambda j: (s.values[j], -s.kimg[j] if higher else s.kimg[j])
+        )
         kimg = s.kimg[i]
         values: dict[str, float | None] = {}
         for other, o in chosen.items():
