@@ -29,8 +29,11 @@ def tiny_generator(channels: int = 1, c_dim: int = 0, seed: int = 0) -> torch.nn
     torch.manual_seed(seed)
     cfg = network_config_from_preset(resolve_preset("tiny", 16), channels, c_dim)
     G = build_generator(cfg).eval()
-    with torch.no_grad():  # a non-zero w_avg, as after training, so truncation matters
+    with torch.no_grad():  # as after training: truncation and noise inputs matter
         G.mapping.w_avg.normal_()
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
     return G
 
 
@@ -89,6 +92,19 @@ def test_truncation_zero_gives_one_image_for_all_seeds():
         np.testing.assert_array_equal(img, imgs[0])
     free = [img for _, img in sample_images(G, [0, 1], SamplingOptions(truncation_psi=1))]
     assert not np.array_equal(free[0], free[1])
+
+
+def test_random_noise_is_seeded_per_batch_and_leaves_the_global_rng_alone():
+    G = tiny_generator()
+    opts = SamplingOptions(noise_mode="random", batch_size=2)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = dict(sample_images(G, [5, 6], opts))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = dict(sample_images(G, [5, 6], opts))
+    np.testing.assert_array_equal(a[5], b[5])
+    const = dict(sample_images(G, [5], SamplingOptions()))
+    assert not np.array_equal(a[5], const[5])  # the noise inputs matter
 
 
 def test_conditional_generator_needs_a_valid_class():

@@ -96,15 +96,18 @@ def sample_images(
         batch_seeds = seeds[start : start + opts.batch_size]
         z = torch.from_numpy(z_all[start : start + len(batch_seeds)]).to(device)
         c = class_labels(int(G.c_dim), opts.class_idx, len(batch_seeds)).to(device)
-        if opts.noise_mode == "random":
-            torch.manual_seed(batch_seeds[0])
-        img = G(  # [B, C, H, W]
-            z,
-            c,
-            truncation_psi=opts.truncation_psi,
-            truncation_cutoff=opts.truncation_cutoff,
-            noise_mode=opts.noise_mode,
-        )
+        # Seeded random noise without disturbing the caller's global RNG streams.
+        cuda_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices, enabled=opts.noise_mode == "random"):
+            if opts.noise_mode == "random":
+                torch.manual_seed(batch_seeds[0])
+            img = G(  # [B, C, H, W]
+                z,
+                c,
+                truncation_psi=opts.truncation_psi,
+                truncation_cutoff=opts.truncation_cutoff,
+                noise_mode=opts.noise_mode,
+            )
         yield from zip(batch_seeds, quantize(img), strict=True)
         if on_batch is not None:
             on_batch(len(batch_seeds))
