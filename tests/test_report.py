@@ -237,6 +237,17 @@ def test_report_with_metrics(tmp_path):
     # Table 1 with caveats next to the numbers
     assert "55.00 %" in page and "45.00" in page and "20.00e-3" in page
     assert "stand-in detector" in page and "not 50k" in page
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"][0] == {
+        "by": "precision",
+        "kimg": 4,
+        "snapshot": "network-snapshot-000004.safetensors",
+        "precision": 0.55,
+        "recall": 0.05,
+        "fid": 60.0,
+        "kid": 0.02,
+    }
+    assert len(summary["caveats"]["fid"]) == 1 and len(summary["caveats"]["precision"]) == 2
     md = (out / "report.md").read_text()
     assert "| Precision (max) | 4 |" in md and "(fig2-fid.png)" in md
     assert "flagged as near-copies" in page and "median 0.410" in page

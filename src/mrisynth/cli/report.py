@@ -77,7 +77,14 @@ def write_report(
     """Build the report of a run folder and write it; returns the HTML page's path."""
     from mrisynth import atomic
     from mrisynth.report.build import build_report
-    from mrisynth.report.render import HTML_NAME, MARKDOWN_NAME, render_html, render_markdown
+    from mrisynth.report.render import (
+        HTML_NAME,
+        MARKDOWN_NAME,
+        SUMMARY_NAME,
+        render_html,
+        render_markdown,
+        render_summary,
+    )
     from mrisynth.report.runfiles import read_run
 
     run = read_run(run_dir)
@@ -94,6 +101,7 @@ def write_report(
     for name, blob in report.files.items():
         atomic.write_bytes(outdir / name, blob)
     atomic.write_text(outdir / MARKDOWN_NAME, render_markdown(report))
+    atomic.write_json(outdir / SUMMARY_NAME, render_summary(report))
     atomic.write_text(outdir / HTML_NAME, render_html(report))
     return outdir / HTML_NAME
 

@@ -17,6 +17,7 @@ from mrisynth.report.tables import CATEGORIES, format_value, pick_series
 
 HTML_NAME = "index.html"
 MARKDOWN_NAME = "report.md"
+SUMMARY_NAME = "summary.json"
 SECTIONS = (
     ("figures", "Metrics over training"),
     ("training", "Training"),
@@ -166,6 +167,21 @@ def render_html(report: Report) -> str:
         "images are not images of any patient.</small></p></body></html>"
     )
     return "\n".join(parts) + "\n"
+
+
+def render_summary(report: Report) -> dict[str, Any]:
+    """Table 1 and the notes as JSON, for scripts that compare runs."""
+    return {
+        "run": report.run.name,
+        "best": [
+            {"by": r.category, "kimg": r.kimg, "snapshot": r.snapshot, **r.values}
+            for r in report.best
+        ],
+        "keys": {c: s.key for c in CATEGORIES if (s := pick_series(report.series, c))},
+        "caveats": {c: s.caveats() for c in CATEGORIES if (s := pick_series(report.series, c))},
+        "notes": report.notes,
+        "figures": [e.file for e in report.entries],
+    }
 
 
 def render_markdown(report: Report) -> str:
