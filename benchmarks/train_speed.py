@@ -48,17 +48,15 @@ def main() -> None:
     ap.add_argument("--tick", type=float, default=0.032)
     ap.add_argument("--aug", default="ada", choices=["ada", "noaug"])
     ap.add_argument("--p", type=float, default=0.2, help="initial augment p (ADA work counted)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads [half the cores]")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     with tempfile.TemporaryDirectory() as tmp:
         data = write_discs(Path(tmp) / "discs", 64, args.res)
         opts = TrainOptions(
             data=str(data), outdir=str(Path(tmp) / "runs"), cfg=args.cfg, batch=args.batch,
             kimg=args.kimg, tick=args.tick, snap=0, workers=0 if args.device == "cpu" else 2,
             device=args.device, aug=args.aug, p=args.p if args.aug == "ada" else None, mirror=True,
+            cpu_threads=args.threads,
         )  # fmt: skip
         t0 = time.time()
         run_dir = train(opts)
