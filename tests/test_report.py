@@ -294,6 +294,19 @@ def test_nearest_by_ncc_finds_a_planted_copy():
         nearest_by_ncc(gen, train[:, :, :4])
 
 
+def test_stand_in_detector_metrics_stay_out_of_table_1_and_say_so(tmp_path):
+    run_dir = _make_run(tmp_path, with_metrics=False)
+    records = _metric_records(
+        "standin_fd2k_full", [{"standin_fd2k_full": v} for v in FID], 2000, False
+    )
+    _jsonl(run_dir / "metric-standin_fd2k_full.jsonl", records)
+    res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
+    assert res.exit_code == 0, res.output
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "No precision, recall, FID or KID results" in page
+    assert "metric-standin_fd2k_full.png" in page and "stand-in network" in page
+
+
 def test_a_re_evaluated_snapshot_counts_once_with_its_latest_numbers(tmp_path):
     run_dir = _make_run(tmp_path, with_metrics=True)
     with (run_dir / "metric-fid2k_full.jsonl").open("a") as f:

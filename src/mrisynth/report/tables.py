@@ -57,6 +57,11 @@ class Series:
         """Why these numbers are not comparable with the study's (empty when they are)."""
         notes = []
         if self.category is None:
+            if self.detector and self.detector.startswith("standin"):
+                notes.append(
+                    f"{self.detector}: a randomly initialised stand-in network (a "
+                    "wiring check), not FID/KID/PR"
+                )
             return notes
         if self.reference_exact is False or self.detector is None:
             name = self.detector or "no reference detector"
