@@ -16,6 +16,8 @@ from mrisynth.cli.demo import QUICK, detector_metrics
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "seed000099.png").write_bytes(b"from an earlier, larger demo")
     res = CliRunner().invoke(cli, ["demo", "--quick", "--outdir", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
@@ -28,6 +30,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert (run_dir / "metric-intensity_hist64.jsonl").is_file()
     assert list(run_dir.glob("memorisation-*.json"))
 
+    assert not (out / "samples" / "seed000099.png").exists()
     rows = list(csv.DictReader((out / "samples" / "manifest.csv").open()))
     assert {r["format"] for r in rows} == {"png", "dicom"} and len(rows) == 2 * QUICK.num_samples
     ds = pydicom.dcmread(out / "samples" / "seed000000.dcm")

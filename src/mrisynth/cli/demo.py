@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,9 @@ def run_demo(
     device = resolve_device(device).type  # auto -> cuda or cpu, named in the step lines
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    for own in ("phantom", "samples"):  # the demo's own folders: a smaller re-run leaves no extras
+        if (out / own).is_dir():
+            shutil.rmtree(out / own)
     t_start = time.time()
     total = 7
 
