@@ -74,6 +74,7 @@ def test_short_run_writes_stats_grids_and_a_loadable_snapshot(archive, tmp_path)
     opts = json.loads((run_dir / "training_options.json").read_text())
     assert opts["batch"] == 8 and opts["user"]["mirror"] is True and opts["gamma"] == 0.5
     assert "tick 2" in (run_dir / "log.txt").read_text()
+    assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard
     with Image.open(run_dir / "reals.png") as im:
         assert im.mode == "L" and im.size == (8 * 16, 4 * 16)
     with Image.open(run_dir / "fakes-000000.png") as im:
@@ -127,9 +128,10 @@ def test_kill_and_resume_continues_exactly_like_an_uninterrupted_run(archive, tm
 def test_weights_only_resume_starts_a_new_run_at_kimg_zero(archive, tmp_path):
     first = train(tiny(archive, tmp_path, kimg=0.008))
     other = write_archive(tmp_path / "other", n=8, seed=1)
-    second = train(tiny(other, tmp_path, kimg=0.008, resume=str(first)))
+    second = train(tiny(other, tmp_path, kimg=0.04, resume=str(first), aug="fixed", p=0.3))
     assert second != first and second.name.startswith("00001-")
     assert read_stats(second)[0]["Progress/kimg"]["mean"] == pytest.approx(0.008)
+    assert [t["Progress/augment"]["mean"] for t in read_stats(second)] == pytest.approx([0.3] * 3)
     assert "weights only" in (second / "log.txt").read_text()
 
 
@@ -246,3 +248,17 @@ def test_a_corrupt_image_anywhere_in_the_archive_stops_before_training(archive, 
     with pytest.raises(InputError, match=r"0017\.png"):
         train(tiny(data, tmp_path / "runs"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_conditional_training_without_augmentation(tmp_path):
+    data = write_archive(tmp_path / "labelled", n=8)
+    labels = [[f"{i:04d}.png", i % 3] for i in range(8)]
+    (data / "dataset.json").write_text(json.dumps({"labels": labels}))
+    run_dir = train(tiny(data, tmp_path / "runs", cond=True, aug="noaug", kimg=0.016))
+    G, _ = checkpoint.load_generator(run_dir)
+    assert G.c_dim == 3
+    img = G(torch.randn(3, G.z_dim), torch.eye(3))
+    assert img.shape == (3, 1, 16, 16) and torch.isfinite(img).all()
+    assert read_stats(run_dir)[-1]["Progress/augment"]["mean"] == 0
+    with pytest.raises(ConfigError, match="no labels"):
+        train(tiny(write_archive(tmp_path / "plain", n=4), tmp_path / "runs", cond=True))
