@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +253,25 @@ def test_cli_errors_are_one_line(snapshot, tmp_path):
         ],
     )
     assert res.exit_code == 1 and "unconditional" in res.output
+
+
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="optional validator dciodvfy (Debian package dicom3tools) is not installed",
+)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dciodvfy_finds_no_iod_errors(tmp_path, channels):
+    from mrisynth.generate.dicom import SeriesInfo, dataset_bytes, synthetic_dataset
+
+    series = SeriesInfo(
+        "ab" * 32, "network-snapshot-000001.safetensors", 1, 0.7, "const", None, "0-3"
+    )
+    image = np.random.default_rng(0).integers(0, 256, (channels, 16, 16), dtype=np.uint8)
+    path = tmp_path / "x.dcm"
+    path.write_bytes(dataset_bytes(synthetic_dataset(image, 3, 1, series)))
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    lines = (out.stdout + out.stderr).splitlines()
+    assert "SCImage" in lines
+    # SyntheticData (0008,001C) is newer than some dicom3tools dictionaries; nothing else errs.
+    errors = [line for line in lines if line.startswith("Error") and "0x001c" not in line]
+    assert errors == []

@@ -108,16 +108,16 @@ def synthetic_dataset(
     ds.PatientID = SYNTHETIC_PATIENT_ID
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
-    ds.PatientIdentityRemoved = "YES"
     # Study / series (no dates: they would break byte-identical re-runs and carry nothing)
     ds.StudyInstanceUID = series.study_uid
     ds.StudyDate = ""
     ds.StudyTime = ""
     ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
+    ds.StudyID = "SYNTHETIC"
     ds.AccessionNumber = ""
     ds.StudyDescription = "mrisynth synthetic images"
     ds.Modality = "OT"
+    ds.BodyPartExamined = "ABDOMEN"  # unpaired, so General Series' Laterality is absent
     ds.SeriesInstanceUID = series.series_uid
     ds.SeriesNumber = series.series_number
     ds.SeriesDescription = f"SYNTHETIC psi {series.truncation_psi:g} seeds {series.seeds_text}"[:64]
