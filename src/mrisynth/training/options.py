@@ -9,7 +9,7 @@ written to the run folder as `training_options.json`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mrisynth.config import ResolvedPreset, resolve_preset
@@ -60,7 +60,6 @@ class TrainOptions:
     max_bad_steps: int = 10  # consecutive non-finite steps before stopping
     min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size
     stop_after_kimg: float | None = None  # stop early, as if killed (tests, time-boxed jobs)
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded, not interpreted
 
 
 @dataclass(frozen=True)
