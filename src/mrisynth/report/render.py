@@ -69,7 +69,7 @@ def best_table_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     ]
     if rows:
         rows.append(
-            ["the study (50k, best precision)", "–", *[format_value(c, STUDY[c]) for c in cats]]
+            ["the study (published, 50k images)", "–", *[format_value(c, STUDY[c]) for c in cats]]
         )
     return header, rows
 
@@ -204,6 +204,12 @@ def render_markdown(report: Report) -> str:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" for _ in header) + "|")
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+        for cat in CATEGORIES:
+            s = pick_series(report.series, cat)
+            if s is not None:
+                why = "; ".join(s.caveats()) or "reference detector, 50k generated images"
+                lines.append(f"- {CATEGORIES[cat][0]}: `{s.key}` ({why})")
     else:
         lines.append(NO_REFERENCE)
     if report.single:
