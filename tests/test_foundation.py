@@ -57,3 +57,8 @@ def test_cli_lists_every_stage():
     out = CliRunner().invoke(cli, ["--help"]).output
     for name in ("phantom", "prepare", "dataset", "train", "metrics", "generate", "report", "demo"):
         assert name in out
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    atomic.write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
