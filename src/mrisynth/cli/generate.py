@@ -38,12 +38,12 @@ def write_generation(
         MANIFEST_NAME,
         ExportPlan,
         export_images,
-        file_sha256,
         generation_info,
         manifest_csv,
     )
     from mrisynth.generate.sampling import SamplingOptions, resolve_device, sample_images
     from mrisynth.generate.seeds import format_seeds
+    from mrisynth.hashing import sha256_file
     from mrisynth.training.checkpoint import load_generator
 
     opts = SamplingOptions(
@@ -57,7 +57,7 @@ def write_generation(
     G, info = load_generator(network, device=str(dev))
     opts.check(int(G.c_dim))
     snapshot = Path(info.path)
-    sha = file_sha256(snapshot)
+    sha = sha256_file(snapshot)
     seeds_text = format_seeds(seeds)
     series = SeriesInfo(
         model_sha256=sha,

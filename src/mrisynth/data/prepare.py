@@ -8,7 +8,6 @@ inputs and options rewrites nothing (same names, same bytes). Inputs are only re
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from mrisynth.data.slice_pipeline import (
     to_training_image,
 )
 from mrisynth.errors import ConfigError, InputError
+from mrisynth.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -124,11 +124,7 @@ def _sha256(path: str) -> str:
 
 @functools.lru_cache(maxsize=4)  # the frames of one Enhanced file share it
 def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:

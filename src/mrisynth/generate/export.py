@@ -7,11 +7,9 @@ on the clock, so the same network and options give byte-identical outputs on eve
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -43,15 +41,6 @@ def png_name(seed: int) -> str:
 
 def dicom_name(seed: int) -> str:
     return f"seed{seed:06d}.dcm"
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, streamed (network files can be hundreds of MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mrisynth import atomic
+from mrisynth import atomic, hashing
 from mrisynth.errors import ConfigError, InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _HASH_MEMO:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _HASH_MEMO[key] = digest.hexdigest()
+        _HASH_MEMO[key] = hashing.sha256_file(path)
     return _HASH_MEMO[key]
 
 

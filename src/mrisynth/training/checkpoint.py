@@ -15,7 +15,6 @@ previous snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from mrisynth import atomic
 from mrisynth.errors import CheckpointError
+from mrisynth.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def save_snapshot(
 
     with atomic.atomic_path(weights) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
-        digest, size = _sha256(tmp), tmp.stat().st_size
+        digest, size = sha256_file(tmp), tmp.stat().st_size
     sidecar_obj = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -183,14 +183,6 @@ def save_snapshot(
 
 # ---------------------------------------------------------------------------------------------
 # Reading
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_sidecar(sidecar: Path) -> dict[str, Any]:
@@ -215,7 +207,7 @@ def verify_snapshot(path: str | Path) -> dict[str, Any]:
     expected = obj.get("weights_bytes")
     if size != expected:
         raise CheckpointError(f"{weights}: truncated ({size} bytes, sidecar says {expected})")
-    if _sha256(weights) != obj.get("weights_sha256"):
+    if sha256_file(weights) != obj.get("weights_sha256"):
         raise CheckpointError(f"{weights}: checksum mismatch (corrupt file)")
     return obj
 
