@@ -24,6 +24,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     for n in range(1, 8):  # every step says what it does
         assert any(line.startswith(f"[{n}/7] ") for line in lines), res.output
     assert lines[-1].startswith("Report: ") and lines[-1].endswith("index.html")
+    assert any(line.lstrip().startswith("tick 0 kimg") for line in lines), "no training progress"
 
     run_dir = next((out / "runs").iterdir())
     assert list(run_dir.glob("network-snapshot-*.safetensors"))

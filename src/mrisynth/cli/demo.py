@@ -159,22 +159,28 @@ def run_demo(
             "      (no Inception/VGG16 detector found: FID/KID/precision/recall skipped; "
             "`mrisynth weights status` says where to put them)"
         )
-    run_dir = train(
-        TrainOptions(
-            data=str(out / "data.zip"),
-            outdir=str(out / "runs"),
-            cfg="tiny",
-            mirror=True,
-            kimg=plan.kimg,
-            tick=plan.tick,
-            snap=plan.snap,
-            metrics=tuple(metrics),
-            workers=0,
-            device=device,
-            seed=0,
-            desc="demo",
+    loop_log = logging.getLogger("mrisynth.training.loop")
+    ticks = _TickEcho()
+    loop_log.addHandler(ticks)  # one progress line per tick: training is most of the demo
+    try:
+        run_dir = train(
+            TrainOptions(
+                data=str(out / "data.zip"),
+                outdir=str(out / "runs"),
+                cfg="tiny",
+                mirror=True,
+                kimg=plan.kimg,
+                tick=plan.tick,
+                snap=plan.snap,
+                metrics=tuple(metrics),
+                workers=0,
+                device=device,
+                seed=0,
+                desc="demo",
+            )
         )
-    )
+    finally:
+        loop_log.removeHandler(ticks)
     done(t, f"run folder {run_dir}")
 
     t = step(
@@ -216,6 +222,15 @@ def run_demo(
     echo(f"Demo finished in {time.time() - t_start:.0f} s.")
     echo(f"Report: {page}")
     return page
+
+
+class _TickEcho(logging.Handler):
+    """Echo the training loop's per-tick lines (tick, kimg, sec/kimg, augment p) compactly."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("tick "):
+            click.echo("      " + " ".join(msg.split()))
 
 
 def _quiet_console() -> None:
