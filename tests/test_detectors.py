@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from mrisynth.cli import cli
 from mrisynth.errors import InputError, MissingDependencyError
+from mrisynth.imaging import quantize_images
 from mrisynth.metrics import detectors
-from mrisynth.metrics.extractor import load_detector, quantize_images
+from mrisynth.metrics.extractor import load_detector
 
 INCEPTION = detectors.DETECTORS["inception"]
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")

@@ -18,9 +18,10 @@ from pydicom import config as dicom_config
 from mrisynth.cli import cli
 from mrisynth.config import resolve_preset
 from mrisynth.errors import ConfigError
-from mrisynth.generate.images import make_grid, read_png
+from mrisynth.generate.images import read_png
 from mrisynth.generate.sampling import SamplingOptions, sample_images
 from mrisynth.generate.seeds import format_seeds, latents_from_seeds, parse_seeds
+from mrisynth.imaging import make_grid
 from mrisynth.networks import build_generator, network_config_from_preset
 from mrisynth.training.checkpoint import save_snapshot
 

@@ -84,7 +84,7 @@ def run_demo(
     from mrisynth.data.phantom_dicom import write_phantom_tree
     from mrisynth.data.prepare import PrepareOptions, prepare
     from mrisynth.data.slice_pipeline import SliceOptions
-    from mrisynth.generate.sampling import resolve_device
+    from mrisynth.devices import resolve_device
     from mrisynth.generate.seeds import seeds_for_count
     from mrisynth.metrics.runner import evaluate_and_record
     from mrisynth.training.checkpoint import load_generator

@@ -32,6 +32,7 @@ def write_generation(
     from tqdm import tqdm
 
     from mrisynth import atomic
+    from mrisynth.devices import resolve_device
     from mrisynth.generate.dicom import SeriesInfo
     from mrisynth.generate.export import (
         INFO_NAME,
@@ -41,7 +42,7 @@ def write_generation(
         generation_info,
         manifest_csv,
     )
-    from mrisynth.generate.sampling import SamplingOptions, resolve_device, sample_images
+    from mrisynth.generate.sampling import SamplingOptions, sample_images
     from mrisynth.generate.seeds import format_seeds
     from mrisynth.hashing import sha256_file
     from mrisynth.training.checkpoint import load_generator

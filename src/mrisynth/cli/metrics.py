@@ -153,7 +153,7 @@ def command(
         click.echo(f"{b.snapshot}\tkimg {b.kimg}\t{b.key} = {_format(b.value)} ({way})")
         return
 
-    from mrisynth.generate.sampling import resolve_device
+    from mrisynth.devices import resolve_device
     from mrisynth.metrics.runner import EvalOptions, evaluate_snapshots
 
     if batch_size < 1:

@@ -35,8 +35,9 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     import numpy as np
 
     from mrisynth.data.archive import ImageArchive
+    from mrisynth.devices import resolve_device
     from mrisynth.errors import InputError
-    from mrisynth.generate.sampling import SamplingOptions, resolve_device, sample_images
+    from mrisynth.generate.sampling import SamplingOptions, sample_images
     from mrisynth.report.build import PanelImages, panel_snapshot
     from mrisynth.training.checkpoint import load_generator
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
@@ -37,24 +36,3 @@ def read_png(path: str | Path) -> np.ndarray:
     if img.shape[2] == 4:
         img = img[:, :, :3]
     return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))
-
-
-def make_grid(
-    images: np.ndarray, cols: int | None = None, pad: int = 0, pad_value: int = 0
-) -> np.ndarray:
-    """Tile uint8 images [N, C, H, W] row by row into one image [C, rows*H, cols*W].
-
-    `cols=None` makes the grid as square as possible; missing cells are filled with pad_value.
-    """
-    n, c, h, w = images.shape
-    if n == 0:
-        raise ValueError("make_grid needs at least one image")
-    cols = cols or math.ceil(math.sqrt(n))
-    cols = max(1, min(cols, n))
-    rows = math.ceil(n / cols)
-    grid = np.full((c, rows * (h + pad) - pad, cols * (w + pad) - pad), pad_value, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = r * (h + pad), q * (w + pad)
-        grid[:, y : y + h, x : x + w] = images[i]
-    return grid

@@ -16,6 +16,7 @@ import torch
 
 from mrisynth.errors import ConfigError
 from mrisynth.generate.seeds import latents_from_seeds
+from mrisynth.imaging import quantize_images
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ class SamplingOptions:
 
 def quantize(images: torch.Tensor) -> np.ndarray:
     """Float images ~[-1, 1] -> uint8 as the reference does. [N, C, H, W] -> [N, C, H, W]"""
-    x = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.cpu().numpy()
+    return quantize_images(images).cpu().numpy()
 
 
 def class_labels(c_dim: int, class_idx: int | None, num: int) -> torch.Tensor:
@@ -62,16 +62,6 @@ def class_labels(c_dim: int, class_idx: int | None, num: int) -> torch.Tensor:
     if c_dim > 0 and class_idx is not None:
         c[:, class_idx] = 1
     return c
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for a missing CUDA is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA GPU is visible; use --device cpu")
-    return dev
 
 
 @torch.no_grad()

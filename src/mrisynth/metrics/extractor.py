@@ -22,11 +22,6 @@ from mrisynth.metrics import detectors, standin
 log = logging.getLogger(__name__)
 
 
-def quantize_images(img: torch.Tensor) -> torch.Tensor:
-    """Generator output ~[-1, 1] float -> uint8 as the reference: (x*127.5+128).clamp(0,255)."""
-    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 @dataclass
 class FeatureExtractor:
     """A detector plus the bookkeeping a result must carry (name, sha256, exactness)."""

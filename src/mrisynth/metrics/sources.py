@@ -18,8 +18,9 @@ import torch
 from mrisynth import atomic
 from mrisynth.errors import InputError
 from mrisynth.generate.seeds import latents_from_seeds
+from mrisynth.imaging import quantize_images
 from mrisynth.metrics.detectors import cache_dir
-from mrisynth.metrics.extractor import FeatureExtractor, quantize_images
+from mrisynth.metrics.extractor import FeatureExtractor
 from mrisynth.metrics.feature_stats import FeatureStats
 
 log = logging.getLogger(__name__)

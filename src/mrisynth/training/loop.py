@@ -18,6 +18,7 @@ import torch
 
 from mrisynth import atomic
 from mrisynth.data.archive import ImageArchive
+from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
 from mrisynth.training import checkpoint, distributed, run_files
@@ -114,7 +115,7 @@ def describe(opts: TrainOptions) -> dict[str, Any]:
 def train(opts: TrainOptions) -> Path:
     """Train until `opts.kimg` (or `stop_after_kimg`); returns the run folder."""
     # ---- Setup: processes, device -----------------------------------------------------------
-    device_type = run_state.pick_device_type(opts.device)
+    device_type = resolve_device(opts.device).type
     cuda_device = distributed.init(device_type)
     rank, world = distributed.get_rank(), distributed.get_world_size()
     if world > 1 and opts.gpus not in (1, world):

@@ -93,18 +93,6 @@ class ResolvedOptions:
         return d
 
 
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu")
-    return device
-
-
 def resolve_options(
     opts: TrainOptions,
     *,
@@ -169,7 +157,9 @@ def resolve_options(
 
     # ADA restarts faster after a weights-only resume (p starts from 0 again), as the original.
     preset_ada_kimg = min(preset.ada_kimg, 100.0) if resuming else preset.ada_kimg
-    device = _pick_device(opts.device)
+    from mrisynth.devices import resolve_device  # torch stays out of option parsing
+
+    device = resolve_device(opts.device).type
     # Reduced precision exists only on CUDA (the networks run fp32 on CPU whatever is asked).
     precision = "fp16" if opts.precision == "auto" else opts.precision
     if device != "cuda":

@@ -16,6 +16,7 @@ from PIL import Image
 
 from mrisynth import atomic
 from mrisynth.errors import ConfigError, InputError
+from mrisynth.imaging import make_grid, quantize_images
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,9 @@ def grid_indices(num_items: int, count: int = GRID_W * GRID_H) -> list[int]:
 def save_image_grid(path: Path, images: torch.Tensor, grid_w: int = GRID_W) -> None:
     """images [N, C, H, W] (float in [-1, 1] or uint8) -> one PNG; 1 channel saved as grayscale."""
     if images.dtype != torch.uint8:
-        images = (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    n, c, h, w = images.shape
-    grid_h = -(-n // grid_w)
-    pad = grid_w * grid_h - n
-    if pad:
-        images = torch.cat([images, images.new_zeros(pad, c, h, w)])
-    arr = images.cpu().numpy().reshape(grid_h, grid_w, c, h, w)
-    arr = arr.transpose(0, 3, 1, 4, 2).reshape(grid_h * h, grid_w * w, c)  # [gh*H, gw*W, C]
+        images = quantize_images(images)
+    c = images.shape[1]
+    arr = make_grid(images.cpu().numpy(), cols=grid_w).transpose(1, 2, 0)  # [gh*H, gw*W, C]
     img = Image.fromarray(arr[:, :, 0], "L") if c == 1 else Image.fromarray(arr[:, :, :3], "RGB")
     with atomic.atomic_path(path) as tmp:
         img.save(tmp, format="PNG")

@@ -59,14 +59,6 @@ class LoopState:
 # ---- Options and networks -----------------------------------------------------------------------
 
 
-def pick_device_type(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
-    return device
-
-
 def set_cpu_threads(requested: int | None) -> int:
     """Threads for CPU training. OpenMP threads spin-wait, so more threads than free cores
     (other processes, data workers) slow training down many times; default to half the cores
