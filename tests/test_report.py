@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from mrisynth.cli import cli
 from mrisynth.config import resolve_preset
-from mrisynth.generate.images import encode_png, read_png
+from mrisynth.generate.images import read_png
+from mrisynth.imaging import encode_png
 from mrisynth.networks import build_generator, network_config_from_preset
 from mrisynth.report.panel import nearest_by_ncc
 from mrisynth.report.runfiles import read_run

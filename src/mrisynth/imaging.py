@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 
@@ -36,3 +37,16 @@ def make_grid(
         y, x = r * (h + pad), q * (w + pad)
         grid[:, y : y + h, x : x + w] = images[i]
     return grid
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of a uint8 image [C, H, W] (C = 1 or 3, RGB order)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(
+            f"expected uint8 [C, H, W] with C in (1, 3), got {image.dtype} {image.shape}"
+        )
+    hwc = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)[:, :, ::-1]  # RGB->BGR
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc))
+    if not ok:  # pragma: no cover - OpenCV fails only on invalid input, checked above
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()

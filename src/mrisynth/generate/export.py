@@ -16,9 +16,8 @@ import numpy as np
 from mrisynth import __version__
 from mrisynth.errors import ConfigError
 from mrisynth.generate.dicom import SeriesInfo, dataset_bytes, synthetic_dataset
-from mrisynth.generate.images import encode_png
 from mrisynth.generate.sampling import SamplingOptions
-from mrisynth.imaging import make_grid
+from mrisynth.imaging import encode_png, make_grid
 
 FORMATS = ("png", "dicom")
 MANIFEST_NAME = "manifest.csv"

@@ -1,4 +1,4 @@
-"""uint8 image helpers shared by generate and report: PNG encoding/decoding and grids."""
+"""Reading PNGs back as uint8 [C, H, W] (encoding and grids live in mrisynth.imaging)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,6 @@ import cv2
 import numpy as np
 
 from mrisynth.errors import InputError
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Lossless PNG bytes of a uint8 image [C, H, W] (C = 1 or 3, RGB order)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(
-            f"expected uint8 [C, H, W] with C in (1, 3), got {image.dtype} {image.shape}"
-        )
-    hwc = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)[:, :, ::-1]  # RGB->BGR
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc))
-    if not ok:  # pragma: no cover - OpenCV fails only on invalid input, checked above
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def read_png(path: str | Path) -> np.ndarray:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mrisynth import atomic
 from mrisynth.errors import ConfigError, InputError
-from mrisynth.imaging import make_grid, quantize_images
+from mrisynth.imaging import encode_png, make_grid, quantize_images
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +101,8 @@ def save_image_grid(path: Path, images: torch.Tensor, grid_w: int = GRID_W) -> N
     """images [N, C, H, W] (float in [-1, 1] or uint8) -> one PNG; 1 channel saved as grayscale."""
     if images.dtype != torch.uint8:
         images = quantize_images(images)
-    c = images.shape[1]
-    arr = make_grid(images.cpu().numpy(), cols=grid_w).transpose(1, 2, 0)  # [gh*H, gw*W, C]
-    img = Image.fromarray(arr[:, :, 0], "L") if c == 1 else Image.fromarray(arr[:, :, :3], "RGB")
-    with atomic.atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    grid = make_grid(images.cpu().numpy(), cols=grid_w)  # [C, gh*H, gw*W]; grey stays 1 channel
+    atomic.write_bytes(path, encode_png(grid))
 
 
 @torch.no_grad()
