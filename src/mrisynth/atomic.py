@@ -6,12 +6,20 @@ A reader (or a crash) never sees a half-written file: either the old content or 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from mrisynth.errors import DiskFullError
+
+# errno values that mean "the disk (or the user's quota) is full": turned into DiskFullError.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+TEMP_SUFFIX = ".tmp"
 
 # Read once at import: os.umask() can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0)
@@ -25,19 +33,72 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temp file is removed and `path` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        with disk_full_as_error(path, tmp_path):
+            yield tmp_path
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that means no space or quota left (ENOSPC, EDQUOT, EFBIG)."""
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: str | os.PathLike[str], partial: Path | None = None) -> Iterator[None]:
+    """Turn a full-disk OSError raised inside into one DiskFullError naming `path`.
+
+    Other libraries (safetensors, zipfile, OpenCV) report a full disk in their own exception
+    types; callers that write through them wrap the write in this context too.
+    """
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except BaseException as exc:  # safetensors raises its own error type with the OS message
+        if not (is_disk_full(exc) or "No space left on device" in str(exc)):
+            raise
+        written = partial.stat().st_size if partial is not None and partial.exists() else 0
+        raise DiskFullError(disk_full_message(Path(path), written)) from exc
+
+
+def disk_full_message(path: Path, written_bytes: int = 0) -> str:
+    """'no space left on the disk while writing X (free: a MB; ...)': what to do included."""
+    folder = path.parent if path.parent.exists() else Path.cwd()
+    free_mb = shutil.disk_usage(folder).free / 2**20
+    got = f"; {written_bytes / 2**20:.1f} MB of it had been written" if written_bytes else ""
+    return (
+        f"no space left on the disk while writing {path} (free now: {free_mb:.1f} MB{got}); "
+        "free some space or choose another output folder, then run the same command again"
+    )
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files that a killed atomic write left in `folder` (not recursive).
+
+    Call only where this process owns the folder (e.g. holds the run lock): a concurrent
+    writer's live temp file has the same shape.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -56,8 +117,9 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line (for .jsonl logs); a single write() of a short line is not torn."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line.rstrip("\n") + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+            f.flush()
+            os.fsync(f.fileno())

@@ -24,3 +24,7 @@ class MissingDependencyError(MrisynthError):
 
 class CheckpointError(MrisynthError):
     """A checkpoint that cannot be read or does not match the run."""
+
+
+class DiskFullError(MrisynthError):
+    """No space (or quota) left while writing an output: names the file and the space needed."""
