@@ -222,6 +222,28 @@ class ImageArchive:
         data = self.read_member(MANIFEST_NAME)
         return None if data is None else data.decode("utf-8")
 
+    @property
+    def patient_keys(self) -> list[str] | None:
+        """Per image (in `names` order), the manifest's opaque `patient_key`; None when the
+        archive carries no manifest or the manifest has no patient key for every image."""
+        if not hasattr(self, "_patient_keys"):
+            self._patient_keys = self._read_patient_keys()
+        return self._patient_keys
+
+    def _read_patient_keys(self) -> list[str] | None:
+        from mrisynth.data.manifest import read_manifest
+
+        text = self.manifest_text()
+        if text is None:
+            return None
+        rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
+        table = {r["file"].replace("\\", "/"): (r.get("patient_key") or "") for r in rows}
+        keys = [table.get(n, "") for n in self.names]
+        if not all(keys):
+            logger.info("%s: manifest lacks patient keys for some images", self.path)
+            return None
+        return keys
+
     def validate(self) -> None:
         """Decode every image (raises InputError on the first bad one)."""
         for i in range(len(self)):
