@@ -2,6 +2,7 @@
 real architectures, random weights) and the distance/statistics computations at 10k x 10k.
 
     python benchmarks/metrics_speed.py [--images 32] [--n 10000] [--device cpu] [--skip-fp16]
+    python benchmarks/metrics_speed.py --kid-only [--kid-n 5000]   # KID: ours vs reference loop
 
 Prints numbers; asserts nothing. The stand-ins have NVIDIA's detectors' architectures and
 input handling, so their speed is the detectors' speed; their values are not FID/KID/PR.
@@ -62,6 +63,35 @@ def bench_stats(n: int, dim: int) -> None:
     print(f"KID 100 subsets x 1000 ({dim}-d, float64):  {sec:7.2f} s")
 
 
+def reference_kid_loop(gen: np.ndarray, real: np.ndarray, num_subsets=100, max_size=1000):
+    """The straightforward NumPy loop of NVIDIA's metric code (float32 features, one Gram
+    triple per subset), written here for timing; subsets come from a seeded generator."""
+    rng = np.random.default_rng(0)
+    n = gen.shape[1]
+    m = min(gen.shape[0], real.shape[0], max_size)
+    t = 0.0
+    for _ in range(num_subsets):
+        x = gen[rng.choice(gen.shape[0], m, replace=False)]
+        y = real[rng.choice(real.shape[0], m, replace=False)]
+        a = (x @ x.T / n + 1) ** 3 + (y @ y.T / n + 1) ** 3
+        b = (x @ y.T / n + 1) ** 3
+        t += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
+    return float(t / num_subsets / m)
+
+
+def bench_kid(n: int, dim: int = 2048) -> None:
+    rng = np.random.default_rng(3)
+    gen = rng.normal(size=[n, dim]).astype(np.float32)
+    real = (rng.normal(size=[n, dim]) + 0.01).astype(np.float32)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print(f"KID {n} x {n} x {dim}, 100 subsets of 1000 (load average {' '.join(load)}):")
+    ours, sec = _timed(kernel_inception_distance, gen, real, 100, 1000, 0)
+    print(f"  mrisynth (float64, Gram over drawn points): {sec:7.1f} s  KID {ours.mean:.6g}")
+    ref, sec = _timed(reference_kid_loop, gen, real)
+    print(f"  reference-style NumPy loop (float32):       {sec:7.1f} s  KID {ref:.6g}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=32, help="images per extraction benchmark")
@@ -70,14 +100,20 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10000, help="points per set for the distances")
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-fp16", action="store_true", help="fp16 distances are slow on CPU")
+    p.add_argument("--kid-n", type=int, default=5000, help="features per set for the KID timing")
+    p.add_argument("--kid-only", action="store_true", help="only the KID timing")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    if args.kid_only:
+        bench_kid(args.kid_n)
+        return
     bench_extraction("inception", args.images, args.batch, args.res, args.device)
     bench_extraction("vgg16", args.images, args.batch, args.res, args.device)
     bench_stats(args.n, 2048)
     bench_distances(args.n, 4096, fp16=False, device=args.device)
     if not args.skip_fp16:
         bench_distances(args.n, 4096, fp16=True, device=args.device)
+    bench_kid(args.kid_n)
 
 
 if __name__ == "__main__":

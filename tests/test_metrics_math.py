@@ -120,6 +120,36 @@ def test_kid_subsets_match_direct_formula_and_seed_is_deterministic():
     assert not np.array_equal(a.subsets, c.subsets)
 
 
+@pytest.mark.parametrize("method", ["union", "subsets", "auto"])
+def test_kid_batched_sums_equal_direct_float64_formula(method):
+    """The Gram-over-union path changes only the summation order: 1e-9 relative at most."""
+    rng = np.random.default_rng(13)
+    gen = rng.normal(size=[90, 16]).astype(np.float32) * 3
+    real = (rng.normal(size=[70, 16]) * 3 + 0.4).astype(np.float32)
+    res = kernel_inception_distance(
+        gen, real, num_subsets=6, max_subset_size=40, seed=2, method=method
+    )
+    draw = np.random.default_rng(2)
+    want = []
+    for _ in range(6):
+        gi, ri = draw.choice(90, 40, replace=False), draw.choice(70, 40, replace=False)
+        want.append(_direct_mmd(gen[gi].astype(np.float64), real[ri].astype(np.float64)))
+    np.testing.assert_allclose(res.subsets, want, rtol=1e-9, atol=0)
+    assert res.mean == pytest.approx(np.mean(want), rel=1e-9)
+
+
+def test_kid_rejects_bad_shapes_and_method():
+    x = np.zeros([10, 4])
+    with pytest.raises(ValueError):
+        kernel_inception_distance(x, np.zeros([10, 5]))
+    with pytest.raises(ValueError):
+        kernel_inception_distance(x[0], x)
+    with pytest.raises(ValueError):
+        kernel_inception_distance(x, x, method="fast")
+    with pytest.raises(ValueError):
+        kernel_inception_distance(x, x, num_subsets=0)
+
+
 def test_kid_subset_size_is_capped_by_smallest_set():
     rng = np.random.default_rng(6)
     res = kernel_inception_distance(rng.normal(size=[12, 4]), rng.normal(size=[9, 4]), 3)
