@@ -194,6 +194,37 @@ def test_pr_geometric_cases_and_fp16_mode():
     assert (far.precision, far.recall, far.density, far.coverage) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("fp16", [True, False])
+def test_density_coverage_of_identical_sets_are_one_in_both_modes(fp16):
+    """Naeem's density/coverage of a set against itself are exactly 1; from float16 distances
+    they came out ~0.92 (ties at the k-th radius), so they always use float32."""
+    x = np.random.default_rng(14).normal(size=[300, 64]).astype(np.float32) * 20
+    res = precision_recall_density_coverage(x, x.copy(), k=3, fp16=fp16, row_batch=128)
+    assert res.density == 1.0 and res.coverage == 1.0
+    assert res.precision == 1.0 and res.recall == 1.0
+
+
+def test_density_coverage_do_not_depend_on_the_pr_precision_mode():
+    rng = np.random.default_rng(15)
+    real = rng.normal(size=[120, 32]).astype(np.float32) * 10
+    gen = (rng.normal(size=[100, 32]) * 12 + 1).astype(np.float32)
+    half = precision_recall_density_coverage(real, gen, k=3, fp16=True, row_batch=50)
+    full = precision_recall_density_coverage(real, gen, k=3, fp16=False, row_batch=50)
+    assert (half.density, half.coverage) == (full.density, full.coverage)
+    want = _brute_pr(real.astype(np.float64), gen.astype(np.float64), 3)
+    np.testing.assert_allclose([half.density, half.coverage], want[2:], atol=1e-12)
+
+
+def test_pr_rejects_non_finite_and_mismatched_features():
+    x = np.ones([10, 4], np.float32)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        precision_recall_density_coverage(x, bad)
+    with pytest.raises(ValueError):
+        precision_recall_density_coverage(x, np.ones([10, 5], np.float32))
+
+
 def test_knn_radii_blocked_equals_full_sort():
     x = torch.randn(37, 4)
     full = torch.sort(torch.cdist(x, x), dim=1).values[:, 3]

@@ -6,7 +6,10 @@ A point's radius is the distance to its k-th nearest neighbour in its own set, i
 inside at least one real ball (`<=`); recall: fraction of real points inside at least one
 generated ball. Density/coverage use the real balls only, with Naeem's strict `<`.
 Distances are computed in blocks (rows x cols) so 50k x 50k never sits in memory; with
-`fp16=True` the features are cast to float16 first, as NVIDIA's reference does.
+`fp16=True` the features are cast to float16 first for precision and recall, as NVIDIA's
+reference does. Density and coverage are not in the reference and always come from float32
+distances: from float16 ones, with the strict `<`, they come out up to ~11 % low (identical
+sets gave density 0.92 instead of 1.00), because rounding creates ties at the k-th radius.
 """
 
 from __future__ import annotations
@@ -74,6 +77,42 @@ def knn_radii(
     return radii
 
 
+def _ball_pass(
+    real: torch.Tensor,
+    gen: torch.Tensor,
+    real_radii: torch.Tensor,
+    gen_radii: torch.Tensor | None,
+    row_batch: int,
+    col_batch: int,
+) -> dict[str, float]:
+    """One blocked real-gen distance pass. Always density/coverage (strict `<`, Naeem);
+    with `gen_radii` also precision/recall (`<=`, Kynkaanniemi)."""
+    n, m, device = real.shape[0], gen.shape[0], real.device
+    gen_in_real_ball = torch.zeros([m], dtype=torch.bool, device=device)  # precision
+    real_in_gen_ball = torch.zeros([n], dtype=torch.bool, device=device)  # recall
+    gen_ball_count = torch.zeros([m], dtype=torch.float64, device=device)  # density
+    real_covered = torch.zeros([n], dtype=torch.bool, device=device)  # coverage
+    for rs in _blocks(n, row_batch):
+        r_rad = real_radii[rs].unsqueeze(1)  # [r, 1]
+        nearest_gen = None
+        for cs in _blocks(m, col_batch):
+            dist = _distance_block(real[rs], gen[cs])  # [r, c]
+            if gen_radii is not None:
+                real_in_gen_ball[rs] |= (dist <= gen_radii[cs].unsqueeze(0)).any(dim=1)
+                gen_in_real_ball[cs] |= (dist <= r_rad).any(dim=0)
+            gen_ball_count[cs] += (dist < r_rad).sum(dim=0).to(torch.float64)
+            block_min = dist.min(dim=1).values
+            nearest_gen = (
+                block_min if nearest_gen is None else torch.minimum(nearest_gen, block_min)
+            )
+        real_covered[rs] = nearest_gen < real_radii[rs]
+    out = {"density": gen_ball_count.sum(), "coverage": real_covered.double().mean()}
+    if gen_radii is not None:
+        out["precision"] = gen_in_real_ball.double().mean()
+        out["recall"] = real_in_gen_ball.double().mean()
+    return {key: float(v) for key, v in out.items()}
+
+
 def precision_recall_density_coverage(
     real_features: np.ndarray | torch.Tensor,
     gen_features: np.ndarray | torch.Tensor,
@@ -83,39 +122,32 @@ def precision_recall_density_coverage(
     col_batch: int = 10000,
     device: str | torch.device = "cpu",
 ) -> PrResult:
-    """All four manifold metrics with three blocked distance passes (real-real, gen-gen,
-    real-gen)."""
+    """All four manifold metrics. Precision/recall from distances in `fp16` (the reference)
+    or float32; density/coverage always from float32 distances (one more real-real and
+    real-gen pass when `fp16`)."""
     device = torch.device(device)
-    real = _to_tensor(real_features, fp16, device)  # [N, D]
-    gen = _to_tensor(gen_features, fp16, device)  # [M, D]
-    if real.shape[1] != gen.shape[1]:
-        raise ValueError(f"feature sizes differ: {real.shape[1]} vs {gen.shape[1]}")
-    real_radii = knn_radii(real, k, row_batch, col_batch)  # [N]
-    gen_radii = knn_radii(gen, k, row_batch, col_batch)  # [M]
-
-    n, m = real.shape[0], gen.shape[0]
-    gen_in_real_ball = torch.zeros([m], dtype=torch.bool, device=device)  # precision
-    gen_ball_count = torch.zeros([m], dtype=torch.float64, device=device)  # density
-    real_in_gen_ball = torch.zeros([n], dtype=torch.bool, device=device)  # recall
-    real_covered = torch.zeros([n], dtype=torch.bool, device=device)  # coverage
-    for rs in _blocks(n, row_batch):
-        r_rad = real_radii[rs].unsqueeze(1)  # [r, 1]
-        nearest_gen = None
-        for cs in _blocks(m, col_batch):
-            dist = _distance_block(real[rs], gen[cs])  # [r, c]
-            real_in_gen_ball[rs] |= (dist <= gen_radii[cs].unsqueeze(0)).any(dim=1)
-            gen_in_real_ball[cs] |= (dist <= r_rad).any(dim=0)
-            gen_ball_count[cs] += (dist < r_rad).sum(dim=0).to(torch.float64)
-            block_min = dist.min(dim=1).values
-            if nearest_gen is not None:
-                block_min = torch.minimum(nearest_gen, block_min)
-            nearest_gen = block_min
-        real_covered[rs] = nearest_gen < real_radii[rs]
+    real32 = _to_tensor(real_features, False, device)  # [N, D]
+    gen32 = _to_tensor(gen_features, False, device)  # [M, D]
+    if real32.ndim != 2 or gen32.ndim != 2 or real32.shape[1] != gen32.shape[1]:
+        raise ValueError(f"feature arrays must be [N, D] alike: {real32.shape} vs {gen32.shape}")
+    if not (torch.isfinite(real32).all() and torch.isfinite(gen32).all()):
+        raise ValueError("features contain NaN or inf")
+    m = gen32.shape[0]
+    real_radii32 = knn_radii(real32, k, row_batch, col_batch)
+    if fp16:
+        real16, gen16 = real32.half(), gen32.half()
+        real_radii16 = knn_radii(real16, k, row_batch, col_batch)
+        gen_radii16 = knn_radii(gen16, k, row_batch, col_batch)
+        pr = _ball_pass(real16, gen16, real_radii16, gen_radii16, row_batch, col_batch)
+        dc = _ball_pass(real32, gen32, real_radii32, None, row_batch, col_batch)
+    else:
+        gen_radii32 = knn_radii(gen32, k, row_batch, col_batch)
+        pr = dc = _ball_pass(real32, gen32, real_radii32, gen_radii32, row_batch, col_batch)
     return PrResult(
-        precision=float(gen_in_real_ball.double().mean()),
-        recall=float(real_in_gen_ball.double().mean()),
-        density=float(gen_ball_count.sum() / (k * m)),
-        coverage=float(real_covered.double().mean()),
+        precision=pr["precision"],
+        recall=pr["recall"],
+        density=dc["density"] / (k * m),
+        coverage=dc["coverage"],
     )
 
 
