@@ -21,7 +21,7 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
-from mrisynth.training import checkpoint, distributed, run_files
+from mrisynth.training import checkpoint, distributed, run_files, step
 from mrisynth.training import state as run_state
 from mrisynth.training.data_loader import MirroredDataset, batch_stream, to_network_range
 from mrisynth.training.losses import StyleGAN2Loss
@@ -230,6 +230,7 @@ def train(opts: TrainOptions) -> Path:
     start_time = tick_start_time = time.time()
     tick_start_nimg = st.nimg
     done = st.nimg >= total_nimg
+    guard = step.NonFiniteGuard(device, st.bad_steps)
 
     try:
         while not done:
@@ -241,50 +242,20 @@ def train(opts: TrainOptions) -> Path:
                 reals_c.append(c.to(device))
             st.data_batches += r.num_accum
 
-            # ---- G and D phases, gradients accumulated over micro-batches -------------------
-            phases = [("Gmain", G, opt_G, 1)]
-            if r.preset.pl_weight > 0 and st.step % r.g_reg_interval == 0:
-                phases.append(("Greg", G, opt_G, r.g_reg_interval))
-            phases.append(("Dmain", D, opt_D, 1))
-            if r.gamma > 0 and st.step % r.d_reg_interval == 0:
-                phases.append(("Dreg", D, opt_D, r.d_reg_interval))
-            step_ok = True
-            for name, module, opt, interval in phases:
-                opt.zero_grad(set_to_none=True)
-                module.requires_grad_(True)
-                losses_finite = torch.ones([], device=device)
-                for real_img, real_c in zip(reals_img, reals_c, strict=True):
-                    gen_z = torch.randn(r.batch_gpu, G.z_dim, device=device)
-                    gen_c = run_state.random_labels(dataset, r.batch_gpu, device)
-                    values = loss.accumulate_gradients(
-                        name, real_img, real_c, gen_z, gen_c, gain=interval / r.num_accum
-                    )
-                    for v in values.values():
-                        losses_finite = losses_finite * torch.isfinite(v).all()
-                    if ada is not None and "Loss/signs/real" in values:
-                        ada.accumulate(values["Loss/signs/real"])
-                    stats.add_dict(values)
-                    stat_names.update(values)
-                distributed.all_reduce_gradients(module.parameters())
-                module.requires_grad_(False)
-                # All ranks agree whether this phase's losses were finite.
-                if float(distributed.all_reduce_sum(1 - losses_finite)) > 0:
-                    step_ok = False
-                    log.warning(
-                        "non-finite %s loss at kimg %.3f: update skipped", name, st.nimg / 1e3
-                    )
-                    continue
-                for p in module.parameters():
-                    if p.grad is not None:
-                        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-                opt.step()
-            st.bad_steps = 0 if step_ok else st.bad_steps + 1
-            if st.bad_steps >= u.max_bad_steps:
-                raise TrainingDiverged(
-                    f"{run_dir}: {st.bad_steps} consecutive steps with non-finite losses at kimg "
-                    f"{st.nimg / 1e3:.3f}; stopped, last good snapshot kept (lower --glr/--dlr "
-                    "or --gamma, or resume from it)"
-                )
+            # ---- G and D phases, gradients summed over micro-batches (no host sync) ---------
+            phases = step.phases_at(
+                st.step, G, D, opt_G, opt_D, pl_weight=r.preset.pl_weight, gamma=r.gamma,
+                g_reg=r.g_reg_interval, d_reg=r.d_reg_interval,
+            )  # fmt: skip
+            reals = list(zip(reals_img, reals_c, strict=True))
+            gen_inputs = lambda: (  # noqa: E731
+                torch.randn(r.batch_gpu, G.z_dim, device=device),
+                run_state.random_labels(dataset, r.batch_gpu, device),
+            )
+            skipped = [
+                step.run_phase(ph, loss, reals, gen_inputs, stats, stat_names, ada) for ph in phases
+            ]
+            guard.record(torch.stack(skipped).amax())
 
             # ---- EMA of the generator --------------------------------------------------------
             run_state.update_ema(G_ema, G, r, st.nimg)
@@ -303,6 +274,17 @@ def train(opts: TrainOptions) -> Path:
             stop = stop_nimg is not None and st.nimg >= stop_nimg
             if not (done or stop) and st.tick != 0 and st.nimg < tick_start_nimg + tick_nimg:
                 continue
+            # Non-finite losses: the steps were skipped on the device; report and stop here.
+            bad_in_tick, st.bad_steps, worst = guard.read()
+            if bad_in_tick:
+                log.warning("%d step(s) with non-finite losses this tick: updates skipped",
+                            bad_in_tick)  # fmt: skip
+            if worst >= u.max_bad_steps:
+                raise TrainingDiverged(
+                    f"{run_dir}: {u.max_bad_steps} consecutive steps with non-finite losses by "
+                    f"kimg {st.nimg / 1e3:.3f}; stopped, last good snapshot kept (lower "
+                    "--glr/--dlr or --gamma, or resume from it)"
+                )
             tick_end_time = time.time()
             tick_sec = tick_end_time - tick_start_time
             tick_kimg = max(st.nimg - tick_start_nimg, 1) / 1e3
@@ -350,7 +332,7 @@ def train(opts: TrainOptions) -> Path:
                     images = run_files.generate_grid(
                         G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
                     )
-                    run_files.save_image_grid(run_dir / f"fakes-{kimg:06d}.png", images)
+                    run_files.save_image_grid(run_dir / run_files.fakes_name(st.nimg), images)
                     path = run_state.save(
                         run_dir,
                         kimg,
