@@ -198,8 +198,7 @@ def capture_rng(device: torch.device) -> dict[str, Any]:
     np_state = np.random.get_state()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
+        "numpy": [np_state[0], np_state[1].tolist(), *(float(x) for x in np_state[2:])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
     if device.type == "cuda":
@@ -248,7 +247,7 @@ def save(run_dir, kimg, st, r, G, D, G_ema, opt_G, opt_D, pipe, loss, rng, ada_s
         "options": r.to_dict()["user"],
         "resolved": r.to_dict(),
     }
-    path = run_dir / f"{checkpoint.snapshot_stem(st.nimg)}.safetensors"
+    path = run_dir / f"{checkpoint.snapshot_name(kimg)}.safetensors"
     return checkpoint.save_snapshot(path, G=G, D=D, G_ema=G_ema, state=state, tensors=tensors)
 
 
