@@ -332,7 +332,7 @@ def train(opts: TrainOptions) -> Path:
                     images = run_files.generate_grid(
                         G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
                     )
-                    run_files.save_image_grid(run_dir / run_files.fakes_name(st.nimg), images)
+                    run_files.save_image_grid(run_dir / f"fakes-{kimg:06d}.png", images)
                     path = run_state.save(
                         run_dir,
                         kimg,
