@@ -36,13 +36,32 @@ LABELS = (
     "none, slice-fraction, position, echo-time (floats from the manifest), patient, "
     "series, sequence (classes), or column:NAME (any manifest column).",
 )
-def command(source: Path, output: Path, label: str) -> None:
+@click.option(
+    "--holdout-patients",
+    default=None,
+    metavar="N|FRACTION",
+    help="Hold out whole patients (a count like 2, or a fraction like 0.2) into a second "
+    "archive next to the output (data.zip -> data-holdout.zip) that training never sees. "
+    "Needs prepare's manifest.csv (patient keys).",
+)
+@click.option(
+    "--holdout-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for choosing the held-out patients (recorded in dataset.json).",
+)
+def command(
+    source: Path, output: Path, label: str, holdout_patients: str | None, holdout_seed: int
+) -> None:
     """Pack SOURCE (a folder of PNGs, normally `mrisynth prepare`'s output, or an archive made
     by NVIDIA's dataset_tool.py) into a training archive at --output.
 
     The archive holds the PNGs byte for byte, dataset.json with labels in NVIDIA's convention
     ({"labels": [[name, label], ...]} or null) and prepare's manifest.csv. Every image is
-    checked: 8-bit, 1 or 3 channels, square, power-of-two side, all the same size.
+    checked: 8-bit, 1 or 3 channels, square, power-of-two side, all the same size. Archives
+    are untrusted input: unsafe member names (absolute, '..', links, duplicates), oversize
+    members and malformed dataset.json are refused with a reason.
     """
     from mrisynth.data.pack import pack_archive
 
@@ -50,10 +69,18 @@ def command(source: Path, output: Path, label: str) -> None:
         raise click.BadParameter(
             f"choose one of {', '.join(LABELS)} or column:NAME", param_hint="--label"
         )
-    res = pack_archive(source, output, label=label)
+    res = pack_archive(
+        source, output, label=label, holdout_patients=holdout_patients, holdout_seed=holdout_seed
+    )
+    patients = "" if res.num_patients is None else f", {res.num_patients} patient(s)"
     click.echo(
         f"packed {res.num_images} images ({res.resolution}x{res.resolution}, "
-        f"{res.num_channels} channel(s), {res.labels}) into {res.path}\n"
+        f"{res.num_channels} channel(s), {res.labels}{patients}) into {res.path}\n"
         f"content hash {res.content_hash}"
         + ("" if res.has_manifest else " (no manifest.csv in the source)")
     )
+    if res.holdout is not None:
+        click.echo(
+            f"held out {res.holdout.num_patients} patient(s), {res.holdout.num_images} images "
+            f"(seed {holdout_seed}) into {res.holdout.path}: training never sees them"
+        )

@@ -1,24 +1,38 @@
 """Training archives: folder or uncompressed ZIP of PNGs + `dataset.json` (NVIDIA's convention).
 
-Reading is random access (one ZIP member or one file per item, decoded with `cv2.imdecode`) and
-safe in DataLoader workers: the ZIP handle is opened lazily per process and never pickled.
+Reading is random access (one ZIP member or one file per item) and safe in DataLoader workers:
+the ZIP handle is opened lazily per process and never pickled. Archives are untrusted input:
+member names, links and sizes are checked in `members.py`, every PNG goes through `png.py`, and
+`dataset.json` through the schema in `labels.py`.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import json
 import logging
 import os
 import threading
 import zipfile
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from mrisynth.data.labels import (
+    declared_classes,
+    label_table,
+    labels_for,
+    labels_to_array,
+    parse_dataset_json,
+)
+from mrisynth.data.members import (
+    list_folder_members,
+    list_zip_members,
+    read_folder_member,
+    read_zip_member,
+)
+from mrisynth.data.png import decode_png
 from mrisynth.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -33,49 +47,24 @@ def _is_hidden(rel: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/"))
 
 
+__all__ = ["ImageArchive", "check_image_shape", "decode_png", "labels_to_array"]
+
+
 def list_image_names(path: str | os.PathLike[str]) -> list[str]:
-    """Sorted POSIX names of the PNGs in a folder (recursive) or ZIP; hidden ones skipped."""
+    """Sorted POSIX names of the PNGs in a folder (recursive) or ZIP; hidden ones skipped.
+
+    Every member name is checked first (InputError for unsafe names, links, duplicates).
+    """
     path = Path(path)
     if path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+        names = list_folder_members(path)
     else:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = list_zip_members(zf, str(path))
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable ZIP archive ({exc})") from None
     return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIX) and not _is_hidden(n))
-
-
-def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """PNG bytes -> uint8 [C, H, W] (C = 1 or 3, RGB order). 16-bit or RGBA input is refused."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{name}: not a readable PNG image")
-    if img.dtype != np.uint8:
-        raise InputError(
-            f"{name}: {img.dtype} PNG; training archives need 8-bit images "
-            "(run `mrisynth prepare` without --bit-depth 16)"
-        )
-    if img.ndim == 2:
-        return img[np.newaxis]  # [1, H, W]
-    if img.shape[2] == 3:
-        return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB [3, H, W]
-    if img.shape[2] == 1:
-        return img.transpose(2, 0, 1)
-    raise InputError(f"{name}: {img.shape[2]} channels; training archives need 1 (grey) or 3 (RGB)")
-
-
-def labels_to_array(raw: Sequence, source: str) -> np.ndarray:
-    """NVIDIA's rule: ints are classes (one-hot, max+1 classes); lists of floats are vectors."""
-    arr = np.asarray(raw)
-    if arr.ndim == 1 and arr.size and np.issubdtype(arr.dtype, np.integer):
-        if arr.min() < 0:
-            raise InputError(f"{source}: class labels must be >= 0")
-        onehot = np.zeros((arr.size, int(arr.max()) + 1), dtype=np.float32)
-        onehot[np.arange(arr.size), arr] = 1
-        return onehot  # [N, num_classes]
-    if arr.ndim == 2 and np.issubdtype(arr.dtype, np.number):
-        return arr.astype(np.float32)  # [N, label_dim]
-    raise InputError(f"{source}: labels must be all ints (classes) or all equal-length float lists")
 
 
 class ImageArchive:
@@ -116,19 +105,21 @@ class ImageArchive:
         if self._zip is None or self._zip_pid != pid:
             with self._lock:
                 if self._zip is None or self._zip_pid != pid:
-                    self._zip = zipfile.ZipFile(self.path)
+                    try:
+                        self._zip = zipfile.ZipFile(self.path)
+                    except (zipfile.BadZipFile, OSError) as exc:
+                        raise InputError(f"{self.path}: cannot open the ZIP ({exc})") from None
                     self._zip_pid = pid
         return self._zip
 
     def read_member(self, name: str) -> bytes | None:
-        """Raw bytes of one member (image, `dataset.json`, `manifest.csv`); None if absent."""
+        """Raw bytes of one member (image, `dataset.json`, `manifest.csv`); None if absent.
+
+        Bounded (members.MAX_MEMBER_BYTES): an oversize member is an InputError.
+        """
         if self._is_zip:
-            try:
-                return self._zipfile().read(name)
-            except KeyError:
-                return None
-        p = self.path / name
-        return p.read_bytes() if p.is_file() else None
+            return read_zip_member(self._zipfile(), name, str(self.path))
+        return read_folder_member(self.path, name)
 
     def close(self) -> None:
         if self._zip is not None:
@@ -170,23 +161,24 @@ class ImageArchive:
     def label_dim(self) -> int:
         return int(self.labels.shape[1])
 
-    def _load_labels(self) -> np.ndarray:
+    def dataset_json(self) -> dict:
+        """The checked top-level object of `dataset.json` ({} when absent)."""
         data = self.read_member(LABELS_NAME)
-        empty = np.zeros((len(self), 0), dtype=np.float32)
-        if data is None:
-            return empty
+        return {} if data is None else parse_dataset_json(data, f"{self.path}/{LABELS_NAME}")
+
+    def label_list(self) -> list | None:
+        """Checked labels in `names` order, as in dataset.json (ints or float lists); None if
+        unlabelled."""
         src = f"{self.path}/{LABELS_NAME}"
-        try:
-            raw = json.loads(data.decode("utf-8")).get("labels")
-        except (ValueError, AttributeError) as e:
-            raise InputError(f"{src}: not a JSON object with a 'labels' key ({e})") from None
+        table = label_table(self.dataset_json(), src)
+        return None if table is None else labels_for(table, self.names, src)
+
+    def _load_labels(self) -> np.ndarray:
+        raw = self.label_list()
         if raw is None:
-            return empty
-        table = {str(k).replace("\\", "/"): v for k, v in raw}
-        missing = [n for n in self.names if n not in table]
-        if missing:
-            raise InputError(f"{src}: no label for {missing[0]} ({len(missing)} images unlabelled)")
-        return labels_to_array([table[n] for n in self.names], src)
+            return np.zeros((len(self), 0), dtype=np.float32)
+        k = declared_classes(self.dataset_json())
+        return labels_to_array(raw, f"{self.path}/{LABELS_NAME}", num_classes=k)
 
     def content_hash(self) -> str:
         """sha256 over (name, bytes) of every image in order; same for a folder and its ZIP.
@@ -220,7 +212,12 @@ class ImageArchive:
     def manifest_text(self) -> str | None:
         """mrisynth's manifest.csv carried along from `prepare`, if present."""
         data = self.read_member(MANIFEST_NAME)
-        return None if data is None else data.decode("utf-8")
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{self.path}/{MANIFEST_NAME}: not UTF-8 text") from None
 
     @property
     def patient_keys(self) -> list[str] | None:
@@ -236,7 +233,10 @@ class ImageArchive:
         text = self.manifest_text()
         if text is None:
             return None
-        rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
+        try:
+            rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
+        except csv.Error as exc:
+            raise InputError(f"{self.path}/{MANIFEST_NAME}: malformed CSV ({exc})") from None
         table = {r["file"].replace("\\", "/"): (r.get("patient_key") or "") for r in rows}
         keys = [table.get(n, "") for n in self.names]
         if not all(keys):

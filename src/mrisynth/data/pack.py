@@ -2,11 +2,14 @@
 
 Image bytes are copied, never re-encoded, so the packed archive's `content_hash()` equals the
 source's. ZIPs are written deterministically (fixed timestamps, sorted order, stored), so
-packing the same input twice gives the same bytes.
+packing the same input twice gives the same bytes. With a patient-level holdout the held-out
+patients' images go to a sibling archive (see `holdout.py`), written before the training one.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -20,6 +23,13 @@ import numpy as np
 
 from mrisynth import atomic
 from mrisynth.data.archive import LABELS_NAME, MANIFEST_NAME, ImageArchive
+from mrisynth.data.holdout import (
+    META_KEY,
+    choose_holdout_patients,
+    holdout_path,
+    num_holdout_patients,
+)
+from mrisynth.data.labels import labels_to_array
 from mrisynth.data.manifest import labels_from_manifest
 from mrisynth.errors import ConfigError, InputError
 
@@ -40,6 +50,18 @@ class PackResult:
     content_hash: str
     has_manifest: bool
     labels: str  # short description, e.g. "unlabelled" or "3 classes (one-hot)"
+    holdout: PackResult | None = None  # the held-out patients' archive, if one was made
+    num_patients: int | None = None  # distinct patient keys (None without a manifest)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One archive to write: which images (indices into the source), labels, extra JSON."""
+
+    dest: Path
+    indices: list[int]
+    labels: list | None
+    meta: dict | None  # the "mrisynth" record of dataset.json
 
 
 def _check_destination(source: Path, dest: Path) -> None:
@@ -62,14 +84,7 @@ def _check_destination(source: Path, dest: Path) -> None:
 def _resolve_labels(src: ImageArchive, label: str | None) -> list | None:
     """None keeps the source's labels (if any); otherwise derive them from its manifest."""
     if label in (None, "keep"):
-        data = src.read_member(LABELS_NAME)
-        if data is None:
-            return None
-        raw = json.loads(data.decode("utf-8")).get("labels")
-        if raw is None:
-            return None
-        table = {str(k).replace("\\", "/"): v for k, v in raw}
-        return [[n, table[n]] for n in src.names]
+        return src.label_list()  # checked against dataset.json's schema
     if label == "none":
         return None
     manifest = src.manifest_text()
@@ -77,19 +92,47 @@ def _resolve_labels(src: ImageArchive, label: str | None) -> list | None:
         raise InputError(
             f"{src.path}: labels '{label}' need {MANIFEST_NAME} (made by `mrisynth prepare`)"
         )
-    values = labels_from_manifest(manifest, src.names, label, source=f"{src.path}/{MANIFEST_NAME}")
-    return [[n, v] for n, v in zip(src.names, values, strict=True)]
+    source = f"{src.path}/{MANIFEST_NAME}"
+    values = labels_from_manifest(manifest, src.names, label, source=source)
+    labels_to_array(values, source)  # the schema archives are read with (finite, bounded)
+    return values
 
 
-def _members(src: ImageArchive, labels: list | None) -> list[tuple[str, bytes | None]]:
+def _manifest_subset(text: str, names: set[str]) -> bytes:
+    """The manifest's header and the rows of `names` (a holdout part carries only its own)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    col = rows[0].index("file")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(rows[0])
+    writer.writerows(r for r in rows[1:] if len(r) > col and r[col].replace("\\", "/") in names)
+    return buf.getvalue().encode("utf-8")
+
+
+def _members(src: ImageArchive, part: _Part, split: bool) -> list[tuple[str, bytes | None]]:
     """(name, bytes) in archive order; image bytes are read lazily (None) to bound memory."""
-    meta = json.dumps({"labels": labels}, separators=(",", ":")).encode("utf-8")
-    members: list[tuple[str, bytes | None]] = [(n, None) for n in src.names]
-    members.append((LABELS_NAME, meta))
+    names = [src.names[i] for i in part.indices]
+    labels = None if part.labels is None else [[n, v] for n, v in zip(names, part.labels,
+                                                                      strict=True)]
+    obj: dict = {"labels": labels}
+    if part.meta:
+        obj[META_KEY] = part.meta
+    members: list[tuple[str, bytes | None]] = [(n, None) for n in names]
+    members.append((LABELS_NAME, json.dumps(obj, separators=(",", ":")).encode("utf-8")))
     manifest = src.read_member(MANIFEST_NAME)
     if manifest is not None:
-        members.append((MANIFEST_NAME, manifest))
+        text = src.manifest_text() or ""
+        members.append((MANIFEST_NAME, _manifest_subset(text, set(names)) if split else manifest))
     return members
+
+
+def _payload(src: ImageArchive, name: str, data: bytes | None) -> bytes:
+    if data is not None:
+        return data
+    payload = src.read_member(name)
+    if payload is None:
+        raise InputError(f"{src.path}: member {name} vanished while packing")
+    return payload
 
 
 def _write_zip(dest: Path, src: ImageArchive, members: list[tuple[str, bytes | None]]) -> None:
@@ -98,17 +141,25 @@ def _write_zip(dest: Path, src: ImageArchive, members: list[tuple[str, bytes | N
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, data if data is not None else src.read_member(name) or b"")
+            zf.writestr(info, _payload(src, name, data))
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refusing any name that would land outside `folder` (zip-slip)."""
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()) or target == folder.resolve():
+        raise InputError(f"refused member '{name}': it would be written outside {folder}")
+    return target
 
 
 def _write_folder(dest: Path, src: ImageArchive, members: list[tuple[str, bytes | None]]) -> None:
     """Fill a temp sibling folder, then swap it in, so `dest` is never half-written."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    with atomic.disk_full_as_error(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         for name, data in members:
-            payload = data if data is not None else src.read_member(name) or b""
-            atomic.write_bytes(tmp / name, payload)
+            atomic.write_bytes(_inside(tmp, name), _payload(src, name, data))
         old = None
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
@@ -121,32 +172,50 @@ def _write_folder(dest: Path, src: ImageArchive, members: list[tuple[str, bytes 
         raise
 
 
-def pack_archive(
-    source: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    *,
-    label: str | None = None,
-) -> PackResult:
-    """Validate every image of `source` and write it as a training archive at `dest`.
+def _plan(
+    src: ImageArchive, dest: Path, labels: list | None, holdout: str | None, seed: int
+) -> list[_Part]:
+    """The archives to write: the training one, and first the holdout if asked for."""
+    everything = list(range(len(src)))
+    if holdout is None:
+        return [_Part(dest, everything, labels, None)]
+    keys = src.patient_keys
+    if keys is None:
+        raise InputError(
+            f"{src.path}: --holdout-patients needs {MANIFEST_NAME} with a patient_key for every "
+            "image (made by `mrisynth prepare`); this source has none"
+        )
+    count = num_holdout_patients(holdout, len(set(keys)))
+    held = choose_holdout_patients(keys, count, seed)
+    train_idx = [i for i in everything if keys[i] not in held]
+    held_idx = [i for i in everything if keys[i] in held]
+    hold_dest = holdout_path(dest)
 
-    `dest` ending in `.zip` gives an uncompressed ZIP, anything else a folder. `label`: None or
-    'keep' = the source's dataset.json labels (if any), 'none' = unlabelled, or a manifest-derived
-    label (see `mrisynth.data.manifest.LABEL_CHOICES`).
-    """
-    source, dest = Path(source), Path(dest)
-    _check_destination(source, dest)
-    src = ImageArchive(source)
-    src.validate()  # [C, H, W] of every image: same size, square, power of two
-    labels = _resolve_labels(src, label)
-    members = _members(src, labels)
-    if dest.suffix.lower() == ".zip":
-        _write_zip(dest, src, members)
+    def pick(idx: list[int]) -> list | None:
+        return None if labels is None else [labels[i] for i in idx]
+
+    record = {"num_patients": count, "num_images": len(held_idx), "seed": seed}
+    shared = {}
+    if labels and all(isinstance(v, int) for v in labels):  # same one-hot width in both parts
+        shared["num_classes"] = max(labels) + 1
+    return [
+        _Part(hold_dest, held_idx, pick(held_idx),
+              {"held_out_from": {**record, "archive": dest.name}, **shared}),
+        _Part(dest, train_idx, pick(train_idx),
+              {"holdout": {**record, "archive": hold_dest.name}, **shared}),
+    ]
+
+
+def _write_part(src: ImageArchive, part: _Part, split: bool) -> PackResult:
+    members = _members(src, part, split)
+    if part.dest.suffix.lower() == ".zip":
+        _write_zip(part.dest, src, members)
     else:
-        _write_folder(dest, src, members)
-    src.close()
-    out = ImageArchive(dest)
+        _write_folder(part.dest, src, members)
+    out = ImageArchive(part.dest)
+    keys = out.patient_keys
     result = PackResult(
-        path=dest,
+        path=part.dest,
         num_images=len(out),
         resolution=out.resolution,
         num_channels=out.num_channels,
@@ -154,10 +223,51 @@ def pack_archive(
         content_hash=out.content_hash(),
         has_manifest=out.manifest_text() is not None,
         labels=label_summary(out.labels),
+        num_patients=None if keys is None else len(set(keys)),
     )
     out.close()
-    logger.info("packed %d images into %s (hash %s)", result.num_images, dest, result.content_hash)
+    logger.info("packed %d images into %s (hash %s)", result.num_images, part.dest,
+                result.content_hash)
     return result
+
+
+def pack_archive(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    holdout_patients: str | float | None = None,
+    holdout_seed: int = 0,
+) -> PackResult:
+    """Validate every image of `source` and write it as a training archive at `dest`.
+
+    `dest` ending in `.zip` gives an uncompressed ZIP, anything else a folder. `label`: None or
+    'keep' = the source's dataset.json labels (if any), 'none' = unlabelled, or a manifest-derived
+    label (see `mrisynth.data.manifest.LABEL_CHOICES`). `holdout_patients` (a count, or a
+    fraction below 1) moves whole patients, drawn with `holdout_seed`, into the sibling archive
+    `holdout_path(dest)`; labels are derived over all images first, so class numbers agree.
+    """
+    source, dest = Path(source), Path(dest)
+    _check_destination(source, dest)
+    sibling = holdout_path(dest)
+    if holdout_patients is not None:
+        _check_destination(source, sibling)
+    elif sibling.exists():
+        raise ConfigError(
+            f"{sibling}: a holdout archive from an earlier run sits next to {dest.name} and would "
+            "be taken as this archive's holdout; delete it, or pass --holdout-patients"
+        )
+    src = ImageArchive(source)
+    src.validate()  # [C, H, W] of every image: same size, square, power of two
+    labels = _resolve_labels(src, label)
+    parts = _plan(src, dest, labels, None if holdout_patients is None else str(holdout_patients),
+                  holdout_seed)
+    results = [_write_part(src, part, split=len(parts) > 1) for part in parts]
+    src.close()
+    if len(results) == 1:
+        return results[0]
+    held, train = results
+    return PackResult(**{**train.__dict__, "holdout": held})
 
 
 def label_summary(labels: np.ndarray) -> str:

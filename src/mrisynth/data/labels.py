@@ -1,0 +1,109 @@
+"""`dataset.json` (NVIDIA's label file) read as untrusted input, with a schema.
+
+`{"labels": [[name, label], ...] | null, ...}`: a label is a class (an int, one-hot encoded with
+max+1 classes, NVIDIA's rule) or a list of finite floats of one length for every image. Other
+top-level keys (mrisynth's `"mrisynth"` record) are allowed and ignored here. Limits: the file
+is read only up to `MAX_MEMBER_BYTES` (archive.py), and classes / float dims up to
+`MAX_LABEL_DIM`, so a label can never ask for a huge one-hot matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mrisynth.errors import InputError
+
+MAX_LABEL_DIM = 1024  # classes, or floats per label
+LabelValue = int | list[float]
+
+
+def parse_dataset_json(data: bytes, source: str) -> dict:
+    """Bytes -> the top-level JSON object; InputError for anything else."""
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"{source}: not valid UTF-8 JSON ({str(exc)[:100]})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{source}: must be a JSON object like {{\"labels\": [...]}}")
+    return obj
+
+
+def label_table(obj: dict, source: str) -> dict[str, LabelValue] | None:
+    """The validated `{name: label}` of a dataset.json object; None when unlabelled."""
+    raw = obj.get("labels")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InputError(f"{source}: 'labels' must be a list of [name, label] pairs or null")
+    table: dict[str, LabelValue] = {}
+    for i, pair in enumerate(raw):
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise InputError(f"{source}: labels entry {i} is not a [name, label] pair")
+        name = pair[0].replace("\\", "/")
+        if name in table:
+            raise InputError(f"{source}: two labels for {name}")
+        table[name] = _check_label(pair[1], f"{source}: label of {name}")
+    return table
+
+
+def _check_label(value: object, where: str) -> LabelValue:
+    if isinstance(value, bool):
+        raise InputError(f"{where} is a boolean; give a class number or a list of floats")
+    if isinstance(value, int):
+        if not 0 <= value < MAX_LABEL_DIM:
+            raise InputError(f"{where}: class {value} outside 0..{MAX_LABEL_DIM - 1}")
+        return value
+    if isinstance(value, float):
+        raise InputError(f"{where}: {value!r} is not a whole class number; write float labels "
+                         "as lists, e.g. [0.5]")
+    if isinstance(value, list):
+        if not 0 < len(value) <= MAX_LABEL_DIM:
+            raise InputError(f"{where}: a float label needs 1..{MAX_LABEL_DIM} values")
+        ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if not ok or not all(math.isfinite(v) for v in value):
+            raise InputError(f"{where}: float labels must be finite numbers")
+        return [float(v) for v in value]
+    raise InputError(f"{where}: {type(value).__name__} is neither a class nor a list of floats")
+
+
+def labels_for(table: dict[str, LabelValue], names: Sequence[str], source: str) -> list:
+    """Labels in archive order; every image needs one."""
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise InputError(f"{source}: no label for {missing[0]} ({len(missing)} images unlabelled)")
+    return [table[n] for n in names]
+
+
+def declared_classes(obj: dict) -> int | None:
+    """`{"mrisynth": {"num_classes": K}}`: the class count of a split archive (a holdout may not
+    contain the highest class, but its one-hot width must match training's)."""
+    meta = obj.get("mrisynth")
+    k = meta.get("num_classes") if isinstance(meta, dict) else None
+    ok = isinstance(k, int) and not isinstance(k, bool) and 0 < k <= MAX_LABEL_DIM
+    return k if ok else None
+
+
+def labels_to_array(raw: Sequence, source: str, num_classes: int | None = None) -> np.ndarray:
+    """NVIDIA's rule: ints are classes (one-hot, max+1 classes, or `num_classes` when larger);
+    lists of floats are vectors.
+
+    float32 [N, c_dim]. Mixed or ragged labels are refused (checked values only, see above).
+    """
+    values = [_check_label(v, f"{source}: label {i}") for i, v in enumerate(raw)]
+    if values and all(isinstance(v, int) for v in values):
+        classes = np.asarray(values, dtype=np.int64)
+        width = max(int(classes.max()) + 1, num_classes or 0)
+        onehot = np.zeros((classes.size, width), dtype=np.float32)
+        onehot[np.arange(classes.size), classes] = 1
+        return onehot  # [N, num_classes]
+    if values and all(isinstance(v, list) for v in values):
+        dims = {len(v) for v in values}  # type: ignore[arg-type]
+        if len(dims) == 1:
+            return np.asarray(values, dtype=np.float32)  # [N, label_dim]
+    raise InputError(
+        f"{source}: labels must be all ints (classes) or all equal-length float lists"
+    )

@@ -1,0 +1,119 @@
+"""The one validated path from untrusted PNG bytes to pixels.
+
+The IHDR header is parsed here, before any decoding, so a file that claims 100000 x 100000
+pixels is refused without allocating them. Limits (documented in README "Training archives"):
+a PNG file of at most `MAX_PNG_BYTES`, and width x height x channels x bytes-per-sample of at
+most `MAX_DECODED_BYTES`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mrisynth.errors import InputError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PNG_BYTES = 64 * 2**20  # one encoded file
+MAX_DECODED_BYTES = 64 * 2**20  # pixels after decoding (e.g. 4096 x 4096 RGB 8-bit = 48 MiB)
+
+# colour type -> (channels after decoding, allowed bit depths); PNG spec section 11.2.2
+_COLOUR_TYPES: dict[int, tuple[int, tuple[int, ...]]] = {
+    0: (1, (1, 2, 4, 8, 16)),  # grey
+    2: (3, (8, 16)),  # RGB
+    3: (3, (1, 2, 4, 8)),  # palette (decoded to RGB)
+    4: (2, (8, 16)),  # grey + alpha
+    6: (4, (8, 16)),  # RGB + alpha
+}
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    """What the IHDR chunk claims."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    channels: int  # after decoding (palette -> 3)
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.width * self.height * self.channels * (2 if self.bit_depth == 16 else 1)
+
+
+def read_png_header(data: bytes, name: str) -> PngHeader:
+    """Parse and check the signature and IHDR chunk; InputError naming `name` if invalid."""
+    if len(data) == 0:
+        raise InputError(f"{name}: empty file (0 bytes), not a PNG image")
+    if len(data) > MAX_PNG_BYTES:
+        raise InputError(f"{name}: {len(data)} bytes; PNG files over {MAX_PNG_BYTES} are refused")
+    if not data.startswith(PNG_SIGNATURE):
+        raise InputError(f"{name}: not a PNG file (no PNG signature)")
+    if len(data) < 33:
+        raise InputError(f"{name}: truncated PNG ({len(data)} bytes, header incomplete)")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise InputError(f"{name}: corrupt PNG (first chunk is not a 13-byte IHDR)")
+    (crc,) = struct.unpack(">I", data[29:33])
+    if zlib.crc32(data[12:29]) != crc:
+        raise InputError(f"{name}: corrupt PNG header (IHDR checksum mismatch)")
+    width, height, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if not (0 < width < 2**31 and 0 < height < 2**31):
+        raise InputError(f"{name}: PNG header claims {width}x{height} pixels")
+    if colour not in _COLOUR_TYPES or depth not in _COLOUR_TYPES[colour][1]:
+        raise InputError(f"{name}: PNG colour type {colour} with bit depth {depth} is invalid")
+    if comp != 0 or filt != 0 or interlace not in (0, 1):
+        raise InputError(f"{name}: PNG header has unknown compression/filter/interlace methods")
+    header = PngHeader(width, height, depth, colour, _COLOUR_TYPES[colour][0])
+    if header.decoded_bytes > MAX_DECODED_BYTES:
+        raise InputError(
+            f"{name}: PNG claims {width}x{height} pixels x {header.channels} channel(s) "
+            f"({header.decoded_bytes / 2**20:.0f} MiB decoded); the limit is "
+            f"{MAX_DECODED_BYTES // 2**20} MiB per image"
+        )
+    return header
+
+
+def decode_checked(data: bytes, name: str) -> tuple[PngHeader, np.ndarray]:
+    """Header-checked decode: (header, cv2 image [H, W] or [H, W, C] BGR(A), uint8/uint16)."""
+    header = read_png_header(data, name)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise InputError(f"{name}: PNG cannot be decoded ({str(exc).strip()[:80]})") from None
+    if img is None:
+        raise InputError(f"{name}: truncated or corrupt PNG (decoding failed)")
+    if img.shape[:2] != (header.height, header.width):
+        raise InputError(f"{name}: decoded size differs from the PNG header (corrupt file)")
+    return header, img
+
+
+def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """PNG bytes -> uint8 [C, H, W] (C = 1 or 3, RGB order), as training archives need.
+
+    16-bit, grey+alpha and RGBA files are refused with a reason.
+    """
+    header = read_png_header(data, name)
+    if header.bit_depth == 16:
+        raise InputError(
+            f"{name}: 16-bit PNG; training archives need 8-bit images "
+            "(run `mrisynth prepare` without --bit-depth 16)"
+        )
+    if header.colour_type in (4, 6):
+        raise InputError(
+            f"{name}: {header.channels} channels (with alpha); training archives need 1 (grey) "
+            "or 3 (RGB)"
+        )
+    _, img = decode_checked(data, name)
+    if img.dtype != np.uint8:
+        raise InputError(f"{name}: decoded as {img.dtype}; training archives need 8-bit images")
+    if img.ndim == 2:
+        return img[np.newaxis]  # [1, H, W]
+    if img.shape[2] == 3:
+        return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB [3, H, W]
+    raise InputError(f"{name}: {img.shape[2]} channels; training archives need 1 (grey) or 3 (RGB)")
