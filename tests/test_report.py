@@ -207,7 +207,14 @@ def test_best_table_picks_max_precision_recall_and_min_fid_kid(tmp_path):
     rows = {r.category: r for r in best_table(collect_series(run.metrics))}
     assert rows["precision"].kimg == 4 and rows["recall"].kimg == 8
     assert rows["fid"].kimg == 8 and rows["kid"].kimg == 4
-    assert rows["precision"].values == {"precision": 0.55, "recall": 0.05, "fid": 60.0, "kid": 0.02}
+    assert rows["precision"].values == {
+        "precision": 0.55,
+        "recall": 0.05,
+        "fid": 60.0,
+        "kid": 0.02,
+        "offline": None,  # frd64 was evaluated at 8 kimg only
+    }
+    assert rows["offline"].kimg == 8 and rows["offline"].values["fid"] == 45.0
     assert len(run.stats) == 9  # the torn line was skipped
 
 
@@ -247,6 +254,7 @@ def test_report_with_metrics(tmp_path):
         "recall": 0.05,
         "fid": 60.0,
         "kid": 0.02,
+        "offline": None,
     }
     assert len(summary["caveats"]["fid"]) == 1 and len(summary["caveats"]["precision"]) == 2
     md = (out / "report.md").read_text()

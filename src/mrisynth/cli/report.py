@@ -51,7 +51,8 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     G, info = load_generator(snapshot, device=str(dev))
     seeds = list(range(num))
     generated = [img for _, img in sample_images(G, seeds, SamplingOptions(), dev)]
-    train = ImageArchive(data).read_all()  # [M, C, H, W]
+    archive = ImageArchive(data)
+    train = archive.read_all()  # [M, C, H, W]
     if train.shape[1:] != generated[0].shape:
         raise InputError(
             f"{data}: images are {train.shape[1]}x{train.shape[2]}x{train.shape[3]} (CxHxW) but "
@@ -64,6 +65,8 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
         train=train,
         snapshot=info.path.name,
         kimg=info.kimg,
+        train_names=list(archive.names),
+        patient_keys=getattr(archive, "patient_keys", None),  # None: archive without manifest
     )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mrisynth.report import figures, memorisation
+from mrisynth.report import figures, grids, memorisation
+from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
 from mrisynth.report.runfiles import RunFiles
 from mrisynth.report.tables import (
@@ -24,6 +25,7 @@ from mrisynth.report.tables import (
     collect_series,
     pick_series,
 )
+from mrisynth.report.verdicts import Verdict, summary_box
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class FigureEntry:
     title: str
     caption: str = ""
     section: str = "figures"  # figures | training | images | memorisation
+    pixelated: bool = False  # an enlarged image grid: the browser must not smooth it
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class PanelImages:
     train: np.ndarray  # uint8 [M, C, H, W]
     snapshot: str
     kimg: int | None = None
+    train_names: list[str] | None = None  # file names in the archive
+    patient_keys: list[str] | None = None  # per training image (the archive's manifest)
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     memorisation: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     single: list[Series] = field(default_factory=list)  # metrics evaluated at one snapshot only
+    verdicts: list[Verdict] = field(default_factory=list)  # the summary box, in display order
+    diversity: DiversityTable | None = None
 
     def add(self, entry: FigureEntry, data: bytes) -> None:
         self.files[entry.file] = data
@@ -79,9 +86,15 @@ def _ada_target(options: dict[str, Any] | None) -> float | None:
     return None
 
 
+def _curve(series: list[Series], category: str) -> Series | None:
+    """The category's series when it has values over kimg (a figure), else None (a table)."""
+    s = pick_series(series, category)
+    return s if s is not None and sum(k is not None for k in s.kimg) >= 1 else None
+
+
 def _metric_figures(report: Report) -> None:
     series = report.series
-    prec, rec = pick_series(series, "precision"), pick_series(series, "recall")
+    prec, rec = _curve(series, "precision"), _curve(series, "recall")
     used: set[tuple[str, str]] = set()
     if prec or rec:
         report.add(
@@ -97,7 +110,7 @@ def _metric_figures(report: Report) -> None:
         ("fid", 2, "fig2-fid.png", 1.0, "FID", "18.14"),
         ("kid", 3, "fig3-kid.png", 1e3, "KID x 1e3", "7.17e-3"),
     ):
-        s = pick_series(series, cat)
+        s = _curve(series, cat)
         if s is None:
             continue
         label = CATEGORIES[cat][0]
@@ -137,23 +150,44 @@ def _metric_figures(report: Report) -> None:
         )
 
 
+def _tile_px(run: RunFiles) -> int | None:
+    """Width of one grid tile: the run's resolution (training_options.json)."""
+    options = run.options or {}
+    value = options.get("resolution")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 8192:
+        return value
+    return None
+
+
+def _add_grid(report: Report, path: Path, title: str, caption: str) -> None:
+    """A grid enlarged for the screen; an unreadable file becomes a note, not a crash."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        report.notes.append(f"{path.name} could not be read ({e.strerror}); left out.")
+        return
+    shown = grids.display_grid(data, _tile_px(report.run))
+    if shown is None:
+        report.notes.append(f"{path.name} is not a readable PNG image of sane size; left out.")
+        return
+    png, factor = shown
+    if factor > 1:
+        caption = f"{caption} Enlarged {factor}x with nearest-neighbour pixels.".strip()
+    entry = FigureEntry(path.name, title, caption, section="images", pixelated=True)
+    report.add(entry, png)
+
+
 def _images(report: Report) -> None:
     run = report.run
     if run.reals is not None:
-        report.add(
-            FigureEntry("reals.png", "Training images (reals.png)", section="images"),
-            run.reals.read_bytes(),
-        )
+        _add_grid(report, run.reals, "Training images (reals.png)", "")
     picks = run.fakes[:1] + run.fakes[-1:] if len(run.fakes) > 1 else run.fakes
     for kimg, path in picks:
-        report.add(
-            FigureEntry(
-                path.name,
-                f"Generated at {kimg} kimg ({path.name})",
-                "Fixed latents, so grids are comparable over training.",
-                section="images",
-            ),
-            path.read_bytes(),
+        _add_grid(
+            report,
+            path,
+            f"Generated at {kimg} kimg ({path.name})",
+            "Fixed latents, so grids are comparable over training.",
         )
 
 
@@ -181,8 +215,12 @@ def _memorisation(report: Report) -> None:
             ),
             hist,
         )
-    picture = report.run.run_dir / str(obj.get("picture") or f"{path.stem}.png")
-    if picture.is_file() and picture.suffix == ".png":
+    picture = _audit_picture(report.run, obj, path)
+    if picture is not None:
+        shown = grids.display_grid(picture.read_bytes(), None)
+        if shown is None:
+            report.notes.append(f"{picture.name} is not a readable PNG image; left out.")
+            return
         report.add(
             FigureEntry(
                 picture.name,
@@ -190,8 +228,19 @@ def _memorisation(report: Report) -> None:
                 "Rows: generated | nearest training image | absolute difference, closest first.",
                 section="memorisation",
             ),
-            picture.read_bytes(),
+            shown[0],
         )
+
+
+def _audit_picture(run: RunFiles, obj: dict[str, Any], path: Path) -> Path | None:
+    """The audit's picture: a bare .png file name in the run folder (no paths out of it)."""
+    name = obj.get("picture")
+    name = name if isinstance(name, str) and name else f"{path.stem}.png"
+    if Path(name).name != name or not name.endswith(".png") or name.startswith("."):
+        log.warning("%s: picture %r is not a file name in the run folder; ignored", path, name)
+        return None
+    picture = run.run_dir / name
+    return picture if picture.is_file() else None
 
 
 def _number(value: Any) -> float:
@@ -202,11 +251,18 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
     """Everything of the report except the HTML/Markdown text (see `render`)."""
     series = collect_series(run.metrics)
     report = Report(run=run, series=series, best=best_table(series))
+    report.verdicts = summary_box(run)
+    report.diversity = diversity_table(run)
     _metric_figures(report)
     if not run.metrics:
         report.notes.append(
             "No metric-*.jsonl files in the run folder: train with --metrics or "
             "run `mrisynth metrics --network RUN_DIR --data ARCHIVE`."
+        )
+    if run.is_evaluation:
+        report.notes.append(
+            "An evaluation of a folder of images (`mrisynth metrics --images`): there is no "
+            "training run, so training curves, grids and Figure 4 are left out."
         )
     for note in sorted({n for s in series for n in s.caveats()}):
         report.notes.append(f"{note}.")
@@ -222,7 +278,7 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
             ),
             curves,
         )
-    elif not run.stats:
+    elif not run.stats and not run.is_evaluation:
         report.notes.append("No stats.jsonl yet: training curves are left out.")
     _images(report)
     if panel is not None:
@@ -231,11 +287,15 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
             FigureEntry(
                 "fig4-real-vs-generated.png",
                 "Figure 4: generated images and their most similar training images",
-                f"Snapshot {panel.snapshot}{kimg}; similarity = "
-                "pixel NCC over the whole training set (1.0 = identical).",
+                f"Snapshot {panel.snapshot}{kimg}. Each generated image above the training "
+                "image most similar to it by whole-image pixel correlation (NCC, 1.0 = the same "
+                "image up to brightness and contrast), searched over the whole training set. A "
+                "quick visual check; the calibrated copy test is the memorisation audit.",
                 section="images",
             ),
-            real_vs_generated_figure(panel.generated, panel.train, panel.seeds),
+            real_vs_generated_figure(
+                panel.generated, panel.train, panel.seeds, panel.train_names, panel.patient_keys
+            ),
         )
     _memorisation(report)
     log.info("report of %s: %d figures", run.run_dir, len(report.entries))

@@ -54,20 +54,51 @@ def _show(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+PER_ROW = 4  # pairs per row: each tile stays >= ~200 px wide on a 1100 px page
+
+
+def _short(text: str, limit: int = 22) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def real_vs_generated_figure(
-    generated: np.ndarray, train: np.ndarray, seeds: list[int], title: str = ""
+    generated: np.ndarray,
+    train: np.ndarray,
+    seeds: list[int],
+    train_names: list[str] | None = None,
+    patient_keys: list[str] | None = None,
+    title: str = "",
 ) -> bytes:
-    """Two rows: generated images (top) and their nearest training images by NCC (bottom)."""
+    """Generated images (upper row of each pair) above their nearest training images by NCC.
+
+    Each pair is labelled with the seed, the training image's patient key and file name (when
+    the archive has them) and the NCC with its distance 1 - NCC.
+    """
     idx, ncc = nearest_by_ncc(generated, train)
     n = len(generated)
-    fig, axes = new_figure(2, n, (1.7 * n, 3.9))
+    cols = min(n, PER_ROW)
+    bands = -(-n // cols)
+    fig, axes = new_figure(2 * bands, cols, (2.6 * cols, 5.6 * bands))
+    for ax in axes.flat:
+        ax.set_visible(False)
     for i in range(n):
-        _show(axes[0, i], generated[i])
-        axes[0, i].set_title(f"seed {seeds[i]}", fontsize=8)
-        _show(axes[1, i], train[idx[i]])
-        axes[1, i].set_title(f"NCC {ncc[i]:.3f}", fontsize=8)
-    axes[0, 0].set_ylabel("generated", fontsize=9)
-    axes[1, 0].set_ylabel("nearest real", fontsize=9)
+        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        top.set_visible(True)
+        bottom.set_visible(True)
+        _show(top, generated[i])
+        top.set_title(f"generated, seed {seeds[i]}", fontsize=9)
+        j = int(idx[i])
+        who = []
+        if patient_keys is not None and j < len(patient_keys):
+            who.append(f"patient {_short(str(patient_keys[j]))}")
+        if train_names is not None and j < len(train_names):
+            who.append(_short(str(train_names[j])))
+        who.append(f"NCC {ncc[i]:.3f} (1 - NCC = {1 - ncc[i]:.3f})")
+        _show(bottom, train[j])
+        bottom.set_title("\n".join(who), fontsize=8)
+        if i % cols == 0:
+            top.set_ylabel("generated", fontsize=9)
+            bottom.set_ylabel("nearest training image", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mrisynth.errors import InputError
+from mrisynth.report.plaintext import plain
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +42,54 @@ class RunFiles:
     def name(self) -> str:
         return self.run_dir.name
 
+    @property
+    def is_evaluation(self) -> bool:
+        """A folder written by `mrisynth metrics --images ... -o OUT`: records, no training."""
+        records = [r for rs in self.metrics.values() for r in rs]
+        audits = [a for _, a in self.memorisation]
+        return (
+            bool(records or audits)
+            and not (self.stats or self.snapshots or self.fakes or self.options)
+            and all(r["kimg"] is None for r in records)
+        )
+
+
+MAX_FILE_BYTES = 64 * 2**20  # a run file larger than this is not one we wrote; left out
+MAX_KIMG = 1e9
+MAX_COUNT = 10**9
+MAX_RESULT_KEYS = 200
+
+
+def _read_text(path: Path) -> str | None:
+    """A run file's text, or None (logged) when it is unreadable or implausibly large."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            log.warning("%s: %d bytes, more than a run file holds; left out", path, size)
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        log.warning("%s: unreadable (%s); left out", path, e)
+        return None
+
+
+def _parse(text: str) -> Any:
+    """json.loads that also turns absurd nesting (RecursionError) into a decode failure."""
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise json.JSONDecodeError("nested too deeply", text[:20], 0) from e
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """JSON objects of a .jsonl file; malformed lines are logged and skipped."""
     records: list[dict[str, Any]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for n, line in enumerate((_read_text(path) or "").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
+            obj = _parse(line)
+        except (json.JSONDecodeError, ValueError):
             log.warning("%s:%d: skipping a malformed line", path, n)
             continue
         if isinstance(obj, dict):
@@ -58,12 +98,71 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    text = _read_text(path)
+    if text is None:
+        return None
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        obj = _parse(text)
+    except (json.JSONDecodeError, ValueError) as e:
         log.warning("%s: unreadable JSON (%s); left out of the report", path, e)
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def finite(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:
+    """A real number within [low, high] as float, else None (bools, strings, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        x = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return x if math.isfinite(x) and low <= x <= high else None
+
+
+def _count(value: Any) -> int | None:
+    x = finite(value, 0, MAX_COUNT)
+    return int(x) if x is not None and x == int(x) else None
+
+
+def clean_metric_record(obj: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """A metric record with the contract's types, or None when it has no usable result.
+
+    Everything the report shows of a record passes through here: numbers must be finite, counts
+    whole and bounded, names plain text; `reference_exact` is true only when it is JSON true.
+    kimg is None for an evaluation of a folder of images (`mrisynth metrics --images`).
+    """
+    raw = obj.get("results")
+    if not isinstance(raw, dict):
+        return None
+    results: dict[str, float] = {}
+    for key, value in list(raw.items())[:MAX_RESULT_KEYS]:
+        x = finite(value)
+        if isinstance(key, str) and key and x is not None:
+            results[plain(key, 120)] = x
+    if not results:
+        return None
+    det = obj.get("detector")
+    name = det.get("name") if isinstance(det, dict) else None
+    snapshot = obj.get("snapshot")
+    return {
+        "metric": plain(obj.get("metric", ""), 120),
+        "snapshot": plain(snapshot, 200) if isinstance(snapshot, str) else f"record {index}",
+        "kimg": finite(obj.get("kimg"), 0, MAX_KIMG),
+        "results": results,
+        "num_gen": _count(obj.get("num_gen")),
+        "num_real": _count(obj.get("num_real")),
+        "detector": {"name": plain(name, 120)} if isinstance(name, str) and name else None,
+        "reference_exact": obj.get("reference_exact") is True,
+        "timestamp": finite(obj.get("timestamp")) or 0.0,
+        "verdicts": obj.get("verdicts"),
+    }
+
+
+def record_order(record: dict[str, Any]) -> tuple[bool, float, float]:
+    """Sort key of cleaned records: by kimg, evaluations without kimg last, then by time."""
+    kimg = record.get("kimg")
+    return (kimg is None, kimg if kimg is not None else 0.0, record.get("timestamp") or 0.0)
 
 
 def read_run(run_dir: str | Path) -> RunFiles:
@@ -80,12 +179,15 @@ def read_run(run_dir: str | Path) -> RunFiles:
     if (run_dir / "reals.png").is_file():
         run.reals = run_dir / "reals.png"
     for p in sorted(run_dir.iterdir()):
+        if not p.is_file():
+            continue
         if m := _FAKES_RE.match(p.name):
             run.fakes.append((int(m.group(1)), p))
         elif m := _METRIC_RE.match(p.name):
-            records = [r for r in read_jsonl(p) if isinstance(r.get("results"), dict)]
+            cleaned = (clean_metric_record(r, i) for i, r in enumerate(read_jsonl(p)))
+            records = [r for r in cleaned if r is not None]
             if records:
-                run.metrics[m.group(1)] = sorted(records, key=lambda r: _kimg(r))
+                run.metrics[m.group(1)] = sorted(records, key=record_order)
         elif (m := _SNAPSHOT_RE.match(p.name)) and p.with_suffix(".json").is_file():
             run.snapshots.append((int(m.group(1)), p))
         elif p.name.startswith("memorisation") and p.suffix == ".json":
@@ -107,13 +209,6 @@ def read_run(run_dir: str | Path) -> RunFiles:
     return run
 
 
-def _kimg(record: dict[str, Any]) -> float:
-    try:
-        return float(record.get("kimg", 0))
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def stat_series(stats: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """(kimg, mean) pairs of one stats.jsonl key over ticks, skipping ticks without it."""
     xs: list[float] = []
@@ -121,9 +216,9 @@ def stat_series(stats: list[dict[str, Any]], key: str) -> tuple[list[float], lis
     for tick in stats:
         value = tick.get(key)
         kimg = tick.get("Progress/kimg")
-        mean = value.get("mean") if isinstance(value, dict) else value
-        x = kimg.get("mean") if isinstance(kimg, dict) else kimg
-        if isinstance(mean, int | float) and isinstance(x, int | float):
-            xs.append(float(x))
-            ys.append(float(mean))
+        mean = finite(value.get("mean") if isinstance(value, dict) else value)
+        x = finite(kimg.get("mean") if isinstance(kimg, dict) else kimg, 0, MAX_KIMG)
+        if mean is not None and x is not None:
+            xs.append(x)
+            ys.append(mean)
     return xs, ys
