@@ -76,7 +76,17 @@ EXPECTED = {
 def test_each_bad_file_is_skipped_with_its_reason(messy, tmp_path):
     root, patient = messy
     res = CliRunner().invoke(
-        cli, ["prepare", str(root), "-o", str(tmp_path / "out"), "--size", "16", "--no-progress"]
+        cli,
+        [
+            "prepare",
+            str(root),
+            "-o",
+            str(tmp_path / "out"),
+            "--size",
+            "16",
+            "--no-progress",
+            "--keep-source-paths",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert f"prepared {patient.num_slices} images of 1 patients" in res.output

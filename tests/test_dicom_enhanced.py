@@ -87,7 +87,7 @@ def trees(tmp_path_factory):
 
 
 def _prepared(src, out):
-    prepare([src], out, PrepareOptions(slice=SliceOptions(size=16)))
+    prepare([src], out, PrepareOptions(slice=SliceOptions(size=16), source_paths=True))
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return rows, [cv2.imread(str(out / r["file"]), cv2.IMREAD_UNCHANGED) for r in rows]

@@ -29,7 +29,8 @@ def _prepare_one(tmp_path, name, size=32, **kw):
     src.mkdir()
     shutil.copy(_testdata(name), src / name)
     out = tmp_path / f"out_{name}"
-    res = prepare([src], out, PrepareOptions(sequence="any", slice=SliceOptions(size=size, **kw)))
+    opts = PrepareOptions(sequence="any", slice=SliceOptions(size=size, **kw), source_paths=True)
+    res = prepare([src], out, opts)
     assert res.num_images == 1
     with open(out / "manifest.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
@@ -132,9 +133,8 @@ def test_odd_objects_are_reported(tmp_path):
         "MR-SIEMENS-DICOM-WithOverlays.dcm",
     ):
         shutil.copy(_testdata(name), src / name)
-    res = prepare(
-        [src], tmp_path / "out", PrepareOptions(sequence="any", slice=SliceOptions(size=32))
-    )
+    opts = PrepareOptions(sequence="any", slice=SliceOptions(size=32), source_paths=True)
+    res = prepare([src], tmp_path / "out", opts)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     reasons = {s["source"]: s["reason"] for s in report["skipped"]}
     assert reasons["MR_truncated.dcm"].startswith("truncated pixel data")

@@ -27,6 +27,7 @@ def phantom(tmp_path_factory):
 
 
 def _opts(size=16, **kw):
+    kw.setdefault("source_paths", True)  # these tests check paths; privacy tests turn it off
     slice_kw = {k: kw.pop(k) for k in list(kw) if k in SliceOptions.__dataclass_fields__}
     return PrepareOptions(slice=SliceOptions(size=size, **slice_kw), **kw)
 
@@ -156,11 +157,15 @@ def test_no_identity_in_any_output(phantom, tmp_path):
     assert b"Phantom" not in blob and b"PHANTOM" not in blob
 
 
-def test_hidden_source_paths(phantom, tmp_path):
+def test_source_paths_are_hidden_by_default(phantom, tmp_path):
     root, _ = phantom
-    prepare([root], tmp_path / "out", _opts(source_paths=False))
+    assert PrepareOptions().source_paths is False
+    prepare([root], tmp_path / "out", _opts(source_paths=False, sequence="any"))
     assert all(r["source"].startswith("sha256:") for r in _rows(tmp_path / "out"))
-    assert b"Train_Sets" not in (tmp_path / "out" / "report.json").read_bytes()
+    for name in ("manifest.csv", "report.json"):
+        text = (tmp_path / "out" / name).read_text()
+        for word in ("Train_Sets", "InPhase", "DICOM_anon", "T1DUAL", ".dcm", root.name):
+            assert word not in text, (name, word)
 
 
 def test_output_placement_is_checked(phantom, tmp_path):
@@ -216,10 +221,17 @@ def test_cli_prepare_then_dataset(phantom, tmp_path):
     assert res.exit_code == 2  # click rejects the choice
 
 
+def _secret(tmp_path):
+    path = tmp_path / "key"
+    path.write_text("0123456789abcdef0123456789abcdef\n")
+    return path
+
+
 def test_parallel_workers_give_identical_output(phantom, tmp_path):
     root, _ = phantom
-    prepare([root], tmp_path / "one", _opts(sequence="any"))
-    prepare([root], tmp_path / "two", _opts(sequence="any", workers=2))
+    key = _secret(tmp_path)
+    prepare([root], tmp_path / "one", _opts(sequence="any", secret_file=key))
+    prepare([root], tmp_path / "two", _opts(sequence="any", workers=2, secret_file=key))
     assert _tree_digest(tmp_path / "one") == _tree_digest(tmp_path / "two")
 
 
@@ -237,8 +249,9 @@ def test_inputs_copied_elsewhere_give_same_images(phantom, tmp_path):
     is given; the manifest's source paths are relative to the input."""
     root, _ = phantom
     shutil.copytree(root / "Train_Sets", tmp_path / "copy" / "Train_Sets")
-    prepare([root], tmp_path / "a", _opts())
-    prepare([tmp_path / "copy" / "Train_Sets"], tmp_path / "b", _opts())
+    key = _secret(tmp_path)  # the same secret links the patient keys of two output folders
+    prepare([root], tmp_path / "a", _opts(secret_file=key))
+    prepare([tmp_path / "copy" / "Train_Sets"], tmp_path / "b", _opts(secret_file=key))
     a, b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a if k.suffix == ".png")

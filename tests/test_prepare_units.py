@@ -41,6 +41,9 @@ BASE = SliceHeader(
 )
 
 
+KEY = b"unit-test-secret-0123456789"
+
+
 def _h(**kw):
     return dataclasses.replace(BASE, **kw)
 
@@ -133,14 +136,14 @@ def test_fat_water_phase(te, field, phase):
 def test_dual_echo_pair_longer_echo_is_in_phase_even_without_field_strength():
     """3 T echoes (1.15 / 2.3 ms) with no field tag: the 1.5 T rule alone would call 2.3 opposed."""
     slices = _stack(4, 1.15, "a/OutPhase", None) + _stack(4, 2.3, "a/InPhase", None)
-    series, skipped = build_series(slices)
+    series, skipped = build_series(slices, KEY)
     assert not skipped
     assert {s.echo_time_ms: s.sequence for s in series} == {1.15: "t1_opp", 2.3: "t1_in"}
 
 
 def test_headers_win_over_swapped_folder_names():
     slices = _stack(3, 2.3, "a/InPhase") + _stack(3, 4.6, "a/OutPhase")
-    series, _ = build_series(slices)
+    series, _ = build_series(slices, KEY)
     by_te = {s.echo_time_ms: s for s in series}
     assert by_te[4.6].sequence == "t1_in" and by_te[2.3].sequence == "t1_opp"
     assert any("folder name says t1_opp" in w for w in by_te[4.6].warnings)
@@ -149,7 +152,7 @@ def test_headers_win_over_swapped_folder_names():
 def test_t2_and_single_echo_classification():
     t2 = _stack(3, 80.0, "b/T2SPIR")
     t2 = [dataclasses.replace(s, scanning_sequence="SE", repetition_time_ms=1600.0) for s in t2]
-    series, _ = build_series(_stack(3, 4.6, "c") + t2)
+    series, _ = build_series(_stack(3, 4.6, "c") + t2, KEY)
     assert sorted(s.sequence for s in series) == ["t1_in", "t2spir"]
 
 
@@ -172,7 +175,7 @@ def test_missing_geometry_falls_back_to_instance_number():
 
 def test_orientation_without_majority_skips_the_group():
     slices = _stack(2, 4.6, "f") + _stack(2, 4.6, "f", orientation=(0, 1, 0, 0, 0, -1))
-    series, skipped = build_series(slices)
+    series, skipped = build_series(slices, KEY)
     assert not series and len(skipped) == 4 and "no majority" in skipped[0].reason
 
 
@@ -184,7 +187,15 @@ def test_chaos_layout_separates_patients(tmp_path):
     assert chaos_patient(tmp_path / "study" / "series" / "x.dcm") is None
 
 
-def test_patient_key_is_a_salted_hash():
-    key = patient_key("PHANTOM-001")
-    assert key == patient_key("PHANTOM-001") != patient_key("PHANTOM-002")
+def test_patient_key_is_a_keyed_hash():
+    """HMAC-SHA256 (RFC 2104) under the secret, checked against the stdlib's hmac, so that
+    without the secret no one can test guessed PatientIDs against a key."""
+    import hashlib
+    import hmac
+
+    key = patient_key("PHANTOM-001", KEY)
+    expected = hmac.new(KEY, b"PHANTOM-001", hashlib.sha256).hexdigest()[:10]
+    assert key == "p" + expected
+    assert key == patient_key("PHANTOM-001", KEY) != patient_key("PHANTOM-002", KEY)
+    assert key != patient_key("PHANTOM-001", b"another secret of 16+ bytes")
     assert "001" not in key and len(key) == 11

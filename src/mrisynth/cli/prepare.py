@@ -85,10 +85,24 @@ def _percentiles(text: str) -> tuple[float, float]:
     help="Exit 1 if any DICOM file was skipped (non-DICOM and hidden files excepted).",
 )
 @click.option(
+    "--keep-source-paths",
+    is_flag=True,
+    help="Write input file and folder names into manifest.csv and report.json (off by "
+    "default: hospital exports often name folders after patients).",
+)
+@click.option(
     "--hide-source-paths",
     is_flag=True,
-    help="Name sources by hash in manifest and report (for trees whose folder names "
-    "carry identities).",
+    hidden=True,
+    help="Deprecated: hiding source paths is now the default; this flag does nothing.",
+)
+@click.option(
+    "--patient-key-secret",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the secret (>= 16 bytes) that keys patient_key (HMAC-SHA256). Default: "
+    "a random secret kept in OUTPUT/.mrisynth-secret. Give the same file to several prepares "
+    "to give one patient the same key in all of them.",
 )
 @click.option(
     "--progress/--no-progress",
@@ -107,7 +121,9 @@ def command(
     isotropic: bool,
     workers: int,
     strict: bool,
+    keep_source_paths: bool,
     hide_source_paths: bool,
+    patient_key_secret: Path | None,
     progress: bool | None,
 ) -> None:
     """Turn DICOM studies in INPUTS (CHAOS root, Train_Sets/Test_Sets, any DICOM tree) into
@@ -116,7 +132,12 @@ def command(
     Each slice: rescale slope/intercept, MONOCHROME1 inversion, normalisation, pad to square,
     resize (INTER_AREA down, linear up), lossless PNG. Unusable files are skipped with a reason
     in the report; the run fails only if no image came out (or with --strict). Re-running with
-    the same inputs and options rewrites nothing.
+    the same inputs and options rewrites nothing; a run killed or stopped by a full disk is
+    finished by running the same command again.
+
+    Privacy: no input file or folder name reaches manifest.csv or report.json unless
+    --keep-source-paths (OUTPUT/.mrisynth-sources.csv maps the report's ids to paths, for this
+    machine only); patient_key is an HMAC under a secret that stays in OUTPUT/.mrisynth-secret.
     """
     from mrisynth.data.prepare import PrepareOptions, prepare
     from mrisynth.data.slice_pipeline import SliceOptions
@@ -133,8 +154,13 @@ def command(
         ),
         workers=workers,
         strict=strict,
-        source_paths=not hide_source_paths,
+        source_paths=keep_source_paths,
+        secret_file=patient_key_secret,
     )
+    if hide_source_paths and keep_source_paths:
+        raise ConfigError("--hide-source-paths and --keep-source-paths contradict each other")
+    if hide_source_paths:
+        click.echo("note: --hide-source-paths is the default now; the flag is ignored", err=True)
     if size & (size - 1):
         click.echo(
             f"note: --size {size} is not a power of two; `mrisynth dataset` and training "

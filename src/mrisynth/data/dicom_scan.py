@@ -16,6 +16,18 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from mrisynth.data.dicom_checks import (
+    FATAL,
+    HeaderProblem,
+    check_deflated,
+    check_image_header,
+    failure_reason,
+    frame_count,
+    optional_float,
+    orientation_value,
+    position_value,
+    spacing_value,
+)
 from mrisynth.data.enhanced import frame_fields, multiframe_problem
 
 logger = logging.getLogger(__name__)
@@ -37,6 +49,7 @@ NOT_DICOM_SUFFIXES = {
     ".py",
 }
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFER_BYTES = 1 << 20  # header values larger than this stay on disk while scanning
 NON_IMAGE_WORDS = (
     "Segmentation",
     "SR Storage",
@@ -108,24 +121,6 @@ class Skipped:
     reason: str
 
 
-def _float(ds: pydicom.Dataset, keyword: str) -> float | None:
-    try:
-        value = ds.get(keyword)
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _floats(ds: pydicom.Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
-    try:
-        value = ds.get(keyword)
-        if value is None or len(value) != n:
-            return None
-        return tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-
-
 def iter_files(root: Path) -> Iterator[tuple[Path, str | None]]:
     """Every file under `root` in sorted order; hidden entries come with a skip reason."""
     if root.is_file():
@@ -141,22 +136,31 @@ def iter_files(root: Path) -> Iterator[tuple[Path, str | None]]:
 
 
 def read_header(path: Path) -> pydicom.Dataset | str:
-    """The header dataset, or a skip reason for files that are not DICOM images."""
+    """The header dataset, or a skip reason for files that are not DICOM images.
+
+    Large values are left on disk (`defer_size`) and a Deflated file is inflated here in
+    bounded chunks first, because pydicom would inflate all of it in memory.
+    """
     if path.name.upper() == "DICOMDIR":
         return "DICOMDIR (a directory index, not an image)"
     if path.suffix.lower() in NOT_DICOM_SUFFIXES:
         return f"not a DICOM file ({path.suffix.lower()})"
+    check_deflated(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=DEFER_BYTES)
     except InvalidDicomError:
         try:  # old files without the 128-byte preamble: accept only if a SOP class parses
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=DEFER_BYTES)
             if "SOPClassUID" not in ds:
                 return "not a DICOM file"
-        except Exception:
+        except FATAL:
+            raise
+        except BaseException:
             return "not a DICOM file"
-    except Exception as e:  # truncated header, bad tags, I/O errors
-        return f"unreadable DICOM header ({type(e).__name__}: {str(e)[:80]})"
+    except FATAL:
+        raise
+    except BaseException as e:  # truncated header, bad tags, I/O errors
+        return failure_reason(e, [path], what="unreadable DICOM header")
     return ds
 
 
@@ -170,7 +174,11 @@ def classify(ds: pydicom.Dataset) -> str | None:
         return f"not an image ({sop_name})"
     if "Rows" not in ds or "Columns" not in ds:
         return f"no image in this object ({sop_name or 'unknown SOP class'})"
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        check_image_header(ds)
+    except HeaderProblem as e:
+        return str(e)
+    frames = frame_count(ds)
     if frames > 1:
         problem = multiframe_problem(ds, frames, sop_name)
         if problem:
@@ -190,6 +198,10 @@ def chaos_patient(path: Path) -> str | None:
     return None
 
 
+def _positive(x: float | None) -> float | None:
+    return x if x is not None and x > 0 else None
+
+
 def headers_from_dataset(
     ds: pydicom.Dataset, path: Path, rel: str, input_index: int
 ) -> list[SliceHeader]:
@@ -201,12 +213,8 @@ def headers_from_dataset(
         patient_ref = f"{patient_ref}|{chaos}"
     if not patient_ref:
         patient_ref = f"{input_index}:{Path(rel).parts[0] if Path(rel).parts else ''}"
-    spacing = _floats(ds, "PixelSpacing", 2)
-    instance = ds.get("InstanceNumber")
-    try:
-        instance = int(instance) if instance not in (None, "") else None
-    except (TypeError, ValueError):
-        instance = None
+    instance = optional_float(ds, "InstanceNumber")
+    instance = int(instance) if instance is not None and abs(instance) < 2**31 else None
     seq = ds.get("ScanningSequence", "")
     header = SliceHeader(
         path=str(path),
@@ -216,23 +224,41 @@ def headers_from_dataset(
         series_number=str(ds.get("SeriesNumber", "") or ""),
         series_description=str(ds.get("SeriesDescription", "") or ""),
         modality=str(ds.get("Modality", "") or ""),
-        echo_time_ms=_float(ds, "EchoTime"),
-        repetition_time_ms=_float(ds, "RepetitionTime"),
-        field_strength_t=_float(ds, "MagneticFieldStrength"),
+        echo_time_ms=optional_float(ds, "EchoTime"),
+        repetition_time_ms=optional_float(ds, "RepetitionTime"),
+        field_strength_t=_positive(optional_float(ds, "MagneticFieldStrength")),
         scanning_sequence="\\".join(seq) if isinstance(seq, (list, tuple)) else str(seq),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
-        position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        orientation=_floats(ds, "ImageOrientationPatient", 6),
-        spacing_mm=spacing,  # type: ignore[arg-type]
-        slice_thickness_mm=_float(ds, "SliceThickness"),
+        position=position_value(ds.get("ImagePositionPatient")),
+        orientation=orientation_value(ds.get("ImageOrientationPatient")),
+        spacing_mm=spacing_value(ds.get("PixelSpacing")),
+        slice_thickness_mm=optional_float(ds, "SliceThickness"),
         instance_number=instance,
         transfer_syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or ""),
     )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = frame_count(ds)
     if frames == 1:
         return [header]
     return [dataclasses.replace(header, frame=k, **frame_fields(ds, k)) for k in range(frames)]
+
+
+def scan_file(path: Path, rel: str, input_index: int) -> list[SliceHeader] | str:
+    """The slices of one file, or why it is skipped. Any failure inside (a hostile header, a
+    library bug, a decoder panic) fails this file only."""
+    try:
+        ds = read_header(path)
+        why = ds if isinstance(ds, str) else classify(ds)
+        if why is not None:
+            return why
+        headers = headers_from_dataset(ds, path, rel, input_index)
+    except FATAL:
+        raise
+    except BaseException as e:
+        return failure_reason(e, [path, rel])
+    if not headers:  # cannot happen with a checked NumberOfFrames; never drop a file silently
+        return "no image slices in this object"
+    return headers
 
 
 def scan_inputs(
@@ -249,13 +275,11 @@ def scan_inputs(
     skipped: list[Skipped] = []
     for i, base, path, why in tqdm(found, desc="scan", unit="file", disable=not progress):
         rel = path.relative_to(base).as_posix()
-        if why is None:
-            ds = read_header(path)
-            why = ds if isinstance(ds, str) else classify(ds)
-        if why is not None:
-            skipped.append(Skipped(rel, why))
-            continue
-        headers.extend(headers_from_dataset(ds, path, rel, i))
+        got = scan_file(path, rel, i) if why is None else why
+        if isinstance(got, str):
+            skipped.append(Skipped(rel, got))
+        else:
+            headers.extend(got)
     logger.info(
         "scanned %d files: %d image slices, %d skipped", len(found), len(headers), len(skipped)
     )

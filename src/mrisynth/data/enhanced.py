@@ -12,6 +12,14 @@ from typing import Any
 
 import pydicom
 
+from mrisynth.data.dicom_checks import (
+    HeaderProblem,
+    number_value,
+    orientation_value,
+    position_value,
+    spacing_value,
+)
+
 # (functional group sequence, attribute) pairs used here
 POSITION = ("PlanePositionSequence", "ImagePositionPatient")
 ORIENTATION = ("PlaneOrientationSequence", "ImageOrientationPatient")
@@ -59,33 +67,28 @@ def multiframe_problem(ds: pydicom.Dataset, frames: int, sop_name: str) -> str |
     )
 
 
-def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+def _optional(value: Any, keyword: str) -> float | None:
     try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return out if len(out) == n else None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        return number_value(value, keyword, None)
+    except HeaderProblem:
         return None
 
 
 def frame_fields(ds: pydicom.Dataset, frame: int) -> dict[str, Any]:
-    """SliceHeader fields that differ per frame (None values mean: keep the root's)."""
-    stack = fg_value(ds, frame, STACK_POSITION)
+    """SliceHeader fields that differ per frame (None values mean: keep the root's).
+
+    Geometry is checked (raises HeaderProblem); descriptive values that do not parse are dropped.
+    """
+    stack = _optional(fg_value(ds, frame, STACK_POSITION), "InStackPositionNumber")
     pulse = str(ds.get("EchoPulseSequence", "") or "").upper()
     fields = {
-        "position": _floats(fg_value(ds, frame, POSITION), 3),
-        "orientation": _floats(fg_value(ds, frame, ORIENTATION), 6),
-        "spacing_mm": _floats(fg_value(ds, frame, SPACING), 2),
-        "slice_thickness_mm": _float(fg_value(ds, frame, THICKNESS)),
-        "echo_time_ms": _float(fg_value(ds, frame, ECHO_TIME)),
-        "repetition_time_ms": _float(fg_value(ds, frame, REPETITION)),
-        "instance_number": int(stack) if stack is not None else frame + 1,
+        "position": position_value(fg_value(ds, frame, POSITION)),
+        "orientation": orientation_value(fg_value(ds, frame, ORIENTATION)),
+        "spacing_mm": spacing_value(fg_value(ds, frame, SPACING)),
+        "slice_thickness_mm": _optional(fg_value(ds, frame, THICKNESS), "SliceThickness"),
+        "echo_time_ms": _optional(fg_value(ds, frame, ECHO_TIME), "EffectiveEchoTime"),
+        "repetition_time_ms": _optional(fg_value(ds, frame, REPETITION), "RepetitionTime"),
+        "instance_number": int(stack) if stack is not None and abs(stack) < 2**31 else frame + 1,
         "scanning_sequence": {"GRADIENT": "GR", "SPIN": "SE", "BOTH": "SE\\GR"}.get(pulse),
     }
     return {k: v for k, v in fields.items() if v is not None}
@@ -93,10 +96,8 @@ def frame_fields(ds: pydicom.Dataset, frame: int) -> dict[str, Any]:
 
 def frame_rescale(ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
     """(slope, intercept) of one frame; the root's values (or 1, 0) when groups have none."""
-    slope = _float(fg_value(ds, frame, SLOPE))
-    intercept = _float(fg_value(ds, frame, INTERCEPT))
-    if slope is None:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-    if intercept is None:
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return slope, intercept
+    root_slope = number_value(ds.get("RescaleSlope"), "RescaleSlope", 1.0, nonzero=True)
+    root_intercept = number_value(ds.get("RescaleIntercept"), "RescaleIntercept", 0.0)
+    slope = number_value(fg_value(ds, frame, SLOPE), "RescaleSlope", root_slope, nonzero=True)
+    intercept = number_value(fg_value(ds, frame, INTERCEPT), "RescaleIntercept", root_intercept)
+    return slope, intercept  # type: ignore[return-value]

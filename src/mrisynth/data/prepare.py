@@ -1,8 +1,10 @@
 """`prepare`: DICOM studies -> square PNG training images + manifest + report.
 
-Never stops half-way with partial output: every file is written atomically, PNGs first, the
-manifest and report last; bad files are skipped with a one-line reason. A re-run with the same
-inputs and options rewrites nothing (same names, same bytes). Inputs are only read.
+Never stops half-way: any failure of one file (hostile header, decoder crash, memory bomb) makes
+it a skipped file with a one-line reason, and every input file is either used or listed as
+skipped. Output is written atomically in a resumable order (see `prepare_folder`); a re-run with
+the same inputs and options rewrites nothing (same names, same bytes). Inputs are only read. By
+default no input path or name reaches an output; patient keys are keyed hashes.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import os
 import platform
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mrisynth import __version__, atomic
-from mrisynth.data.dicom_scan import Skipped, scan_inputs
-from mrisynth.data.manifest import manifest_csv, read_manifest
+from mrisynth import __version__
+from mrisynth.data import prepare_folder as folder
+from mrisynth.data.dicom_checks import FATAL, failure_reason
+from mrisynth.data.dicom_scan import Skipped, SliceHeader, scan_inputs
+from mrisynth.data.manifest import manifest_csv
+from mrisynth.data.prepare_folder import MANIFEST_FILE, REPORT_FILE, check_paths
 from mrisynth.data.series import SEQUENCE_CHOICES, Series, build_series, select_series
 from mrisynth.data.slice_pipeline import (
     FIT_METHODS,
@@ -38,10 +44,8 @@ from mrisynth.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.csv"
-REPORT_FILE = "report.json"
 # skip reasons that are expected in any real tree and do not fail a --strict run
-BENIGN_PREFIXES = ("hidden", "not a DICOM file", "DICOMDIR")
+BENIGN_PREFIXES = ("hidden", "not a DICOM file", "DICOMDIR", "not selected")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class PrepareOptions:
     slice: SliceOptions = field(default_factory=SliceOptions)
     workers: int = 1  # processes decoding series in parallel
     strict: bool = False  # any non-benign skip fails the run
-    source_paths: bool = True  # False: manifest/report name sources by hash only
+    source_paths: bool = False  # True: manifest/report name input files by their paths
+    secret_file: Path | None = None  # HMAC key for patient keys (default: the output's own)
 
 
 @dataclass
@@ -97,26 +102,6 @@ def check_options(opts: PrepareOptions) -> None:
         raise ConfigError(f"--workers must be >= 1, got {opts.workers}")
 
 
-def check_paths(inputs: list[Path], output: Path) -> None:
-    """Inputs exist; the output is neither an input nor inside one (inputs are never written)."""
-    out = output.resolve()
-    for inp in inputs:
-        if not inp.exists():
-            raise InputError(f"{inp}: no such file or folder")
-        src = inp.resolve()
-        if out == src or (src.is_dir() and out.is_relative_to(src)):
-            raise ConfigError(f"{output}: the output must not be inside the input {inp}")
-        if src.is_relative_to(out):
-            raise ConfigError(f"{output}: the output must not contain the input {inp}")
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{output}: exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
-        raise ConfigError(
-            f"{output}: folder is not empty and is not a previous `mrisynth prepare` output; "
-            "choose a new folder"
-        )
-
-
 def _sha256(path: str) -> str:
     st = os.stat(path)
     return _sha256_cached(path, st.st_mtime_ns, st.st_size)
@@ -127,61 +112,105 @@ def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
     return sha256_file(path)
 
 
+def _guarded(sl: SliceHeader, fn, *args):
+    """fn(*args), or the Skipped entry for `sl` when anything fails (one slice, not the run)."""
+    try:
+        return fn(*args)
+    except FATAL:
+        raise
+    except SliceError as e:
+        return Skipped(sl.source, str(e))
+    except BaseException as e:  # hostile values, library bugs, decoder panics, MemoryError
+        return Skipped(sl.source, failure_reason(e, [sl.path, sl.rel]))
+
+
+def _decode_checked(sl: SliceHeader) -> np.ndarray:
+    values, _ = decode_slice(sl.path, sl.frame)  # [H, W] float64
+    if min(values.shape) < 2 or not np.isfinite(values).all():
+        raise SliceError(f"unusable pixel values (shape {values.shape} or NaN/inf)")
+    return values
+
+
+def _image(series: Series, idx: int, sl: SliceHeader, pos, values, bounds, count, opts):
+    """(name, PNG bytes, manifest row, warning or None) of one decoded slice."""
+    s_opts = opts.slice
+    lo, hi = bounds or norm_bounds(values, s_opts.norm, s_opts.percentiles)
+    png = encode_png(to_training_image(values, lo, hi, sl.spacing_mm, s_opts))
+    name = f"{series.patient_key}_{series.sequence}_{series.series_key}_{idx:03d}.png"
+    digest = _sha256(sl.path)
+    row = {
+        "file": name,
+        "patient_key": series.patient_key,
+        "series_key": series.series_key,
+        "sequence": series.sequence,
+        "slice_index": idx,
+        "slice_count": count,
+        "position_mm": pos,
+        "echo_time_ms": sl.echo_time_ms,
+        "rows": sl.rows,
+        "columns": sl.columns,
+        "spacing_row_mm": sl.spacing_mm[0] if sl.spacing_mm else None,
+        "spacing_col_mm": sl.spacing_mm[1] if sl.spacing_mm else None,
+        "slice_thickness_mm": sl.slice_thickness_mm,
+        "norm": s_opts.norm,
+        "norm_lo": lo,
+        "norm_hi": hi,
+        "source": sl.source if opts.source_paths else f"sha256:{digest[:16]}",
+        "source_sha256": digest,
+        "source_frame": None if sl.frame is None else sl.frame + 1,
+    }
+    warning = f"{name}: constant image, written as black" if hi <= lo else None
+    return name, png, row, warning
+
+
 def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
     """Decode, normalise and encode one series (runs in a worker process)."""
     s_opts = opts.slice
     skipped, decoded = [], []
     for sl, pos in zip(series.slices, series.positions_mm, strict=True):
-        try:
-            values, _ = decode_slice(sl.path, sl.frame)  # [H, W] float64
-            if min(values.shape) < 2 or not np.isfinite(values).all():
-                raise SliceError(f"unusable pixel values (shape {values.shape} or NaN/inf)")
-        except SliceError as e:
-            skipped.append(Skipped(sl.source, str(e)))
-            continue
-        decoded.append((sl, pos, values))
+        got = _guarded(sl, _decode_checked, sl)
+        if isinstance(got, Skipped):
+            skipped.append(got)
+        else:
+            decoded.append((sl, pos, got))
     warnings = list(series.warnings)
+    bounds = None
     if decoded and s_opts.norm.startswith("volume"):
         vol = np.stack([v for _, _, v in decoded])  # [S, H, W]
-        volume_bounds = norm_bounds(vol, s_opts.norm, s_opts.percentiles)
+        bounds = norm_bounds(vol, s_opts.norm, s_opts.percentiles)
     images = []
-    for idx, (sl, pos, values) in enumerate(decoded):
-        if s_opts.norm.startswith("volume"):
-            lo, hi = volume_bounds
-        else:
-            lo, hi = norm_bounds(values, s_opts.norm, s_opts.percentiles)
-        if hi <= lo:
-            warnings.append(f"{_src(sl.source, opts)}: constant image, written as black")
-        png = encode_png(to_training_image(values, lo, hi, sl.spacing_mm, s_opts))
-        name = f"{series.patient_key}_{series.sequence}_{series.series_key}_{idx:03d}.png"
-        digest = _sha256(sl.path)
-        row = {
-            "file": name,
-            "patient_key": series.patient_key,
-            "series_key": series.series_key,
-            "sequence": series.sequence,
-            "slice_index": idx,
-            "slice_count": len(decoded),
-            "position_mm": pos,
-            "echo_time_ms": sl.echo_time_ms,
-            "rows": sl.rows,
-            "columns": sl.columns,
-            "spacing_row_mm": sl.spacing_mm[0] if sl.spacing_mm else None,
-            "spacing_col_mm": sl.spacing_mm[1] if sl.spacing_mm else None,
-            "slice_thickness_mm": sl.slice_thickness_mm,
-            "norm": s_opts.norm,
-            "norm_lo": lo,
-            "norm_hi": hi,
-            "source": sl.source if opts.source_paths else f"sha256:{digest[:16]}",
-            "source_sha256": digest,
-            "source_frame": None if sl.frame is None else sl.frame + 1,
-        }
-        images.append((name, png, row))
+    for sl, pos, values in decoded:
+        idx = len(images)  # slices that fail here leave no gap in the numbering
+        got = _guarded(sl, _image, series, idx, sl, pos, values, bounds, len(decoded), opts)
+        if isinstance(got, Skipped):
+            skipped.append(got)
+            continue
+        *image, warning = got
+        images.append(tuple(image))
+        if warning:
+            warnings.append(warning)
+    if len(images) < len(decoded):  # keep slice_count honest when an encode failed late
+        images = [(n, p, {**r, "slice_count": len(images)}) for n, p, r in images]
     return _SeriesOut(images, skipped, warnings)
 
 
-def _src(rel: str, opts: PrepareOptions) -> str:
-    return rel if opts.source_paths else "<source hidden>"
+def _crashed(series: Series, exc: BaseException) -> _SeriesOut:
+    why = f"decoding crashed its worker process ({type(exc).__name__})"
+    return _SeriesOut([], [Skipped(sl.source, why) for sl in series.slices], [])
+
+
+def _in_pool(series: list[Series], opts: PrepareOptions, workers: int, bar) -> list:
+    """process_series in worker processes; a series whose worker died is None (retried alone)."""
+    outs: list[_SeriesOut | None] = [None] * len(series)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(process_series, s, opts): i for i, s in enumerate(series)}
+        for fut in as_completed(futures):
+            try:
+                outs[futures[fut]] = fut.result()
+            except BrokenProcessPool:
+                continue  # the pool is gone: every unfinished series lands here
+            bar.update(len(series[futures[fut]].slices))
+    return outs
 
 
 def _run_series(series: list[Series], opts: PrepareOptions, progress: bool) -> list[_SeriesOut]:
@@ -190,41 +219,22 @@ def _run_series(series: list[Series], opts: PrepareOptions, progress: bool) -> l
     bar = tqdm(
         total=sum(len(s.slices) for s in series), desc="prepare", unit="slice", disable=not progress
     )
-    outs: list[_SeriesOut | None] = [None] * len(series)
     if opts.workers == 1 or len(series) == 1:
-        for i, s in enumerate(series):
-            outs[i] = process_series(s, opts)
+        outs = []
+        for s in series:
+            outs.append(process_series(s, opts))
             bar.update(len(s.slices))
     else:
-        with ProcessPoolExecutor(max_workers=opts.workers) as pool:
-            futures = {pool.submit(process_series, s, opts): i for i, s in enumerate(series)}
-            for fut in as_completed(futures):
-                outs[futures[fut]] = fut.result()
-                bar.update(len(series[futures[fut]].slices))
+        outs = _in_pool(series, opts, opts.workers, bar)
+        for i in [i for i, o in enumerate(outs) if o is None]:  # a worker died (abort, OOM kill)
+            try:  # alone in a fresh process, so one bad series cannot fail the others
+                outs[i] = _in_pool([series[i]], opts, 1, bar)[0] or _crashed(
+                    series[i], BrokenProcessPool()
+                )
+            except OSError as e:  # cannot start a process at all
+                outs[i] = _crashed(series[i], e)
     bar.close()
-    return [o for o in outs if o is not None]
-
-
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomic write unless the file already holds exactly these bytes (idempotent re-runs)."""
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return False
-    atomic.write_bytes(path, data)
-    return True
-
-
-def _remove_stale(output: Path, keep: set[str]) -> int:
-    """Delete PNGs a previous run listed in its manifest that this run no longer produces."""
-    old = output / MANIFEST_FILE
-    if not old.is_file():
-        return 0
-    removed = 0
-    for row in read_manifest(old.read_text(encoding="utf-8"), str(old)):
-        name = row["file"]
-        if name not in keep and "/" not in name and name.endswith(".png"):
-            (output / name).unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return outs
 
 
 def _versions() -> dict[str, str]:
@@ -240,7 +250,8 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -> dict:
+def _report(inputs, opts, name, all_series, chosen, outs, skipped, warnings, counts) -> dict:
+    """The report's content; `name(rel)` is how an input path appears (itself or an id)."""
     patients: dict[str, dict[str, int]] = {}
     for s, o in zip(chosen, outs, strict=True):
         p = patients.setdefault(s.patient_key, {"series": 0, "images": 0})
@@ -249,7 +260,7 @@ def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -
     found = Counter(s.sequence for s in all_series)
     return {
         "tool": "mrisynth prepare",
-        "inputs": [p.name for p in inputs],
+        "inputs": [p.name if opts.source_paths else f"input-{i + 1}" for i, p in enumerate(inputs)],
         "options": {
             "sequence": opts.sequence,
             **asdict(opts.slice),
@@ -273,13 +284,33 @@ def _report(inputs, opts, all_series, chosen, outs, skipped, warnings, counts) -
                 "echo_time_ms": s.echo_time_ms,
                 "slices": len(o.images),
                 "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}",
-                "folder": _src(s.slices[0].folder, opts),
+                "folder": name(s.slices[0].folder),
             }
             for s, o in zip(chosen, outs, strict=True)
         ],
-        "skipped": [{"source": _src(k.rel, opts), "reason": k.reason} for k in skipped],
+        "skipped": [{"source": name(k.rel), "reason": k.reason} for k in skipped],
         "warnings": warnings,
     }
+
+
+def _not_selected(all_series: list[Series], chosen: list[Series], sequence: str) -> list[Skipped]:
+    """Slices of other sequences: listed too, so every input file is accounted for."""
+    picked = {id(s) for s in chosen}
+    return [
+        Skipped(sl.source, f"not selected: {s.sequence} (--sequence {sequence})")
+        for s in all_series
+        if id(s) not in picked
+        for sl in s.slices
+    ]
+
+
+def _sources_csv(inputs: list[Path], skipped: list[Skipped], chosen: list[Series], name) -> bytes:
+    """`id,path` for every input, skipped file and series folder the report names by id."""
+    rows = {(k.rel, name(k.rel)) for k in skipped}
+    rows |= {(s.slices[0].folder, name(s.slices[0].folder)) for s in chosen}
+    body = "".join(f"{i},{json.dumps(rel)}\n" for rel, i in sorted(rows, key=lambda r: r[1]))
+    roots = "".join(f"input-{k + 1},{json.dumps(str(p))}\n" for k, p in enumerate(inputs))
+    return ("id,path\n" + roots + body).encode()
 
 
 def prepare(
@@ -295,10 +326,13 @@ def prepare(
     if not in_paths:
         raise ConfigError("give at least one input folder")
     check_paths(in_paths, out)
+    folder.claim(out)  # marker first: a killed run's folder is recognised as ours
+    secret = folder.load_secret(out, opts.secret_file)
     headers, skipped = scan_inputs(in_paths, progress=progress)
-    all_series, bad = build_series(headers)
+    all_series, bad = build_series(headers, secret)
     skipped += bad
     chosen = select_series(all_series, SEQUENCE_CHOICES[opts.sequence])
+    skipped += _not_selected(all_series, chosen, opts.sequence)
     outs = _run_series(chosen, opts, progress)
     warnings = [w for o in outs for w in o.warnings]
     skipped += [k for o in outs for k in o.skipped]
@@ -309,9 +343,6 @@ def prepare(
             f"{copies} slices are byte-identical copies of other slices "
             "(the same files given twice?); duplicates inflate a training set"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    written = sum(_write_if_changed(out / name, png) for name, png, _ in images)
-    removed = _remove_stale(out, {name for name, _, _ in images})
     # no timestamps or write counts in the report: a re-run must reproduce it byte for byte
     counts = {
         "files_skipped": len(skipped),
@@ -319,9 +350,15 @@ def prepare(
         "series_selected": len(chosen),
         "images": len(images),
     }
-    report = _report(in_paths, opts, all_series, chosen, outs, skipped, warnings, counts)
-    _write_if_changed(out / MANIFEST_FILE, manifest_csv([r for _, _, r in images]).encode())
-    _write_if_changed(out / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode())
+    name = (lambda rel: rel) if opts.source_paths else functools.partial(folder.source_id, secret)
+    report = _report(in_paths, opts, name, all_series, chosen, outs, skipped, warnings, counts)
+    tables = {
+        MANIFEST_FILE: manifest_csv([r for _, _, r in images]).encode(),
+        REPORT_FILE: (json.dumps(report, indent=2) + "\n").encode(),
+    }
+    if not opts.source_paths:  # ids -> paths, for the user's eyes only (hidden, mode 0600)
+        tables[folder.SOURCES_FILE] = _sources_csv(in_paths, skipped, chosen, name)
+    written, removed = folder.write_outputs(out, {n: png for n, png, _ in images}, tables)
     result = PrepareResult(
         out,
         len(images),

@@ -8,6 +8,7 @@ the longer echo of a dual-echo pair is in-phase; folder names are only a cross-c
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ SEQUENCE_CHOICES: dict[str, str | None] = {
     "t2spir": "t2spir",
     "any": None,
 }
-PATIENT_SALT = "mrisynth-patient-key-v1"
 FAT_WATER_PPM = 3.4
 GYROMAGNETIC_MHZ_PER_T = 42.577
 
@@ -45,9 +45,10 @@ class Series:
         return self.slices[0].echo_time_ms
 
 
-def patient_key(patient_ref: str) -> str:
-    """Pseudonymous, stable key: a salted hash, never the ID itself."""
-    return "p" + hashlib.sha256(f"{PATIENT_SALT}|{patient_ref}".encode()).hexdigest()[:10]
+def patient_key(patient_ref: str, secret: bytes) -> str:
+    """Pseudonymous key: HMAC-SHA256 of the patient reference under a secret that never leaves
+    the output folder (or the user's keeping), so a key cannot be reversed by trying IDs."""
+    return "p" + hmac.new(secret, patient_ref.encode(), hashlib.sha256).hexdigest()[:10]
 
 
 def _short_hash(*parts: object) -> str:
@@ -171,8 +172,11 @@ def classify_groups(
     return result
 
 
-def build_series(headers: list[SliceHeader]) -> tuple[list[Series], list[Skipped]]:
-    """Group, check (orientation, matrix), sort and classify every slice."""
+def build_series(
+    headers: list[SliceHeader], secret: bytes
+) -> tuple[list[Series], list[Skipped]]:
+    """Group, check (orientation, matrix), sort and classify every slice; `secret` keys the
+    patient keys (see `patient_key`)."""
     by_key: dict[tuple, list[SliceHeader]] = defaultdict(list)
     for h in headers:
         te = None if h.echo_time_ms is None else round(h.echo_time_ms, 2)
@@ -197,7 +201,7 @@ def build_series(headers: list[SliceHeader]) -> tuple[list[Series], list[Skipped
     for key, g, pos, warns, (seq, seq_warns) in zip(
         keys, groups, positions, sort_warnings, classify_groups(groups, positions), strict=True
     ):
-        pkey = patient_key(g[0].patient_ref)
+        pkey = patient_key(g[0].patient_ref, secret)
         # content-defined (not path-defined): pointing prepare at a parent or a patient folder
         # gives the same output names
         geometry = [

@@ -16,6 +16,16 @@ import numpy as np
 import pydicom
 from pydicom.pixels import get_decoder
 
+from mrisynth.data.dicom_checks import (
+    FATAL,
+    MAX_FRAME_PIXELS,
+    check_deflated,
+    check_file_size,
+    check_image_header,
+    failure_reason,
+    float_value,
+    int_value,
+)
 from mrisynth.data.enhanced import frame_rescale
 
 NORM_METHODS = ("minmax", "percentile", "volume-minmax", "volume-percentile")
@@ -60,8 +70,8 @@ def _codec_reason(ds: pydicom.Dataset) -> str | None:
 
 
 def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
-    if int(ds.get("PixelRepresentation", 0) or 0):
+    bits = int_value(ds, "BitsStored", 1, 64, int_value(ds, "BitsAllocated", 1, 64, 16))
+    if int_value(ds, "PixelRepresentation", 0, 1, 0):
         return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
     return 0.0, 2.0**bits - 1
 
@@ -70,29 +80,49 @@ def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
 def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, np.ndarray]:
     """Dataset and stored pixel values ([H, W], or [F, H, W] for multi-frame).
 
-    (mtime_ns, size) are part of the cache key, so a file changed on disk is read again.
+    (mtime_ns, size) are part of the cache key, so a file changed on disk is read again. The
+    header is checked again here (the file may have changed since the scan) and the declared
+    pixel data is bounded before pydicom allocates anything for it. Any failure, including a
+    decoder panic or MemoryError, becomes a SliceError with a one-line reason.
     """
     try:
+        check_file_size(path)
+        check_deflated(path)
         ds = pydicom.dcmread(path)
-    except Exception as e:
-        raise SliceError(f"unreadable DICOM ({type(e).__name__}: {str(e)[:80]})") from None
+    except FATAL:
+        raise
+    except BaseException as e:
+        raise SliceError(failure_reason(e, [path], what="unreadable DICOM")) from None
+    try:
+        return ds, _decode(ds)
+    except SliceError:
+        raise
+    except FATAL:
+        raise
+    except BaseException as e:
+        raise SliceError(failure_reason(e, [path], what="cannot decode pixel data")) from None
+
+
+def _decode(ds: pydicom.Dataset) -> np.ndarray:
     if "PixelData" not in ds:
         raise SliceError("no pixel data in this object")
+    check_image_header(ds)
     reason = _codec_reason(ds)
     if reason:
         raise SliceError(reason)
     ts = ds.file_meta.get("TransferSyntaxUID")
     what = f"{ts.name} pixel data" if ts is not None and ts.is_compressed else "pixel data"
     try:
-        stored = ds.pixel_array
+        return ds.pixel_array
     except ValueError as e:
         msg = str(e)
         if "less than expected" in msg or "truncat" in msg.lower():
             raise SliceError(f"truncated pixel data ({msg.split(' - ')[0]})") from None
         raise SliceError(f"cannot decode {what} ({msg[:100]})") from None
-    except Exception as e:
-        raise SliceError(f"cannot decode {what} ({type(e).__name__}: {str(e)[:100]})") from None
-    return ds, stored
+    except FATAL:
+        raise
+    except BaseException as e:
+        raise SliceError(failure_reason(e, what=f"cannot decode {what}")) from None
 
 
 def decode_slice(path: str, frame: int | None = None) -> tuple[np.ndarray, dict]:
@@ -126,8 +156,8 @@ def rescale(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     values = stored.astype(np.float64)  # native float: OpenCV mis-reads '>u2'
     if "ModalityLUTSequence" in ds and "RescaleSlope" not in ds:
         return np.asarray(pydicom.pixels.apply_modality_lut(stored, ds), dtype=np.float64)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope = float_value(ds, "RescaleSlope", 1.0, nonzero=True)
+    intercept = float_value(ds, "RescaleIntercept", 0.0)
     return values * slope + intercept
 
 
@@ -140,9 +170,9 @@ def invert_monochrome1(
     """MONOCHROME1 shows low values white; mirror within the stored range so high = bright."""
     lo, hi = _stored_range(ds)
     if slope is None:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
+        slope = float_value(ds, "RescaleSlope", 1.0, nonzero=True)
     if intercept is None:
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        intercept = float_value(ds, "RescaleIntercept", 0.0)
     a, b = lo * slope + intercept, hi * slope + intercept
     return (a + b) - values
 
@@ -174,7 +204,9 @@ def make_isotropic(img: np.ndarray, spacing_mm: tuple[float, float] | None) -> n
         return img
     step = min(row_mm, col_mm)
     h, w = img.shape
-    new_w, new_h = round(w * col_mm / step), round(h * row_mm / step)
+    new_w, new_h = w * col_mm / step, h * row_mm / step
+    shrink = min(1.0, (MAX_FRAME_PIXELS / (new_w * new_h)) ** 0.5)  # bounded memory
+    new_w, new_h = max(1, round(new_w * shrink)), max(1, round(new_h * shrink))
     return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
 

@@ -1,0 +1,265 @@
+"""Hostile-input guards for DICOM files: header values checked before use, the size of the
+pixel data bounded before anything is decoded or inflated, and any failure turned into a reason.
+
+Every value `prepare` takes from a header passes through one of the `*_value` readers here,
+which either return a checked value or raise `HeaderProblem` with a one-line reason. The limits
+below are documented in README.md (`mrisynth prepare`, "Limits").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.multival import MultiValue
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+MAX_SIDE = 8192  # Rows, Columns
+MAX_FRAMES = 4096  # NumberOfFrames
+MAX_FRAME_PIXELS = 4096 * 4096  # one frame decoded as float64 is 128 MiB
+MAX_PIXEL_BYTES = 256 * 2**20  # stored pixel data of one object, all frames
+MAX_FILE_BYTES = MAX_PIXEL_BYTES + 64 * 2**20  # a file read whole for decoding
+MAX_INFLATED_BYTES = MAX_FILE_BYTES  # a Deflated dataset once inflated
+MAX_SPACING_RATIO = 8.0  # PixelSpacing row/column (isotropic resampling grows the image by it)
+SPACING_RANGE_MM = (1e-3, 1e3)
+MAX_COORDINATE_MM = 1e6  # ImagePositionPatient
+BITS_ALLOCATED = (8, 16, 32)
+# exceptions that must stop the whole run; everything else fails only the file in hand
+FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class HeaderProblem(Exception):
+    """A header value that cannot be used; `str(e)` is the one-line reason for the report."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _items(value: Any) -> list[Any]:
+    """A multi-valued element as a list, a single value as a one-item list."""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return list(value)
+    return [value]
+
+
+def _number(keyword: str, value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise HeaderProblem(f"{keyword} {_show(value)} is not a number") from None
+    if not math.isfinite(x):
+        raise HeaderProblem(f"{keyword} {_show(value)} is not a finite number")
+    return x
+
+
+def int_value(ds: pydicom.Dataset, keyword: str, lo: int, hi: int, default: int | None) -> int:
+    """A single whole number in lo..hi; `default` when absent (None default = required)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise HeaderProblem(f"no {keyword}")
+        return default
+    items = _items(value)
+    if len(items) != 1:
+        raise HeaderProblem(f"{keyword} {_show(value)} has {len(items)} values; expected one")
+    x = _number(keyword, items[0])
+    if x != int(x):
+        raise HeaderProblem(f"{keyword} {_show(items[0])} is not a whole number")
+    if not lo <= x <= hi:
+        raise HeaderProblem(f"{keyword} {int(x)} is outside {lo}..{hi}")
+    return int(x)
+
+
+def float_value(
+    ds: pydicom.Dataset, keyword: str, default: float | None, nonzero: bool = False
+) -> float | None:
+    """A single finite number (non-zero if asked); `default` when absent."""
+    return number_value(ds.get(keyword), keyword, default, nonzero)
+
+
+def number_value(
+    value: Any, keyword: str, default: float | None, nonzero: bool = False
+) -> float | None:
+    """`float_value` for a value taken from anywhere (e.g. a functional group)."""
+    if value is None or value == "":
+        return default
+    items = _items(value)
+    if len(items) != 1:
+        raise HeaderProblem(f"{keyword} {_show(value)} has {len(items)} values; expected one")
+    x = _number(keyword, items[0])
+    if nonzero and x == 0:
+        raise HeaderProblem(f"{keyword} is 0")
+    return x
+
+
+def optional_float(ds: pydicom.Dataset, keyword: str) -> float | None:
+    """Descriptive values (echo time, field strength...): None when absent or unusable."""
+    try:
+        return float_value(ds, keyword, None)
+    except HeaderProblem:
+        return None
+
+
+def floats_value(value: Any, keyword: str, n: int) -> tuple[float, ...] | None:
+    """Exactly n finite numbers, or None when absent."""
+    if value is None or value == "":
+        return None
+    items = _items(value)
+    if len(items) != n:
+        raise HeaderProblem(f"{keyword} {_show(value)} has {len(items)} values; expected {n}")
+    return tuple(_number(keyword, v) for v in items)
+
+
+def spacing_value(value: Any, keyword: str = "PixelSpacing") -> tuple[float, float] | None:
+    """(row, column) spacing in mm within SPACING_RANGE_MM and MAX_SPACING_RATIO; None when
+    absent or 0 (unknown)."""
+    spacing = floats_value(value, keyword, 2)
+    if spacing is None or 0 in spacing:  # real files write 0 for "unknown"
+        return None
+    lo, hi = SPACING_RANGE_MM
+    if not all(lo <= s <= hi for s in spacing):
+        raise HeaderProblem(f"{keyword} {_show(value)} is outside {lo:g}..{hi:g} mm")
+    if max(spacing) / min(spacing) > MAX_SPACING_RATIO:
+        raise HeaderProblem(f"{keyword} {_show(value)}: pixels more than {MAX_SPACING_RATIO:g}x "
+                            "longer than wide")
+    return spacing  # type: ignore[return-value]
+
+
+def position_value(value: Any) -> tuple[float, float, float] | None:
+    pos = floats_value(value, "ImagePositionPatient", 3)
+    if pos is not None and max(abs(v) for v in pos) > MAX_COORDINATE_MM:
+        raise HeaderProblem(f"ImagePositionPatient {_show(value)} is implausibly far (> 1 km)")
+    return pos  # type: ignore[return-value]
+
+
+def orientation_value(value: Any) -> tuple[float, ...] | None:
+    """Two unit direction cosines at right angles (tolerant of rounded header values)."""
+    iop = floats_value(value, "ImageOrientationPatient", 6)
+    if iop is None:
+        return None
+    row, col = iop[:3], iop[3:]
+    norms = [math.sqrt(sum(v * v for v in d)) for d in (row, col)]
+    dot = sum(a * b for a, b in zip(row, col, strict=True))
+    if any(abs(n - 1) > 0.05 for n in norms) or abs(dot) > 0.05:
+        raise HeaderProblem(
+            f"ImageOrientationPatient {_show(value)} is not two perpendicular unit vectors"
+        )
+    return iop
+
+
+def transfer_syntax(ds: pydicom.Dataset) -> UID | None:
+    """The file's transfer syntax (None when the file has no meta header)."""
+    value = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if value is None or value == "":
+        return None
+    uid = UID(str(value))
+    if not uid.is_transfer_syntax:
+        raise HeaderProblem(f"TransferSyntaxUID {_show(str(value))} is not a transfer syntax")
+    return uid
+
+
+def frame_count(ds: pydicom.Dataset) -> int:
+    return int_value(ds, "NumberOfFrames", 1, MAX_FRAMES, 1)
+
+
+def declared_pixel_bytes(ds: pydicom.Dataset) -> int:
+    """Rows x Columns x frames x samples x bytes per sample, after checking each factor."""
+    rows = int_value(ds, "Rows", 1, MAX_SIDE, None)
+    cols = int_value(ds, "Columns", 1, MAX_SIDE, None)
+    frames = frame_count(ds)
+    samples = int_value(ds, "SamplesPerPixel", 1, 4, 1)
+    bits = int_value(ds, "BitsAllocated", 1, 64, 16)
+    if bits not in BITS_ALLOCATED:
+        raise HeaderProblem(f"BitsAllocated {bits} is not one of {BITS_ALLOCATED}")
+    int_value(ds, "BitsStored", 1, bits, bits)
+    int_value(ds, "PixelRepresentation", 0, 1, 0)
+    if rows * cols > MAX_FRAME_PIXELS:
+        raise HeaderProblem(
+            f"{rows}x{cols} pixels per frame is over the limit of {MAX_FRAME_PIXELS:,}"
+        )
+    size = rows * cols * frames * samples * (bits // 8)
+    if size > MAX_PIXEL_BYTES:
+        raise HeaderProblem(
+            f"declares {size / 2**20:,.0f} MiB of pixel data ({rows}x{cols}x{frames} frames); "
+            f"the limit is {MAX_PIXEL_BYTES / 2**20:.0f} MiB"
+        )
+    return size
+
+
+def check_image_header(ds: pydicom.Dataset) -> None:
+    """Everything decoding relies on, checked before any pixel is touched (raises HeaderProblem)."""
+    transfer_syntax(ds)
+    declared_pixel_bytes(ds)
+    float_value(ds, "RescaleSlope", 1.0, nonzero=True)
+    float_value(ds, "RescaleIntercept", 0.0)
+    spacing_value(ds.get("PixelSpacing"))
+    position_value(ds.get("ImagePositionPatient"))
+    orientation_value(ds.get("ImageOrientationPatient"))
+
+
+def check_file_size(path: str | os.PathLike[str]) -> None:
+    size = os.stat(path).st_size
+    if size > MAX_FILE_BYTES:
+        raise HeaderProblem(
+            f"file is {size / 2**20:,.0f} MiB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MiB"
+        )
+
+
+def check_deflated(path: str | os.PathLike[str]) -> None:
+    """A Deflated file is inflated whole by pydicom on read: inflate it here first, in bounded
+    chunks, and refuse it when it grows beyond MAX_INFLATED_BYTES (a zip bomb)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if DeflatedExplicitVRLittleEndian.encode() not in head:
+        return
+    meta = pydicom.filereader.read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    group_length = int_value(meta, "FileMetaInformationGroupLength", 0, 2**20, None)
+    start = 128 + 4 + 12 + group_length  # preamble, 'DICM', the group length element, the rest
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        while chunk := f.read(1 << 20):
+            while chunk:
+                try:
+                    total += len(inflater.decompress(chunk, 1 << 22))
+                except zlib.error as e:
+                    raise HeaderProblem(f"corrupt Deflated data ({e})") from None
+                if total > MAX_INFLATED_BYTES:
+                    raise HeaderProblem(
+                        f"Deflated data inflates to over {MAX_INFLATED_BYTES / 2**20:.0f} MiB "
+                        "(the limit)"
+                    )
+                chunk = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+
+
+def failure_reason(
+    exc: BaseException, scrub: Sequence[str | Path] = (), what: str = "unreadable"
+) -> str:
+    """One line for the report from any failure while handling one file.
+
+    Paths in `scrub` are cut out of library messages (they may carry identities). Decoder
+    panics from Rust extensions (pyo3's PanicException derives from BaseException) and
+    MemoryError land here too.
+    """
+    if isinstance(exc, HeaderProblem):
+        text = str(exc)
+    elif isinstance(exc, MemoryError):
+        text = "ran out of memory while reading it"
+    else:
+        what = "decoder crashed" if "Panic" in type(exc).__name__ else what
+        text = f"{what} ({type(exc).__name__}: {exc!s})"
+    for p in sorted({str(p) for p in scrub if str(p)}, key=len, reverse=True):
+        text = text.replace(p, "<file>")
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= 160 else text[:157] + "..."
