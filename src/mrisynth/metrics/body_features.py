@@ -136,14 +136,6 @@ def distance_blocks(
         yield start, np.sqrt(d / dim)
 
 
-def body_distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Full RMS distance matrix [Q, R] (min over each query and its mirror image)."""
-    out = np.empty([queries.shape[0], refs.shape[0]], np.float64)
-    for start, block in distance_blocks(queries, refs):
-        out[start : start + block.shape[0]] = block
-    return out
-
-
 def nearest(queries: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance to and index of each query's nearest reference: float64 [Q], int64 [Q]."""
     if refs.shape[0] == 0:
@@ -157,29 +149,32 @@ def nearest(queries: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return dist, idx
 
 
-def nearest_other_patient(vectors: np.ndarray, patient_keys: list[str]) -> np.ndarray:
-    """Each image's distance to its nearest image of ANOTHER patient (NaN when there is none)."""
+def _nearest_excluding(vectors: np.ndarray, rows: np.ndarray | None, excluded) -> np.ndarray:
+    """Distance of each of vectors[rows] to its nearest vector not `excluded(i_rows, cols)`."""
+    rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+    out = np.full(len(rows), np.nan)
+    for start, block in distance_blocks(vectors[rows], vectors):
+        idx = rows[start : start + block.shape[0]]
+        block = np.where(excluded(idx[:, None], np.arange(len(vectors))[None, :]), np.inf, block)
+        best = block.min(axis=1)
+        out[start : start + len(best)] = np.where(np.isfinite(best), best, np.nan)
+    return out
+
+
+def nearest_other_patient(
+    vectors: np.ndarray, patient_keys: list[str], rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Distance of each image (of `rows`, default all) to its nearest image of ANOTHER
+    patient; NaN when there is none."""
     keys = np.asarray(patient_keys)
     if len(keys) != vectors.shape[0]:
         raise ValueError("one patient key per image is needed")
-    out = np.full(vectors.shape[0], np.nan)
-    for start, block in distance_blocks(vectors, vectors):
-        same = keys[start : start + block.shape[0], None] == keys[None, :]
-        block = np.where(same, np.inf, block)
-        best = block.min(axis=1)
-        out[start : start + len(best)] = np.where(np.isfinite(best), best, np.nan)
-    return out
+    return _nearest_excluding(vectors, rows, lambda i, j: keys[i] == keys[j])
 
 
-def nearest_other_image(vectors: np.ndarray) -> np.ndarray:
-    """Each image's distance to its nearest OTHER image (no patient keys known)."""
-    out = np.full(vectors.shape[0], np.nan)
-    for start, block in distance_blocks(vectors, vectors):
-        rows = np.arange(block.shape[0])
-        block[rows, start + rows] = np.inf
-        best = block.min(axis=1)
-        out[start : start + len(best)] = np.where(np.isfinite(best), best, np.nan)
-    return out
+def nearest_other_image(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Distance of each image (of `rows`) to its nearest OTHER image (no patient keys)."""
+    return _nearest_excluding(vectors, rows, lambda i, j: i == j)
 
 
 def body_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -154,3 +154,32 @@ def collapse_verdict(res: dict[str, float]) -> dict:
         "title": "Generated images vary about as much as real ones",
         "text": numbers,
     }
+
+
+MAX_REAL = 5000  # real images drawn (seeded) from a larger archive: coverage is quadratic
+
+
+def archive_patient_keys(archive) -> list[str] | None:
+    """Per-image patient keys of an archive (its manifest), or None."""
+    keys = getattr(archive, "patient_keys", None)
+    return list(keys) if isinstance(keys, list | tuple) else None
+
+
+def diversity_vs_archive(
+    gen: np.ndarray, archive, seed: int = 0, max_real: int = MAX_REAL
+) -> DiversityResult:
+    """`diversity` of generated images against (at most `max_real` of) an archive's images."""
+    from mrisynth.metrics.sources import read_real_images
+
+    keys = archive_patient_keys(archive)
+    idx = None
+    if len(archive) > max_real:
+        idx = np.sort(np.random.default_rng(seed).choice(len(archive), max_real, replace=False))
+        keys = None if keys is None else [keys[i] for i in idx]
+    real = read_real_images(archive, idx)
+    return diversity(gen, real, keys, seed=seed)
+
+
+def finite_results(name: str, results: dict[str, float]) -> dict[str, float]:
+    """Results keyed `<metric>_<key>` as the runner records them; NaN (undefined) left out."""
+    return {f"{name}_{k}": float(v) for k, v in results.items() if np.isfinite(v)}
