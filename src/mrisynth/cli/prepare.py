@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -167,6 +168,9 @@ def command(
             "need one (e.g. 64, 128, 256)",
             err=True,
         )
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # pydicom logs a traceback for every undecodable file; the report has one line each
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     show = sys.stderr.isatty() if progress is None else progress
     res = prepare(list(inputs), output, opts, progress=show)
     click.echo(

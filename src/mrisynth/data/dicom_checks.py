@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.multival import MultiValue
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -202,6 +204,41 @@ def check_image_header(ds: pydicom.Dataset) -> None:
     spacing_value(ds.get("PixelSpacing"))
     position_value(ds.get("ImagePositionPatient"))
     orientation_value(ds.get("ImageOrientationPatient"))
+
+
+def _codestream_size(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) that a JPEG / JPEG-LS / JPEG 2000 frame's own header claims, if found."""
+    siz = frame.find(b"\xff\x4f\xff\x51", 0, 4096)  # J2K: SOC then SIZ
+    if siz >= 0 and len(frame) >= siz + 24:
+        x, y, x0, y0 = struct.unpack_from(">IIII", frame, siz + 8)
+        return y - y0, x - x0
+    if not frame.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 9 <= len(frame) and frame[pos] == 0xFF:
+        marker, length = frame[pos + 1], struct.unpack_from(">H", frame, pos + 2)[0]
+        if marker in (0xF7, *range(0xC0, 0xD0)) and marker not in (0xC4, 0xC8, 0xCC):
+            rows, cols = struct.unpack_from(">HH", frame, pos + 5)  # SOFn / SOF55: P, Y, X
+            return (rows, cols) if rows else None  # Y = 0: height given later (DNL)
+        pos += 2 + length
+    return None
+
+
+def check_codestreams(ds: pydicom.Dataset) -> None:
+    """Compressed frames carry their own size, which decoders allocate by: it must match the
+    (already bounded) Rows x Columns, or a small file could ask for gigabytes."""
+    ts = transfer_syntax(ds)
+    if ts is None or not ts.is_encapsulated or "RLE" in ts.name:  # RLE sizes come from Rows/Cols
+        return
+    want = (int(ds.Rows), int(ds.Columns))
+    frames = generate_frames(ds.PixelData, number_of_frames=frame_count(ds))
+    for k, frame in enumerate(frames):
+        got = _codestream_size(frame[:65536])
+        if got is not None and got != want:
+            raise HeaderProblem(
+                f"compressed frame {k + 1} claims {got[0]}x{got[1]} pixels but Rows x Columns "
+                f"is {want[0]}x{want[1]}"
+            )
 
 
 def check_file_size(path: str | os.PathLike[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,11 +248,13 @@ def scan_file(path: Path, rel: str, input_index: int) -> list[SliceHeader] | str
     """The slices of one file, or why it is skipped. Any failure inside (a hostile header, a
     library bug, a decoder panic) fails this file only."""
     try:
-        ds = read_header(path)
-        why = ds if isinstance(ds, str) else classify(ds)
-        if why is not None:
-            return why
-        headers = headers_from_dataset(ds, path, rel, input_index)
+        with warnings.catch_warnings():  # pydicom warns about every oddity; reasons suffice
+            warnings.simplefilter("ignore")
+            ds = read_header(path)
+            why = ds if isinstance(ds, str) else classify(ds)
+            if why is not None:
+                return why
+            headers = headers_from_dataset(ds, path, rel, input_index)
     except FATAL:
         raise
     except BaseException as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +20,7 @@ from pydicom.pixels import get_decoder
 from mrisynth.data.dicom_checks import (
     FATAL,
     MAX_FRAME_PIXELS,
+    check_codestreams,
     check_deflated,
     check_file_size,
     check_image_header,
@@ -88,13 +90,17 @@ def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, 
     try:
         check_file_size(path)
         check_deflated(path)
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
     except FATAL:
         raise
     except BaseException as e:
         raise SliceError(failure_reason(e, [path], what="unreadable DICOM")) from None
     try:
-        return ds, _decode(ds)
+        with warnings.catch_warnings():  # pydicom warns about every oddity; reasons suffice
+            warnings.simplefilter("ignore")
+            return ds, _decode(ds)
     except SliceError:
         raise
     except FATAL:
@@ -110,6 +116,7 @@ def _decode(ds: pydicom.Dataset) -> np.ndarray:
     reason = _codec_reason(ds)
     if reason:
         raise SliceError(reason)
+    check_codestreams(ds)
     ts = ds.file_meta.get("TransferSyntaxUID")
     what = f"{ts.name} pixel data" if ts is not None and ts.is_compressed else "pixel data"
     try:
