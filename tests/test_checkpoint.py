@@ -1,4 +1,5 @@
-"""Snapshot I/O: round trip, optimiser state, corrupt/truncated detection and fallback."""
+"""Snapshot I/O: round trip, optimiser state, corrupt/truncated detection and fallback,
+sub-kimg names, one-file commit, and snapshots of the older two-file format."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from mrisynth.errors import CheckpointError
+from mrisynth.hashing import sha256_file
 from mrisynth.training import checkpoint as ckpt
 
 
@@ -19,8 +22,9 @@ def _net(seed: int = 0) -> torch.nn.Module:
 
 def _save(run_dir, kimg: int, seed: int = 0, **extra):
     G, D = _net(seed), _net(seed + 100)
-    path = run_dir / f"{ckpt.snapshot_name(kimg)}.safetensors"
-    state = {"kimg": kimg, "dataset_hash": "abc", **extra}
+    nimg = extra.get("nimg", kimg * 1000)
+    path = run_dir / f"{ckpt.snapshot_stem(nimg)}.safetensors"
+    state = {"kimg": nimg // 1000, "dataset_hash": "abc", **extra}
     return ckpt.save_snapshot(path, G=G, D=D, G_ema=G, state=state), G
 
 
@@ -45,13 +49,95 @@ def test_round_trip_restores_every_tensor_and_state(tmp_path):
 def test_list_sorted_by_kimg_and_ignores_snapshots_without_sidecar(tmp_path):
     for kimg in (40, 4, 120):
         _save(tmp_path, kimg)
-    (tmp_path / "network-snapshot-000200.safetensors").write_bytes(b"half written")
+    (tmp_path / "network-snapshot-000200.safetensors").write_bytes(b"not a snapshot")
+    (tmp_path / ".network-snapshot-000300.safetensors.abc.tmp").write_bytes(b"killed write")
     names = [p.name for p in ckpt.list_snapshots(tmp_path)]
     assert names == [f"network-snapshot-{k:06d}.safetensors" for k in (4, 40, 120)]
     assert ckpt.latest_snapshot(tmp_path).name == "network-snapshot-000120.safetensors"
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "bad_sidecar"])
+def test_sub_kimg_snapshots_get_their_own_names_sorted_by_images_shown(tmp_path):
+    for nimg in (8, 1000, 16, 1008, 24, 2000):
+        _save(tmp_path, 0, nimg=nimg, marker=nimg)
+    names = [p.name.removesuffix(".safetensors") for p in ckpt.list_snapshots(tmp_path)]
+    assert names == [
+        "network-snapshot-000000.008",
+        "network-snapshot-000000.016",
+        "network-snapshot-000000.024",
+        "network-snapshot-000001",
+        "network-snapshot-000001.008",
+        "network-snapshot-000002",
+    ]
+    for p in ckpt.list_snapshots(tmp_path):  # none overwrote another
+        nimg = ckpt.snapshot_nimg(p)
+        assert ckpt.load_snapshot(p).state["marker"] == nimg
+        assert ckpt.load_snapshot(p.with_suffix(".json")).info.path == p  # sidecar name works
+    assert ckpt.load_snapshot(tmp_path).state["marker"] == 2000
+    assert ckpt.snapshot_nimg("network-snapshot-000004.safetensors") == 4000  # old names
+    assert ckpt.snapshot_nimg("fakes-000004.png") is None
+
+
+def test_the_weights_file_alone_is_the_commit_and_the_json_copy_is_not_trusted(tmp_path):
+    first, _ = _save(tmp_path, 4, seed=1)
+    second, G = _save(tmp_path, 8, seed=2, nimg=8016)
+    second.with_suffix(".json").unlink()  # killed between the rename and the JSON copy
+    first.with_suffix(".json").write_text('{"kimg": "abc"}')  # a tampered copy is ignored
+    snap = ckpt.load_snapshot(tmp_path)
+    assert snap.info.path == second and snap.info.nimg == 8016 and snap.info.kimg == 8
+    assert [p.name for p in ckpt.list_snapshots(tmp_path)] == [first.name, second.name]
+    assert ckpt.load_snapshot(first).info.kimg == 4
+    G2 = _net(9)
+    ckpt.load_module_state(G2, snap, "G_ema")
+    for a, b in zip(G2.state_dict().values(), G.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_edited_header_fails_its_checksum(tmp_path):
+    path, _ = _save(tmp_path, 4)
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = json.loads(meta["state"])
+    state["dataset_hash"] = "forged"
+    save_file(tensors, str(path), metadata={**meta, "state": json.dumps(state)})
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        ckpt.load_snapshot(path)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        ckpt.read_snapshot_info(path)
+
+
+def _save_format_1(path, G, kimg: int):
+    """A snapshot as mrisynth wrote them before the state moved into the weights file."""
+    save_file({f"G.{k}": v.contiguous() for k, v in G.state_dict().items()}, str(path),
+              metadata={"format": ckpt.FORMAT, "version": "1"})  # fmt: skip
+    sidecar = {"format": ckpt.FORMAT, "version": 1, "kimg": kimg,
+               "weights_file": path.name, "weights_bytes": path.stat().st_size,
+               "weights_sha256": sha256_file(path), "configs": {}, "state": {"kimg": kimg}}
+    path.with_suffix(".json").write_text(json.dumps(sidecar))  # fmt: skip
+
+
+def test_format_1_snapshots_still_load_and_are_verified(tmp_path):
+    G = _net(7)
+    _save_format_1(tmp_path / "network-snapshot-000012.safetensors", G, 12)
+    _save_format_1(tmp_path / "network-snapshot-000016.safetensors", G, 16)
+    (tmp_path / "network-snapshot-000016.json").unlink()  # killed before its commit marker
+    names = [p.name for p in ckpt.list_snapshots(tmp_path)]
+    assert names == ["network-snapshot-000012.safetensors"]
+    snap = ckpt.load_snapshot(tmp_path)
+    assert snap.info.kimg == 12 and snap.info.nimg is None
+    fresh = _net(1)
+    ckpt.load_module_state(fresh, snap, "G")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                 G.state_dict().values(), strict=True))
+    weights = tmp_path / "network-snapshot-000012.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        ckpt.load_snapshot(weights)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "empty"])
 def test_corrupt_latest_falls_back_to_previous(tmp_path, damage):
     _save(tmp_path, 4, seed=1)
     latest, _ = _save(tmp_path, 8, seed=2)
@@ -63,7 +149,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damage):
         data[-5] ^= 0xFF
         latest.write_bytes(bytes(data))
     else:
-        latest.with_suffix(".json").write_text("{not json")
+        latest.write_bytes(b"")
     with pytest.raises(CheckpointError, match="network-snapshot-000008"):
         ckpt.load_snapshot(latest)
     assert ckpt.latest_snapshot(tmp_path).name == "network-snapshot-000004.safetensors"

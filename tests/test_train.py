@@ -77,7 +77,7 @@ def test_short_run_writes_stats_grids_and_a_loadable_snapshot(archive, tmp_path)
     assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard
     with Image.open(run_dir / "reals.png") as im:
         assert im.mode == "L" and im.size == (8 * 16, 4 * 16)
-    with Image.open(run_dir / "fakes-000000.png") as im:
+    with Image.open(run_dir / "fakes-000000.008.png") as im:  # sub-kimg ticks: own names
         assert im.mode == "L" and im.size == (8 * 16, 4 * 16)
     G, info = checkpoint.load_generator(run_dir)
     assert info.kimg == 0 and info.run_dir == run_dir and len(info.dataset_hash) == 64
@@ -89,7 +89,7 @@ def test_short_run_writes_stats_grids_and_a_loadable_snapshot(archive, tmp_path)
 
 
 def _final_state(run_dir):
-    snap = checkpoint.load_snapshot(run_dir / "network-snapshot-000000.safetensors")
+    snap = checkpoint.load_snapshot(run_dir)  # the latest
     return snap, read_stats(run_dir)[-1]
 
 
@@ -100,10 +100,8 @@ def test_kill_and_resume_continues_exactly_like_an_uninterrupted_run(archive, tm
     half, _ = _final_state(stopped)
     assert half.state["nimg"] == 24 and half.state["loop"]["tick"] == 2
     # A newer snapshot corrupted by a crash mid-write must be skipped in favour of this one.
-    bad = stopped / "network-snapshot-000001"
-    shutil.copy(stopped / "network-snapshot-000000.json", bad.with_suffix(".json"))
-    data = (stopped / "network-snapshot-000000.safetensors").read_bytes()
-    bad.with_suffix(".safetensors").write_bytes(data[: len(data) // 3])
+    data = (stopped / "network-snapshot-000000.024.safetensors").read_bytes()
+    (stopped / "network-snapshot-000000.032.safetensors").write_bytes(data[: len(data) // 3])
 
     resumed = train(tiny(archive, tmp_path / "unused", resume=str(stopped), **kw))
     assert resumed == stopped  # a full resume continues in the same run folder
@@ -152,7 +150,7 @@ def test_non_finite_losses_stop_cleanly_and_keep_the_last_good_snapshot(
         train(tiny(archive, tmp_path, max_bad_steps=3))
     (run_dir,) = tmp_path.iterdir()
     assert [p.name for p in checkpoint.list_snapshots(run_dir)] == [
-        "network-snapshot-000000.safetensors"
+        "network-snapshot-000000.008.safetensors"
     ]
     snap = checkpoint.load_snapshot(run_dir)  # verifies: the good tick-0 snapshot
     assert snap.state["nimg"] == 8
@@ -237,7 +235,7 @@ def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_pa
     run_dir = train(tiny(archive, tmp_path, kimg=0.008, metrics=("intensity_hist50",)))
     (line,) = (run_dir / "metric-intensity_hist50.jsonl").read_text().splitlines()
     record = json.loads(line)
-    assert record["snapshot"] == "network-snapshot-000000.safetensors" and record["kimg"] == 0
+    assert record["snapshot"] == "network-snapshot-000000.008.safetensors" and record["kimg"] == 0
     assert record["results"] and all(np.isfinite(v) for v in record["results"].values())
 
 

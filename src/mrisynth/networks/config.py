@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset
 from mrisynth.errors import ConfigError
 
@@ -89,17 +90,64 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
         """Rebuild from `to_dict` output; unknown keys (from newer versions) are ignored."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"network config must be an object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            logger.warning("ignoring unknown network config keys: %s", ", ".join(unknown))
+            logger.warning("ignoring unknown network config keys: %.200s", ", ".join(unknown))
         missing = [k for k in ("img_resolution", "img_channels") if k not in d]
         if missing:
             raise ConfigError(f"network config lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        try:  # values come from files: check them before anything is sized from them
+            checked = {k: _check_value(k, v) for k, v in d.items() if k in names}
+        except u.BadValue as e:
+            raise ConfigError(f"network config: {e}") from None
+        cfg = cls(**checked)
+        if cfg.estimated_parameters() > MAX_PARAMETERS:
+            raise ConfigError(
+                f"network config asks for ~{cfg.estimated_parameters():.3g} parameters (at most "
+                f"{MAX_PARAMETERS:.0e}); not a StyleGAN2 network"
+            )
+        return cfg
+
+    def estimated_parameters(self) -> float:
+        """Rough parameter count of G + D (convolutions and mapping), to bound configs read
+        from files before building them."""
+        convs = sum(2 * 9 * self.channels_at(2**k) ** 2 for k in range(2, self.log2_resolution + 1))
+        mapping = (self.map_depth + 1) * max(self.z_dim, self.w_dim) ** 2
+        return 2.0 * convs + mapping + self.c_dim * self.w_dim
 
     def replace(self, **changes: Any) -> NetworkConfig:
         return dataclasses.replace(self, **changes)
+
+
+# Bounds on values read from files (well above every published configuration).
+MAX_PARAMETERS = 5e8
+_INT_RANGES = {
+    "img_resolution": (4, 8192), "img_channels": (1, 4), "c_dim": (0, 65536),
+    "z_dim": (1, 4096), "w_dim": (1, 4096), "map_depth": (1, 64), "d_map_depth": (0, 64),
+    "channel_base": (1, 2**22), "channel_max": (1, 4096), "mbstd_group": (1, 4096),
+    "mbstd_channels": (0, 64), "num_fp16_res": (0, 16),
+}  # fmt: skip
+_FLOAT_RANGES = {"mapping_lr_mul": (1e-9, 1e3), "w_avg_beta": (0.0, 1.0)}
+
+
+def _check_value(name: str, value: Any) -> Any:
+    where = f"{name}"
+    if name in _INT_RANGES:
+        return u.integer(value, where, *_INT_RANGES[name])
+    if name in _FLOAT_RANGES:
+        return u.number(value, where, *_FLOAT_RANGES[name])
+    if name == "conv_clamp":
+        return u.optional(u.number, value, where, 1e-6, 1e9)
+    if name in ("fused_modconv", "channels_last"):
+        return u.boolean(value, where)
+    if name == "mixed_precision":
+        return u.choice(value, where, MIXED_PRECISION)
+    if name == "d_architecture":
+        return u.choice(value, where, D_ARCHITECTURES)
+    return u.optional(u.text, value, where, 200)
 
 
 def network_config_from_preset(

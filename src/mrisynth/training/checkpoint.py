@@ -1,41 +1,45 @@
-"""Training snapshots: safetensors weights + a JSON sidecar, written atomically, verified on load.
+"""Training snapshots: one safetensors file per snapshot, committed by one atomic rename.
 
-A snapshot is two files in the run folder:
-- `network-snapshot-NNNNNN.safetensors`: every tensor (G, D, G_ema, optimiser moments, augment
-  pipe buffers, RNG states), key-prefixed (`G.`, `D.`, `G_ema.`, ...). Its metadata carries the
-  networks' JSON configs so a generator can be rebuilt without pickle.
-- `network-snapshot-NNNNNN.json`: the training state (kimg, tick, augment p, pl_mean, optimiser
-  hyper-parameters, data position, ...) plus the size and sha256 of the weights file.
+`network-snapshot-KKKKKK[.FFF].safetensors` (kimg, plus 3 decimals when the snapshot was taken
+at a fraction of a kimg, so ticks under 1 kimg never reuse a name) holds every tensor (G, D,
+G_ema, optimiser moments, augment buffers, RNG states; key-prefixed `G.`, `D.`, `G_ema.`, ...)
+and, in its header metadata, the training state and the networks' configs as JSON plus a sha256
+over all of it. Written to a temp file, fsynced and renamed, so a kill at any instant leaves
+either no snapshot or a complete one. A `.json` copy of the state is written after it for
+people and tools that read JSON; it is a convenience, never trusted when loading.
 
-The weights are written first and the sidecar last, each atomically (temp + rename), so the
-sidecar is the commit marker: a snapshot without a sidecar never existed, and a weights file
-whose size or hash disagrees with its sidecar is reported as corrupt and skipped in favour of the
-previous snapshot.
+Snapshots of format 1 (before the state moved into the weights file) are still read: there the
+`.json` sidecar was the commit marker and holds the size and sha256 of the weights file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mrisynth import atomic
-from mrisynth.errors import CheckpointError
+from mrisynth import untrusted as u
+from mrisynth.errors import CheckpointError, ConfigError
 from mrisynth.hashing import sha256_file
+from mrisynth.training.snapshot_schema import check_state
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mrisynth-snapshot"
-FORMAT_VERSION = 1
-_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)\.safetensors$")
+FORMAT_VERSION = 2
+_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d{6,})(?:\.(\d{3}))?\.safetensors$")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,10 @@ class SnapshotInfo:
     """Where a snapshot came from: enough for metrics and reports to label their results."""
 
     path: Path  # the .safetensors file
-    kimg: int
+    kimg: int  # whole kimg (nimg // 1000)
     run_dir: Path
     dataset_hash: str | None
+    nimg: int | None = None  # images shown, when the snapshot records it
 
 
 @dataclass
@@ -66,45 +71,65 @@ class Snapshot:
 # Names and paths
 
 
-def snapshot_name(kimg: int) -> str:
-    """File stem of the snapshot taken at `kimg` (NVIDIA's naming, safetensors instead of pkl)."""
-    return f"network-snapshot-{int(kimg):06d}"
+def snapshot_stem(nimg: int) -> str:
+    """File stem of the snapshot taken after `nimg` images: kimg, and 3 decimals if fractional."""
+    kimg, rest = divmod(int(nimg), 1000)
+    return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if rest else "")
+
+
+def snapshot_nimg(path: str | Path) -> int | None:
+    """Inverse of `snapshot_stem` on a .safetensors name (None if it is not a snapshot name)."""
+    m = _SNAPSHOT_RE.match(Path(path).name)
+    return None if m is None else int(m.group(1)) * 1000 + int(m.group(2) or 0)
 
 
 def _weights_and_sidecar(path: str | Path) -> tuple[Path, Path]:
     """Accept the .safetensors path, the .json path or the bare stem; return both paths."""
     path = Path(path)
-    if path.suffix in (".safetensors", ".json"):
-        path = path.with_suffix("")
-    return path.with_suffix(".safetensors"), path.with_suffix(".json")
+    stem = path.name
+    for suffix in (".safetensors", ".json"):
+        stem = stem.removesuffix(suffix) if stem.endswith(suffix) else stem
+    return path.with_name(stem + ".safetensors"), path.with_name(stem + ".json")
 
 
 def list_snapshots(run_dir: str | Path) -> list[Path]:
-    """Snapshots in `run_dir` (their .safetensors paths) that have a sidecar, sorted by kimg.
+    """Committed snapshots in `run_dir` (their .safetensors paths), sorted by images shown.
 
-    Cheap: does not hash the weights; `latest_snapshot` and the loaders verify.
+    Cheap: reads headers only; `latest_snapshot` and the loaders verify the checksums.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: not a run folder (it does not exist)")
     found = []
     for p in run_dir.iterdir():
-        m = _SNAPSHOT_RE.match(p.name)
-        if m and p.with_suffix(".json").is_file():
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
+        nimg = snapshot_nimg(p)
+        if nimg is not None and _looks_committed(p):
+            found.append((nimg, p.name, p))
+    return [p for *_, p in sorted(found)]
+
+
+def _looks_committed(weights: Path) -> bool:
+    if weights.with_suffix(".json").is_file():
+        return True  # format 1's commit marker (or format 2's copy)
+    try:
+        return _read_metadata(weights).get("version") == str(FORMAT_VERSION)
+    except CheckpointError:
+        return False
 
 
 def latest_snapshot(run_dir: str | Path) -> Path:
     """The newest snapshot in `run_dir` that verifies; corrupt newer ones are logged and skipped."""
+    return _newest_good(run_dir, lambda p: (verify_snapshot(p), p)[1])
+
+
+def _newest_good(run_dir: str | Path, load: Callable[[Path], _T]) -> _T:
     run_dir = Path(run_dir)
     snapshots = list_snapshots(run_dir)
     if not snapshots:
-        raise CheckpointError(f"{run_dir}: no network-snapshot-*.safetensors with its .json here")
+        raise CheckpointError(f"{run_dir}: no network-snapshot-*.safetensors here")
     for path in reversed(snapshots):
         try:
-            verify_snapshot(path)
-            return path
+            return load(path)
         except CheckpointError as e:
             log.warning("skipping corrupt snapshot: %s", e)
     raise CheckpointError(f"{run_dir}: every snapshot is corrupt; retrain or restore a backup")
@@ -115,11 +140,9 @@ def resolve_snapshot(path_or_run_dir: str | Path) -> Path:
     p = Path(path_or_run_dir)
     if p.is_dir():
         return latest_snapshot(p)
-    weights, sidecar = _weights_and_sidecar(p)
+    weights, _ = _weights_and_sidecar(p)
     if not weights.is_file():
         raise CheckpointError(f"{weights}: snapshot not found")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{weights}: its sidecar {sidecar.name} is missing (incomplete?)")
     return weights
 
 
@@ -136,7 +159,7 @@ def save_snapshot(
     state: dict[str, Any],
     tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a snapshot atomically; returns the .safetensors path.
+    """Write a snapshot as one atomic file (plus a JSON copy of its state); returns its path.
 
     `state` must be JSON-able and hold `kimg`; `dataset_hash` is recorded when present.
     `tensors` are extra prefixed tensors (optimiser moments, RNG states, augment buffers).
@@ -159,89 +182,197 @@ def save_snapshot(
         flat[key] = value
     # safetensors wants contiguous CPU tensors that do not share storage.
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in flat.items()}
-    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION)}
-    metadata.update({f"{k}_config": json.dumps(v) for k, v in configs.items()})
-
+    texts = {f"{k}_config": json.dumps(v) for k, v in configs.items()}
+    texts["state"] = json.dumps(state, allow_nan=False)
+    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), **texts}
+    metadata["digest"] = _digest(texts, sorted(flat), flat.__getitem__)
     with atomic.atomic_path(weights) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    sidecar_obj = {
+        size = tmp.stat().st_size
+    copy = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
+        "note": f"a copy of the state in {weights.name}, which is what mrisynth reads",
         "kimg": int(state["kimg"]),
         "weights_file": weights.name,
         "weights_bytes": size,
-        "weights_sha256": digest,
         "configs": configs,
         "timestamp": time.time(),
         "state": state,
     }
-    atomic.write_json(sidecar, sidecar_obj)
+    atomic.write_json(sidecar, copy)
     log.info("saved snapshot %s (%.1f MB)", weights, size / 1e6)
     return weights
 
 
+def _digest(
+    texts: dict[str, str], keys: Iterable[str], tensor: Callable[[str], torch.Tensor]
+) -> str:
+    """sha256 over the metadata texts and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for key in sorted(texts):
+        h.update(f"{key}={len(texts[key])}:".encode())
+        h.update(texts[key].encode())
+    for key in keys:
+        t = tensor(key)
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}:".encode())
+        h.update(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
-# Reading
+# Reading (every value from the file is checked before it is used)
 
 
-def _read_sidecar(sidecar: Path) -> dict[str, Any]:
+def _safetensors(path: Path, what: str, fn: Callable[[], _T]) -> _T:
+    """Run a safetensors read; its errors (and Rust panics) become one CheckpointError."""
     try:
-        obj = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{sidecar}: unreadable snapshot sidecar ({e})") from None
+        return fn()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # SafetensorError, OSError, pyo3's PanicException
+        raise CheckpointError(f"{path}: cannot read {what} ({str(e)[:200]})") from None
+
+
+def _read_metadata(weights: Path) -> dict[str, str]:
+    def read() -> dict[str, str]:
+        with safe_open(str(weights), framework="pt") as f:
+            return dict(f.metadata() or {})
+
+    return _safetensors(weights, "the safetensors header", read)
+
+
+def _json_field(path: Path, raw: str, where: str) -> Any:
+    try:
+        return u.loads(raw, where)
+    except u.BadValue as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def _parsed(path: Path, meta: dict[str, str]) -> tuple[dict[str, Any], dict[str, dict]]:
+    """(state, configs) of a format-2 header, schema-checked."""
+    if "state" not in meta or "digest" not in meta:
+        raise CheckpointError(f"{path}: snapshot header lacks its state (incomplete?)")
+    state = _json_field(path, meta["state"], "state")
+    configs = {}
+    for name in ("G", "D"):
+        if f"{name}_config" in meta:
+            configs[name] = _json_field(path, meta[f"{name}_config"], f"{name}_config")
+    return _checked(path, state, configs), configs
+
+
+def _checked(path: Path, state: Any, configs: dict[str, Any]) -> dict[str, Any]:
+    from mrisynth.networks import NetworkConfig  # lazy: heavy, owned elsewhere
+
+    try:
+        check_state(state)
+        for name, cfg in configs.items():
+            NetworkConfig.from_dict(u.mapping(cfg, f"{name}_config"))
+    except (u.BadValue, ConfigError) as e:
+        raise CheckpointError(f"{path}: invalid snapshot ({e})") from None
+    return state
+
+
+def _texts(meta: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in meta.items() if k == "state" or k.endswith("_config")}
+
+
+def _header(weights: Path) -> dict[str, str]:
+    """The header metadata of a snapshot file, with its format checked."""
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: snapshot not found")
+    meta = _read_metadata(weights)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{weights}: not an mrisynth training snapshot")
+    if meta.get("version") not in ("1", str(FORMAT_VERSION)):
+        version = meta.get("version")
+        raise CheckpointError(f"{weights}: snapshot format {version!r} unknown; upgrade mrisynth")
+    return meta
+
+
+def _read_sidecar_v1(weights: Path) -> dict[str, Any]:
+    """Format 1: the sidecar is the commit marker; check it and the weights' size and hash."""
+    _, sidecar = _weights_and_sidecar(weights)
+    if not sidecar.is_file():
+        raise CheckpointError(f"{weights}: its sidecar {sidecar.name} is missing (incomplete?)")
+    if sidecar.stat().st_size > u.MAX_JSON_BYTES:
+        raise CheckpointError(f"{sidecar}: sidecar too large to be a snapshot's")
+    obj = _json_field(sidecar, sidecar.read_bytes(), "sidecar")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{sidecar}: not an mrisynth snapshot sidecar")
-    if int(obj.get("version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{sidecar}: snapshot format v{obj['version']} is newer; upgrade")
-    return obj
-
-
-def verify_snapshot(path: str | Path) -> dict[str, Any]:
-    """Check the weights file against its sidecar (size, then sha256); returns the sidecar."""
-    weights, sidecar = _weights_and_sidecar(path)
-    obj = _read_sidecar(sidecar)
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: weights file missing")
-    size = weights.stat().st_size
-    expected = obj.get("weights_bytes")
+    size, expected = weights.stat().st_size, obj.get("weights_bytes")
     if size != expected:
         raise CheckpointError(f"{weights}: truncated ({size} bytes, sidecar says {expected})")
     if sha256_file(weights) != obj.get("weights_sha256"):
         raise CheckpointError(f"{weights}: checksum mismatch (corrupt file)")
-    return obj
-
-
-def _info(weights: Path, obj: dict[str, Any]) -> SnapshotInfo:
+    configs = obj.get("configs", {})
+    if not isinstance(configs, dict):
+        raise CheckpointError(f"{sidecar}: invalid snapshot (configs must be an object)")
     state = obj.get("state", {})
+    if isinstance(state, dict) and "kimg" not in state:
+        state = {**state, "kimg": obj.get("kimg")}
+    return {"state": _checked(sidecar, state, configs), "configs": configs}
+
+
+def verify_snapshot(path: str | Path) -> dict[str, Any]:
+    """Check a snapshot's checksum and schema without keeping its tensors.
+
+    Returns `{"state": ..., "configs": ...}`.
+    """
+    weights, _ = _weights_and_sidecar(path)
+    meta = _header(weights)
+    if meta["version"] == "1":
+        return _read_sidecar_v1(weights)
+    state, configs = _parsed(weights, meta)
+
+    def digest() -> str:
+        with safe_open(str(weights), framework="pt") as f:
+            return _digest(_texts(meta), sorted(f.keys()), f.get_tensor)
+
+    if _safetensors(weights, "tensors", digest) != meta["digest"]:
+        raise CheckpointError(f"{weights}: checksum mismatch (corrupt or edited file)")
+    return {"state": state, "configs": configs}
+
+
+def _load_verified(weights: Path, device: str | torch.device) -> Snapshot:
+    meta = _header(weights)
+    if meta["version"] == "1":
+        checked = _read_sidecar_v1(weights)
+        tensors = _safetensors(weights, "tensors", lambda: load_file(str(weights), device="cpu"))
+    else:
+        state, configs = _parsed(weights, meta)
+        checked = {"state": state, "configs": configs}
+        tensors = _safetensors(weights, "tensors", lambda: load_file(str(weights), device="cpu"))
+        if _digest(_texts(meta), sorted(tensors), tensors.__getitem__) != meta["digest"]:
+            raise CheckpointError(f"{weights}: checksum mismatch (corrupt or edited file)")
+    if str(device) != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    state = checked["state"]
+    return Snapshot(_info(weights, state), tensors, state, checked["configs"])
+
+
+def _info(weights: Path, state: dict[str, Any]) -> SnapshotInfo:
     return SnapshotInfo(
         path=weights,
-        kimg=int(obj.get("kimg", state.get("kimg", 0))),
+        kimg=int(state["kimg"]),
         run_dir=weights.parent,
         dataset_hash=state.get("dataset_hash"),
+        nimg=state.get("nimg"),
     )
 
 
 def load_snapshot(path_or_run_dir: str | Path, device: str | torch.device = "cpu") -> Snapshot:
     """Verify and read a whole snapshot (a run folder means its latest good one)."""
-    weights = resolve_snapshot(path_or_run_dir)
-    obj = verify_snapshot(weights)
-    try:
-        tensors = load_file(str(weights), device=str(device))
-    except Exception as e:  # safetensors raises its own error types on a bad header
-        raise CheckpointError(f"{weights}: cannot read safetensors ({e})") from None
-    return Snapshot(
-        info=_info(weights, obj),
-        tensors=tensors,
-        state=obj.get("state", {}),
-        configs=obj.get("configs", {}),
-    )
+    p = Path(path_or_run_dir)
+    if p.is_dir():
+        return _newest_good(p, lambda w: _load_verified(w, device))
+    return _load_verified(resolve_snapshot(p), device)
 
 
 def read_snapshot_info(path_or_run_dir: str | Path) -> SnapshotInfo:
-    """SnapshotInfo of a snapshot without loading its tensors (verifies the checksum)."""
+    """SnapshotInfo of a snapshot without keeping its tensors (verifies the checksum)."""
     weights = resolve_snapshot(path_or_run_dir)
-    return _info(weights, verify_snapshot(weights))
+    return _info(weights, verify_snapshot(weights)["state"])
 
 
 def load_generator(
@@ -254,7 +385,7 @@ def load_generator(
     from mrisynth.networks import NetworkConfig, build_generator  # lazy: heavy, owned elsewhere
 
     p = Path(path_or_run_dir)
-    if p.is_file() and p.suffix == ".safetensors" and not p.with_suffix(".json").is_file():
+    if p.is_file() and p.suffix == ".safetensors" and _read_metadata(p).get("format") != FORMAT:
         return _load_plain_network(p, device)
     snap = load_snapshot(p, device="cpu")
     if "G" not in snap.configs:
@@ -277,10 +408,6 @@ def _load_plain_network(
 ) -> tuple[torch.nn.Module, SnapshotInfo]:
     from mrisynth.networks import load_network
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") == FORMAT:
-        raise CheckpointError(f"{path}: snapshot sidecar {path.with_suffix('.json').name} missing")
     G = load_network(path)
     info = SnapshotInfo(path=path, kimg=0, run_dir=path.parent, dataset_hash=None)
     return G.eval().requires_grad_(False).to(device), info

@@ -7,6 +7,7 @@ run needs to continue exactly is written in every snapshot; see `training.state`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -78,6 +79,7 @@ def prepare(opts: TrainOptions) -> Setup:
         if full and not same_data:
             log.warning("full resume on a different dataset than %s was trained on", snap.info.path)
         if full:
+            run_state.check_resumable(snap)
             opts = run_state.merge_resume_options(snap.state["options"], opts)
     # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
     resolved = run_state.resolve_for_archive(opts, archive, resuming=snap is not None and not full)
@@ -114,6 +116,11 @@ def describe(opts: TrainOptions) -> dict[str, Any]:
 
 def train(opts: TrainOptions) -> Path:
     """Train until `opts.kimg` (or `stop_after_kimg`); returns the run folder."""
+    with contextlib.ExitStack() as cleanup:  # releases the run lock however training ends
+        return _train(opts, cleanup)
+
+
+def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     # ---- Setup: processes, device -----------------------------------------------------------
     device_type = resolve_device(opts.device).type
     cuda_device = distributed.init(device_type)
@@ -170,11 +177,17 @@ def train(opts: TrainOptions) -> Path:
     opt_G = run_state.lazy_adam(G, r.glr, r.g_reg_interval)
     opt_D = run_state.lazy_adam(D, r.dlr, r.d_reg_interval)
 
-    # ---- Run folder (rank 0 creates it; every rank learns its name) ---------------------------
+    # ---- Training state: fresh, or restored exactly from the snapshot (before any write) -----
+    st = run_state.LoopState()
+    torch.manual_seed(u.seed * world + rank)
+    if setup.full_resume:
+        st = run_state.restore(setup.resume, opt_G, opt_D, augment_pipe, ada, loss, rank, world)
+
+    # ---- Run folder (rank 0 creates and locks it; every rank learns its name) -----------------
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
     if rank == 0:
         try:
-            found = (str(run_state.open_run_dir(setup, params)), None)
+            found = (str(run_state.open_run_dir(setup, params, cleanup)), None)
         except MrisynthError as e:  # tell the other ranks instead of leaving them waiting
             distributed.broadcast_object((None, str(e)))
             raise
@@ -190,11 +203,6 @@ def train(opts: TrainOptions) -> Path:
     if rank == 0 and setup.full_resume:
         run_files.drop_stats_after(run_dir / "stats.jsonl", setup.resume.state["nimg"])
 
-    # ---- Training state: fresh, or restored exactly from the snapshot -------------------------
-    st = run_state.LoopState()
-    torch.manual_seed(u.seed * world + rank)
-    if setup.full_resume:
-        st = run_state.restore(setup.resume, opt_G, opt_D, augment_pipe, ada, loss, rank, world)
     dataset = MirroredDataset(setup.archive, mirror=u.mirror, use_labels=u.cond)
     stream = batch_stream(
         dataset,
@@ -332,7 +340,7 @@ def train(opts: TrainOptions) -> Path:
                     images = run_files.generate_grid(
                         G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
                     )
-                    run_files.save_image_grid(run_dir / f"fakes-{kimg:06d}.png", images)
+                    run_files.save_image_grid(run_dir / run_files.fakes_name(st.nimg), images)
                     path = run_state.save(
                         run_dir,
                         kimg,

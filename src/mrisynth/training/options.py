@@ -9,15 +9,18 @@ written to the run folder as `training_options.json`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset, resolve_preset
 from mrisynth.errors import ConfigError
 
 AUG_MODES = ("ada", "fixed", "noaug")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 RESUME_MODES = ("auto", "full", "weights")
+MODCONV_FORMS = ("auto", "fused", "nonfused")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class TrainOptions:
     max_bad_steps: int = 10  # consecutive non-finite steps before stopping
     min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size
     stop_after_kimg: float | None = None  # stop early, as if killed (tests, time-boxed jobs)
+    modconv: str = "auto"  # modulated-conv form in training: auto (per device) | fused | nonfused
+    compile: bool = False  # torch.compile the main G/D phases (regularisers stay eager)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,45 @@ class ResolvedOptions:
         return d
 
 
+# Ranges of saved option values (a resumed run reads them from its snapshot): type comes from
+# the field's annotation, these bound what would size memory or loops.
+_SAVED_RANGES: dict[str, tuple[float, float]] = {
+    "gpus": (1, 4096), "batch": (1, 65536), "batch_gpu": (1, 65536), "cbase": (1, 2**20),
+    "cmax": (1, 2048), "map_depth": (1, 32), "mbstd_group": (1, 1024), "workers": (0, 256),
+    "cpu_threads": (1, 1024), "snap": (0, 10**9), "max_bad_steps": (1, 10**9),
+    "kimg": (1e-6, 1e8), "tick": (1e-6, 1e8), "p": (0, 1), "target": (0, 1),
+    "ada_kimg": (1e-6, 1e8), "p_max": (0, 1e6), "glr": (1e-12, 10), "dlr": (1e-12, 10),
+    "gamma": (0, 1e9), "min_free_gb": (0, 1e9), "stop_after_kimg": (0, 1e8),
+    "seed": (0, 2**32 - 1),
+}  # fmt: skip
+_CHOICES = {"aug": AUG_MODES, "precision": PRECISIONS, "resume_mode": RESUME_MODES}
+
+
+def check_saved_options(saved: dict[str, Any], where: str) -> None:
+    """Type- and range-check options read back from a snapshot (unknown keys are ignored)."""
+    for f in dataclasses.fields(TrainOptions):
+        if f.name not in saved:
+            continue
+        value, at = saved[f.name], f"{where}.{f.name}"
+        kind = str(f.type)
+        if value is None and "None" in kind:
+            continue
+        lo, hi = _SAVED_RANGES.get(f.name, (-math.inf, math.inf))
+        if kind.startswith("tuple"):
+            for i, item in enumerate(u.sequence(value, at, 0, 64)):
+                u.text(item, f"{at}[{i}]", 256)
+        elif f.name in _CHOICES:
+            u.choice(value, at, _CHOICES[f.name])
+        elif kind.startswith("bool"):
+            u.boolean(value, at)
+        elif kind.startswith("int"):
+            u.integer(value, at, int(max(lo, -(2**62))), int(min(hi, 2**62)))
+        elif kind.startswith("float"):
+            u.number(value, at, lo, hi)
+        else:
+            u.text(value, at)
+
+
 def resolve_options(
     opts: TrainOptions,
     *,
@@ -112,6 +156,8 @@ def resolve_options(
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.resume_mode not in RESUME_MODES:
         raise ConfigError(f"--resume-mode must be one of {', '.join(RESUME_MODES)}")
+    if opts.modconv not in MODCONV_FORMS:
+        raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
     if opts.kimg <= 0 or opts.tick <= 0:
         raise ConfigError("--kimg and --tick must be > 0")
     if opts.snap < 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,10 +21,10 @@ log = logging.getLogger(__name__)
 GRID_W, GRID_H = 8, 4  # 32 fixed latents per grid
 
 
-def next_run_dir(outdir: Path, desc: str) -> Path:
-    """`outdir/NNNNN-desc` with NNNNN one more than the largest existing run id."""
-    ids = [int(m.group(1)) for p in outdir.glob("*") if (m := re.match(r"^(\d+)-", p.name))]
-    return outdir / f"{max(ids, default=-1) + 1:05d}-{desc}"
+def fakes_name(nimg: int) -> str:
+    """`fakes-KKKKKK[.FFF].png`: named like the snapshot taken at the same tick."""
+    kimg, rest = divmod(int(nimg), 1000)
+    return f"fakes-{kimg:06d}" + (f".{rest:03d}" if rest else "") + ".png"
 
 
 def check_writable(folder: Path) -> None:

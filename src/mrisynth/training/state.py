@@ -6,6 +6,7 @@ Lazy regularisation and its Adam correction follow Karras et al. 2020 (arXiv 191
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mrisynth.errors import ConfigError, MrisynthError
+from mrisynth import atomic
+from mrisynth import untrusted as u
+from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import NetworkConfig, network_config_from_preset
 from mrisynth.training import checkpoint, run_files
 from mrisynth.training.options import (
@@ -26,13 +29,15 @@ from mrisynth.training.options import (
     resolve_options,
     run_description,
 )
+from mrisynth.training.run_lock import RunLock, create_numbered_run
+from mrisynth.training.snapshot_schema import check_resume_state
 
 log = logging.getLogger(__name__)
 
 # A full resume keeps the run's options, except these: always the new invocation's ...
 RESUME_PER_INVOCATION = (
     "data", "outdir", "resume", "resume_mode", "stop_after_kimg", "workers", "device",
-    "cpu_threads",
+    "cpu_threads", "modconv", "compile",
 )  # fmt: skip
 # ... and these, when the new command line sets them (differ from the default).
 RESUME_OVERRIDABLE = (
@@ -167,9 +172,9 @@ def check_finite(G: torch.nn.Module, D: torch.nn.Module, run_dir: Path) -> None:
 # ---- Run folder ---------------------------------------------------------------------------------
 
 
-def open_run_dir(setup, num_params: dict[str, int]) -> Path:
-    """Rank 0: the folder to write to (the resumed run's on a full resume), checked writable
-    and with room for snapshots."""
+def open_run_dir(setup, num_params: dict[str, int], cleanup: contextlib.ExitStack) -> Path:
+    """Rank 0: the folder to write to (the resumed run's on a full resume), locked for this
+    process (released by `cleanup`), checked writable and with room for snapshots."""
     r = setup.options
     if r.user.min_free_gb is not None:
         need = int(r.user.min_free_gb * 1e9)
@@ -178,14 +183,18 @@ def open_run_dir(setup, num_params: dict[str, int]) -> Path:
     if setup.full_resume:
         run_dir = setup.resume.info.run_dir
         run_files.check_writable(run_dir)
+        cleanup.enter_context(RunLock(run_dir))
         run_files.check_free_space(run_dir, need)
+        for tmp in atomic.remove_stale_temps(run_dir):
+            log.info("removed %s, left by a killed write", tmp.name)
         return run_dir
     if not r.user.outdir:
         raise ConfigError("--outdir is required (except when fully resuming a run)")
     outdir = Path(r.user.outdir)
     run_files.check_writable(outdir)
     run_files.check_free_space(outdir, need)
-    run_dir = run_files.next_run_dir(outdir, run_description(r, setup.archive.path.stem))
+    run_dir, lock = create_numbered_run(outdir, run_description(r, setup.archive.path.stem))
+    cleanup.enter_context(lock)
     run_files.check_writable(run_dir)
     return run_dir
 
@@ -198,7 +207,8 @@ def capture_rng(device: torch.device) -> dict[str, Any]:
     np_state = np.random.get_state()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], np_state[1].tolist(), *(float(x) for x in np_state[2:])],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
     if device.type == "cuda":
@@ -247,12 +257,28 @@ def save(run_dir, kimg, st, r, G, D, G_ema, opt_G, opt_D, pipe, loss, rng, ada_s
         "options": r.to_dict()["user"],
         "resolved": r.to_dict(),
     }
-    path = run_dir / f"{checkpoint.snapshot_name(kimg)}.safetensors"
+    path = run_dir / f"{checkpoint.snapshot_stem(st.nimg)}.safetensors"
     return checkpoint.save_snapshot(path, G=G, D=D, G_ema=G_ema, state=state, tensors=tensors)
+
+
+def check_resumable(snap: checkpoint.Snapshot) -> None:
+    """A full resume needs the whole training state; checked before anything is changed."""
+    try:
+        check_resume_state(snap.state)
+    except u.BadValue as e:
+        raise CheckpointError(f"{snap.info.path}: cannot continue this run ({e})") from None
 
 
 def restore(snap, opt_G, opt_D, pipe, ada, loss, rank: int, world: int) -> LoopState:
     """Put the optimisers, p, ADA sums, pl_mean and RNG back as they were at the snapshot."""
+    try:
+        return _restore(snap, opt_G, opt_D, pipe, ada, loss, rank, world)
+    except (CheckpointError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+        why = str(e).removeprefix(f"{snap.info.path}: ")
+        raise CheckpointError(f"{snap.info.path}: cannot restore training state ({why})") from None
+
+
+def _restore(snap, opt_G, opt_D, pipe, ada, loss, rank: int, world: int) -> LoopState:
     s = snap.state
     checkpoint.optimizer_from_tensors(opt_G, snap.tensors, s["opt_G"], "opt_G")
     checkpoint.optimizer_from_tensors(opt_D, snap.tensors, s["opt_D"], "opt_D")

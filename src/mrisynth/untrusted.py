@@ -1,0 +1,108 @@
+"""Checks for values read from files a user hands us (snapshot state, network configs, options).
+
+Every check names where the value sits (e.g. `state.loop.nimg`) and what was expected, and raises
+`BadValue`; the caller adds the file the user typed and raises its own MrisynthError. Values are
+checked before anything is sized from them, so a tampered file cannot ask for terabytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Large enough for any real run or network, small enough that nothing sized from it explodes.
+MAX_JSON_BYTES = 32 * 2**20
+
+
+class BadValue(Exception):
+    """A value of the wrong type or outside its range; the message says where and what."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def integer(value: Any, where: str, lo: int = 0, hi: int = 2**62) -> int:
+    """An int (not a bool, not a float) in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(f"{where} must be an integer, got {_show(value)}")
+    if not lo <= value <= hi:
+        raise BadValue(f"{where} must be in [{lo}, {hi}], got {_show(value)}")
+    return value
+
+
+def number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite int or float in [lo, hi] (NaN and infinities refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadValue(f"{where} must be a number, got {_show(value)}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise BadValue(f"{where} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
+    return float(value)
+
+
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadValue(f"{where} must be true or false, got {_show(value)}")
+    return value
+
+
+def text(value: Any, where: str, max_len: int = 4096) -> str:
+    if not isinstance(value, str):
+        raise BadValue(f"{where} must be a string, got {_show(value)}")
+    if len(value) > max_len:
+        raise BadValue(f"{where} is {len(value)} characters long (at most {max_len})")
+    return value
+
+
+def choice(value: Any, where: str, allowed: Sequence[Any]) -> Any:
+    if isinstance(value, bool) != any(isinstance(a, bool) for a in allowed) or value not in allowed:
+        names = ", ".join(map(repr, allowed))
+        raise BadValue(f"{where} must be one of {names}, got {_show(value)}")
+    return value
+
+
+def mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise BadValue(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def sequence(value: Any, where: str, min_len: int = 0, max_len: int = 1_000_000) -> list:
+    if not isinstance(value, list):
+        raise BadValue(f"{where} must be a list, got {type(value).__name__}")
+    if not min_len <= len(value) <= max_len:
+        raise BadValue(f"{where} must hold {min_len}..{max_len} items, got {len(value)}")
+    return value
+
+
+def optional(check, value: Any, where: str, *args: Any, **kwargs: Any) -> Any:
+    """`check(value, where, ...)` unless value is None (JSON null)."""
+    return None if value is None else check(value, where, *args, **kwargs)
+
+
+def scalar(value: Any, where: str) -> Any:
+    """A JSON scalar (null, bool, finite number, short string): for keys we pass through."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return number(value, where)
+    return text(value, where, max_len=256)
+
+
+def loads(raw: str | bytes, where: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """json.loads with a size bound, NaN/Infinity refused and deep nesting as a BadValue."""
+    if len(raw) > max_bytes:
+        raise BadValue(f"{where} is {len(raw)} bytes of JSON (at most {max_bytes})")
+
+    def no_constants(name: str) -> float:
+        raise BadValue(f"{where} holds {name}, which is not a number")
+
+    try:
+        return json.loads(raw, parse_constant=no_constants)
+    except RecursionError:
+        raise BadValue(f"{where} is nested too deeply to be ours") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadValue(f"{where} is not valid JSON ({e})") from None
