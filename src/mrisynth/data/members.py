@@ -15,6 +15,7 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from mrisynth.errors import InputError
 
@@ -92,6 +93,19 @@ def _too_big(source: str, name: str, size: int) -> InputError:
     )
 
 
+def _read_bounded(f: BinaryIO, chunk: int = 2**20) -> bytes:
+    """Up to MAX_MEMBER_BYTES + 1 bytes, in chunks: a decompressor never inflates more than
+    one chunk at a time, whatever the member claims."""
+    parts, total = [], 0
+    while total <= MAX_MEMBER_BYTES:
+        block = f.read(chunk)
+        if not block:
+            break
+        parts.append(block)
+        total += len(block)
+    return b"".join(parts)
+
+
 def read_zip_member(zf: zipfile.ZipFile, name: str, source: str) -> bytes | None:
     """Bytes of one member, None if absent; bounded before and while decompressing."""
     try:
@@ -102,7 +116,7 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, source: str) -> bytes | None
         raise _too_big(source, name, info.file_size)
     try:
         with zf.open(info) as f:
-            data = f.read(MAX_MEMBER_BYTES + 1)
+            data = _read_bounded(f)
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError) as exc:
         raise InputError(f"{source}: member {name} cannot be read ({exc})") from None
     if len(data) > MAX_MEMBER_BYTES:
@@ -124,7 +138,7 @@ def read_folder_member(root: Path, name: str) -> bytes | None:
     if st.st_size > MAX_MEMBER_BYTES:
         raise _too_big(str(root), name, st.st_size)
     with open(path, "rb") as f:
-        data = f.read(MAX_MEMBER_BYTES + 1)
+        data = _read_bounded(f)
     if len(data) > MAX_MEMBER_BYTES:
         raise _too_big(str(root), name, len(data))
     return data

@@ -21,13 +21,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PNG_BYTES = 64 * 2**20  # one encoded file
 MAX_DECODED_BYTES = 64 * 2**20  # pixels after decoding (e.g. 4096 x 4096 RGB 8-bit = 48 MiB)
 
-# colour type -> (channels after decoding, allowed bit depths); PNG spec section 11.2.2
-_COLOUR_TYPES: dict[int, tuple[int, tuple[int, ...]]] = {
-    0: (1, (1, 2, 4, 8, 16)),  # grey
-    2: (3, (8, 16)),  # RGB
-    3: (3, (1, 2, 4, 8)),  # palette (decoded to RGB)
-    4: (2, (8, 16)),  # grey + alpha
-    6: (4, (8, 16)),  # RGB + alpha
+# colour type -> (channels after decoding, samples per pixel in the file, allowed bit depths);
+# PNG spec section 11.2.2
+_COLOUR_TYPES: dict[int, tuple[int, int, tuple[int, ...]]] = {
+    0: (1, 1, (1, 2, 4, 8, 16)),  # grey
+    2: (3, 3, (8, 16)),  # RGB
+    3: (3, 1, (1, 2, 4, 8)),  # palette (decoded to RGB)
+    4: (2, 2, (8, 16)),  # grey + alpha
+    6: (4, 4, (8, 16)),  # RGB + alpha
 }
 
 
@@ -40,10 +41,17 @@ class PngHeader:
     bit_depth: int
     colour_type: int
     channels: int  # after decoding (palette -> 3)
+    interlaced: bool = False
 
     @property
     def decoded_bytes(self) -> int:
         return self.width * self.height * self.channels * (2 if self.bit_depth == 16 else 1)
+
+    @property
+    def raw_bytes(self) -> int:
+        """Size of the inflated pixel stream of a non-interlaced file (filter byte per row)."""
+        samples = _COLOUR_TYPES[self.colour_type][1]
+        return self.height * (1 + (self.width * samples * self.bit_depth + 7) // 8)
 
 
 def read_png_header(data: bytes, name: str) -> PngHeader:
@@ -65,11 +73,11 @@ def read_png_header(data: bytes, name: str) -> PngHeader:
     width, height, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if not (0 < width < 2**31 and 0 < height < 2**31):
         raise InputError(f"{name}: PNG header claims {width}x{height} pixels")
-    if colour not in _COLOUR_TYPES or depth not in _COLOUR_TYPES[colour][1]:
+    if colour not in _COLOUR_TYPES or depth not in _COLOUR_TYPES[colour][2]:
         raise InputError(f"{name}: PNG colour type {colour} with bit depth {depth} is invalid")
     if comp != 0 or filt != 0 or interlace not in (0, 1):
         raise InputError(f"{name}: PNG header has unknown compression/filter/interlace methods")
-    header = PngHeader(width, height, depth, colour, _COLOUR_TYPES[colour][0])
+    header = PngHeader(width, height, depth, colour, _COLOUR_TYPES[colour][0], interlace == 1)
     if header.decoded_bytes > MAX_DECODED_BYTES:
         raise InputError(
             f"{name}: PNG claims {width}x{height} pixels x {header.channels} channel(s) "
@@ -79,9 +87,41 @@ def read_png_header(data: bytes, name: str) -> PngHeader:
     return header
 
 
+def check_stream(data: bytes, header: PngHeader, name: str) -> None:
+    """Walk every chunk (lengths, checksums, IEND) and inflate the pixel stream, bounded.
+
+    Truncated or corrupt files are refused here with a reason, so the decoder (whose libpng
+    prints its own complaints on stderr) only ever sees well-formed files.
+    """
+    pos, idat, view = 8, [], memoryview(data)
+    while True:
+        if pos + 12 > len(data):
+            raise InputError(f"{name}: truncated PNG (ends before its IEND chunk)")
+        length, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise InputError(f"{name}: truncated PNG (chunk {kind!r} cut short)")
+        (crc,) = struct.unpack(">I", view[end - 4 : end])
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+            raise InputError(f"{name}: corrupt PNG (checksum mismatch in a {kind!r} chunk)")
+        if kind == b"IDAT":
+            idat.append(view[pos + 8 : end - 4])
+        if kind == b"IEND":
+            break
+        pos = end
+    expected = header.raw_bytes
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected + 1)
+    except zlib.error as exc:
+        raise InputError(f"{name}: corrupt PNG pixel data ({exc})") from None
+    if not header.interlaced and len(raw) < expected:
+        raise InputError(f"{name}: truncated PNG pixel data ({len(raw)} of {expected} bytes)")
+
+
 def decode_checked(data: bytes, name: str) -> tuple[PngHeader, np.ndarray]:
-    """Header-checked decode: (header, cv2 image [H, W] or [H, W, C] BGR(A), uint8/uint16)."""
+    """Checked decode: (header, cv2 image [H, W] or [H, W, C] BGR(A), uint8 or uint16)."""
     header = read_png_header(data, name)
+    check_stream(data, header, name)
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:

@@ -1,0 +1,112 @@
+"""Archives as untrusted input: every hostile archive gives one `Error:` line, writes nothing
+(inside or outside the output), leaves the input untouched, and stays within bounded memory."""
+
+import json
+import resource
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hostile_archives import (
+    DATASET_JSON_CASES,
+    crafted_png,
+    good_png,
+    hostile_cases,
+    png_bytes,
+)
+from mrisynth.cli import cli
+from mrisynth.data.archive import ImageArchive
+from mrisynth.data.png import MAX_DECODED_BYTES, decode_png, read_png_header
+from mrisynth.errors import InputError
+from mrisynth.hashing import sha256_file
+
+ALL_CASES = sorted(hostile_cases(Path("/unused")))
+MAY_SUCCEED = {"png-idat-bomb"}  # a valid 16x16 image with trailing data: bounded, may be read
+
+
+def _digest(path: Path) -> list[tuple[str, str]]:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p), sha256_file(p) if p.stat().st_size < 2**26 else str(p.stat())) for p in files]
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+@pytest.mark.parametrize("out_name", ["out", "out.zip"])
+def test_hostile_archive_is_refused_cleanly(tmp_path, case, out_name):
+    source = hostile_cases(tmp_path)[case]()
+    before = _digest(source)
+    out = tmp_path / "work" / out_name
+    res = CliRunner().invoke(cli, ["dataset", str(source), "-o", str(out)])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+    if case in MAY_SUCCEED and res.exit_code == 0:
+        assert ImageArchive(out).resolution == 16
+    else:
+        assert res.exit_code == 1, res.output
+        assert res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+        assert not out.exists()
+    assert _digest(source) == before  # the input is never modified
+    outside = [p for p in tmp_path.rglob("outside.png")] + list(tmp_path.parent.glob("outside*"))
+    assert not outside  # zip-slip: nothing written outside OUT
+    assert not list((tmp_path / "work").glob(".*")) if (tmp_path / "work").exists() else True
+
+
+@pytest.mark.parametrize("key", sorted(DATASET_JSON_CASES))
+def test_hostile_dataset_json_names_the_file(tmp_path, key):
+    source = hostile_cases(tmp_path)[f"json-{key}"]()
+    with pytest.raises(InputError, match=r"dataset\.json"):
+        ImageArchive(source)
+
+
+def test_valid_labels_still_load(tmp_path):
+    names = ["img0.png", "img1.png"]
+    for labels, shape in (([0, 2], (2, 3)), ([[0.5, 1], [1, 2.5]], (2, 2))):
+        path = tmp_path / f"ok{len(shape)}{labels[0]!r:.1}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for i, n in enumerate(names):
+                zf.writestr(n, good_png(i))
+            zf.writestr("dataset.json", json.dumps({"labels": [list(p) for p in zip(names, labels,
+                                                                                   strict=True)],
+                                                    "mrisynth": {"other": 1}}))
+        assert ImageArchive(path).labels.shape == shape
+
+
+def test_png_header_is_checked_before_decoding():
+    header = read_png_header(good_png(0, size=16), "x.png")
+    assert (header.width, header.height, header.channels) == (16, 16, 1)
+    bomb = crafted_png(100000, 100000, b"")
+    with pytest.raises(InputError, match=r"100000x100000.*limit is 64 MiB"):
+        decode_png(bomb, "bomb.png")
+    side = int((MAX_DECODED_BYTES // 3) ** 0.5) + 1  # just over the limit as RGB
+    with pytest.raises(InputError, match="limit"):
+        read_png_header(crafted_png(side, side, b"", colour=2), "rgb.png")
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_png(png_bytes(rgb), "ok.png"), rgb[:, :, ::-1]
+                                  .transpose(2, 0, 1))
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from click.testing import CliRunner
+from mrisynth.cli import cli
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+res = CliRunner().invoke(cli, ["dataset", sys.argv[1], "-o", sys.argv[2]])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(res.exit_code, base // 1024, peak // 1024)
+"""
+
+
+@pytest.mark.parametrize("case", ["zip-lying-member", "png-idat-bomb", "folder-1gb-json"])
+def test_bombs_stay_in_bounded_memory(tmp_path, case):
+    """Peak resident memory of a fresh process packing the bomb (ru_maxrss, MiB)."""
+    source = hostile_cases(tmp_path)[case]()
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(source), str(tmp_path / "o.zip")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    code, base, peak = (int(v) for v in out.stdout.split())
+    assert code in (0, 1) and peak - base < 200, (case, base, peak)
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024 < 1024
