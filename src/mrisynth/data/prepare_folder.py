@@ -81,7 +81,10 @@ def claim(output: Path) -> None:
 
 
 def load_secret(output: Path, user_file: Path | None) -> bytes:
-    """The HMAC key for patient keys: the user's file, else this folder's (created once)."""
+    """The HMAC key for patient keys: the user's file, else this folder's (created once).
+
+    Both are used the same way (the stripped file content), so giving another prepare
+    `--patient-key-secret OUT/.mrisynth-secret` reproduces this folder's patient keys."""
     if user_file is not None:
         try:
             key = user_file.read_bytes().strip()
@@ -102,7 +105,7 @@ def load_secret(output: Path, user_file: Path | None) -> bytes:
             f"{path}: not a secret written by mrisynth; delete it to start new patient keys "
             "(every PNG name will change) or restore the original"
         )
-    return bytes.fromhex(text)
+    return text.encode()  # the key is the file's text, as for --patient-key-secret FILE
 
 
 def source_id(secret: bytes, rel: str) -> str:
