@@ -187,7 +187,9 @@ def save_snapshot(
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), **texts}
     metadata["digest"] = _digest(texts, sorted(flat), flat.__getitem__)
     with atomic.atomic_path(weights) as tmp:
+        mode = tmp.stat().st_mode  # safetensors recreates the file with mode 0600
         save_file(flat, str(tmp), metadata=metadata)
+        tmp.chmod(mode)
         size = tmp.stat().st_size
     copy = {
         "format": FORMAT,

@@ -53,9 +53,18 @@ def snapshot_bytes(num_params_G: int, num_params_D: int) -> int:
     return 4 * (2 * num_params_G + num_params_D + 2 * (num_params_G + num_params_D))
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that goes quiet when it cannot be written (a full disk): the console still
+    gets every record, and the one error the user sees is the write that failed training."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.setLevel(logging.CRITICAL + 1)
+
+
 def attach_log_file(path: Path) -> logging.Handler:
     """Mirror mrisynth's log records (INFO and up) into the run's `log.txt`."""
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    with atomic.disk_full_as_error(path):
+        handler = _LogFile(path, mode="a", encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     pkg = logging.getLogger("mrisynth")
