@@ -105,7 +105,7 @@ def deflate_bomb(good: Path, inflated: int = MAX_INFLATED_BYTES + 2**24) -> byte
     return head + b"".join(parts) + z.flush()
 
 
-def _claims(good: Path) -> Iterator[tuple[str, bytes]]:
+def _claims(good: Path, heavy: bool = False) -> Iterator[tuple[str, bytes]]:
     """Small files that claim huge images, in every way the header allows."""
     ds = pydicom.dcmread(good)
     ds.compress(RLELossless)
@@ -128,9 +128,18 @@ def _claims(good: Path) -> Iterator[tuple[str, bytes]]:
     data = good.read_bytes()
     at = data.find(b"\xe0\x7f\x10\x00OW")  # PixelData's 4-byte length: 4 GB
     yield "pixel-length-4G", data[: at + 8] + b"\xfe\xff\xff\xff" + data[at + 12 :]
+    if heavy:  # the largest slice within the limits, valid: 0.5 MB of RLE, 4096x4096
+        ds = pydicom.dcmread(good)
+        pixels = np.zeros((4096, 4096), dtype="<u2")
+        pixels[1000:3000, 1000:3000] = 1000
+        ds.Rows, ds.Columns, ds.PixelData = 4096, 4096, pixels.tobytes()
+        ds.compress(RLELossless)
+        yield "rle-4096-valid", _save(ds)
 
 
-def mutants(good_files: list[Path], count: int, seed: int) -> Iterator[tuple[str, bytes]]:
+def mutants(
+    good_files: list[Path], count: int, seed: int, heavy: bool = False
+) -> Iterator[tuple[str, bytes]]:
     """`count` hostile variants of the good files (deterministic for a seed), then the bombs."""
     rng = np.random.default_rng(seed)
     for i in range(count):
@@ -163,11 +172,11 @@ def mutants(good_files: list[Path], count: int, seed: int) -> Iterator[tuple[str
             else:
                 data[at + 6 : at + 8] = rng.integers(0, 256, size=2, dtype=np.uint8).tobytes()
             yield f"{i:04d}-vr", bytes(data)
-    yield from _claims(good_files[0])
+    yield from _claims(good_files[0], heavy)
     yield "deflate-bomb", deflate_bomb(good_files[0])
 
 
-def write_attack(root: Path, count: int, seed: int) -> tuple[Path, Path, int]:
+def write_attack(root: Path, count: int, seed: int, heavy: bool = False) -> tuple[Path, Path, int]:
     """good/ (phantom, 2 patients) and bad/ (mutants); returns (good, bad, number of mutants)."""
     good = root / "good"
     write_phantom_tree(good, 2, seed=seed, matrix_sizes=(24, 32), num_slices=(4, 5), t2spir=False)
@@ -175,7 +184,7 @@ def write_attack(root: Path, count: int, seed: int) -> tuple[Path, Path, int]:
     bad.mkdir()
     files = sorted(good.rglob("*.dcm"))
     n = 0
-    for name, data in mutants(files, count, seed):
+    for name, data in mutants(files, count, seed, heavy):
         (bad / f"{name}.dcm").write_bytes(data)
         n += 1
     return good, bad, n

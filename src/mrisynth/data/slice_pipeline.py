@@ -78,7 +78,7 @@ def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return 0.0, 2.0**bits - 1
 
 
-@functools.lru_cache(maxsize=2)  # frames of one Enhanced file are decoded once
+@functools.lru_cache(maxsize=1)  # frames of one Enhanced file are decoded once
 def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, np.ndarray]:
     """Dataset and stored pixel values ([H, W], or [F, H, W] for multi-frame).
 
@@ -165,7 +165,9 @@ def rescale(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
         return np.asarray(pydicom.pixels.apply_modality_lut(stored, ds), dtype=np.float64)
     slope = float_value(ds, "RescaleSlope", 1.0, nonzero=True)
     intercept = float_value(ds, "RescaleIntercept", 0.0)
-    return values * slope + intercept
+    values *= slope  # in place: a 4096x4096 slice is 128 MiB per float64 copy
+    values += intercept
+    return values
 
 
 def invert_monochrome1(
@@ -199,7 +201,9 @@ def normalise(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """[H, W] -> float32 in [0, 1]; a constant slice (hi <= lo) becomes all zeros."""
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.float32)
-    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    out = values - lo  # one temporary, then in place (large slices)
+    out /= hi - lo
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32)
 
 
 def make_isotropic(img: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
