@@ -1,106 +1,110 @@
-"""Memorisation audit: planted copies are flagged, fresh samples are not; holdout comparison."""
+"""The audit and the diversity metric through the runner: archive + held-out patients, records,
+verdicts, warnings."""
+
+import json
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from mrisynth.config import resolve_preset
+from mrisynth.errors import InputError
 from mrisynth.metrics import memorisation as mem
+from mrisynth.metrics import records
+from mrisynth.metrics.runner import EvalOptions, evaluate_and_record
+from mrisynth.networks import build_generator, network_config_from_preset
+from phantom_bodies import cohort
 
 
-def _phantoms(n, seed, size=32):
-    """Distinct random 'anatomies': a few ellipses of random place, size and grey level."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros([n, 1, size, size], np.uint8)
-    for i in range(n):
-        img = np.zeros([size, size], np.float64)
-        for _ in range(4):
-            centre = tuple(int(v) for v in rng.integers(6, size - 6, 2))
-            axes = tuple(int(v) for v in rng.integers(2, 9, 2))
-            cv2.ellipse(
-                img,
-                centre,
-                axes,
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                float(rng.uniform(60, 250)),
-                -1,
-            )
-        out[i, 0] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
-    return out
+def _write(folder, images, keys, first=0):
+    folder.mkdir(parents=True)
+    rows = ["file,patient_key"]
+    for i, (img, key) in enumerate(zip(images, keys, strict=True)):
+        name = f"img{first + i:04d}.png"
+        cv2.imwrite(str(folder / name), img[0])
+        rows.append(f"{name},{key}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder
 
 
-def test_ncc_vectors_are_invariant_to_brightness_and_contrast():
-    img = _phantoms(1, 0)
-    brighter = np.clip(img.astype(np.float64) * 0.8 + 20, 0, 255).astype(np.uint8)
-    v = mem.ncc_vectors(np.concatenate([img, brighter]))
-    assert v[0] @ v[1] > 0.999
-    assert not mem.ncc_vectors(np.zeros([1, 1, 8, 8], np.uint8)).any()
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    train, keys = cohort(0, 6, num_slices=8, size=16)
+    held, held_keys = cohort(6, 3, num_slices=8, size=16)
+    data = _write(root / "data", train, keys)
+    _write(root / "data-holdout", held, held_keys, first=1000)
+    torch.manual_seed(0)
+    G = build_generator(network_config_from_preset(resolve_preset("tiny", 16), 1, 0)).eval()
+    return root, data, G
 
 
-def test_planted_copy_is_flagged_and_fresh_samples_are_not():
-    train = _phantoms(40, 1)
-    fresh = _phantoms(12, 2)
-    gen = fresh.copy()
-    gen[5] = train[17]  # an exact copy
-    gen[9] = np.clip(train[3].astype(int) + 15, 0, 255).astype(np.uint8)  # brightened copy
-    inputs = mem.AuditInputs(
-        gen=gen,
-        train=train,
-        seeds=list(range(100, 112)),
-        train_names=[f"t{i}.png" for i in range(40)],
+def test_runner_audits_against_the_holdout_and_records_verdicts(setup, tmp_path, caplog):
+    _, data, G = setup
+    out = evaluate_and_record(
+        tmp_path, "network-snapshot-000004.safetensors", 4, G, str(data),
+        "memorisation24,diversity24", opts=EvalOptions(batch_size=12),
+    )  # fmt: skip
+    res = out["memorisation24"]
+    assert {"memorisation24_flagged_fraction", "memorisation24_zu", "memorisation24_zu_p"} <= set(
+        res
     )
-    result = mem.audit(inputs, copy_ncc=0.97)
-    s = result.summary
-    assert s["num_flagged"] == 2 and s["flagged_fraction"] == pytest.approx(2 / 12)
-    flagged = {f["gen_index"]: f for f in s["flagged"]}
-    assert flagged[5]["train_name"] == "t17.png" and flagged[5]["ncc"] == pytest.approx(1.0)
-    assert flagged[5]["seed"] == 105 and flagged[9]["train_index"] == 3
-    assert flagged[5]["ratio"] < 0.05  # the copy stands out from the second-nearest
-    assert s["pixel"]["nearest_ncc"]["median"] < 0.9
-    assert sum(s["pixel"]["histogram"]["counts"]) == 12
-    assert result.closest_pairs[0][0] in (5, 9)
-    pic = mem.side_by_side(gen, train, result.closest_pairs, max_rows=3)
-    assert pic.shape == (3 * 32 + 2 * 2, 3 * 32 + 2 * 2) and pic.dtype == np.uint8
-    np.testing.assert_array_equal(pic[:32, :32], gen[result.closest_pairs[0][0], 0])
+    s = json.loads((tmp_path / "memorisation-network-snapshot-000004.json").read_text())
+    assert s["num_holdout"] == 24 and s["copy_test"]["holdout"] is True
+    assert s["copy_test"]["value"] is not None and 0 <= s["copy_test"]["p_value"] <= 1
+    assert [r["gen_name"] for r in s["images"]] == [f"seed{i}" for i in range(24)]
+    assert all(r["patient_key"].startswith("pt") for r in s["images"])
+    assert s["verdicts"] and not any(v["topic"] == "data" for v in s["verdicts"])
+    line = records.read_records(tmp_path / "metric-memorisation24.jsonl")[-1]
+    assert line["verdicts"] == s["verdicts"]
+    div = out["diversity24"]
+    assert {f"diversity24_{k}" for k in ("msssim_gen", "msssim_real", "coverage")} <= set(div)
+    line = records.read_records(tmp_path / "metric-diversity24.jsonl")[-1]
+    assert line["verdicts"][0]["topic"] == "diversity"
 
 
-def test_feature_space_neighbours_are_reported():
-    train = _phantoms(10, 3)
-    gen = _phantoms(4, 4)
-    rng = np.random.default_rng(0)
+class _Collapsed(torch.nn.Module):
+    """A 'generator' that draws one phantom slice for every seed, plus faint noise."""
+
+    z_dim, c_dim, w_dim, img_channels, img_resolution = 8, 0, 8, 1, 16
+
+    def __init__(self, image):
+        super().__init__()
+        self.register_buffer("base", torch.from_numpy(image / 127.5 - 1).float())
+
+    def forward(self, z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const"):
+        return self.base[None] + 0.02 * z[:, :1, None, None]
+
+
+def test_mode_collapse_is_recorded_and_logged_as_a_warning(setup, tmp_path, caplog):
+    _, data, _ = setup
+    G = _Collapsed(cohort(0, 1, num_slices=8, size=16)[0][3].astype(np.float64))
+    out = evaluate_and_record(tmp_path, "s.safetensors", 8, G, str(data), "diversity16")
+    assert out["diversity16"]["diversity16_msssim_gen"] > 0.9
+    (verdict,) = records.read_records(tmp_path / "metric-diversity16.jsonl")[-1]["verdicts"]
+    assert verdict["level"] == "warning" and "Mode collapse" in verdict["title"]
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("Mode collapse" in r.getMessage() for r in warned)
+
+
+def test_a_holdout_sharing_a_patient_is_refused(setup, tmp_path):
+    root, data, G = setup
+    import shutil
+
+    bad = shutil.copytree(data, tmp_path / "data")
+    held = shutil.copytree(root / "data-holdout", tmp_path / "data-holdout")
+    manifest = held / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("pt006", "pt000"))
+    with pytest.raises(InputError, match="also in the training archive"):
+        evaluate_and_record(None, "s.safetensors", 0, G, str(bad), "memorisation4")
+
+
+def test_images_from_a_folder_are_named_by_file():
+    train, keys = cohort(0, 3, num_slices=6, size=16)
     inputs = mem.AuditInputs(
-        gen=gen,
-        train=train,
-        seeds=[0, 1, 2, 3],
-        train_names=[str(i) for i in range(10)],
-        gen_features=rng.normal(size=[4, 5]),
-        train_features=rng.normal(size=[10, 5]),
-    )
+        gen=train[:2], train=train, train_names=list(map(str, range(18))),
+        patient_keys=keys, gen_names=["a.png", "b.png"],
+    )  # fmt: skip
     s = mem.audit(inputs).summary
-    assert s["feature"]["nearest_distance"]["min"] > 0 and s["num_flagged"] == 0
-
-
-def test_holdout_comparison_warns_only_for_copies():
-    train = _phantoms(60, 5)
-    keys = [f"p{i // 6}" for i in range(60)]  # 10 patients x 6 slices
-    copies = train[:30]  # the generator reproduces training slices
-    warn = mem.holdout_comparison(
-        mem.ncc_vectors(copies), mem.ncc_vectors(train), keys, holdout_fraction=0.3, seed=0
-    )
-    assert warn["num_holdout_patients"] == 3 and warn["num_holdout_images"] == 18
-    fresh = mem.holdout_comparison(
-        mem.ncc_vectors(_phantoms(30, 6)),
-        mem.ncc_vectors(train),
-        keys,
-        holdout_fraction=0.3,
-        seed=0,
-    )
-    assert fresh["warning"] is False
-    # copies of reference-patient slices sit at distance 0 (the holdout never does)
-    assert warn["gen_to_reference"]["min"] == pytest.approx(0, abs=1e-6)
-    assert warn["fraction_gen_below_holdout_p05"] > 0.5 and warn["warning"] is True
-    assert (
-        mem.holdout_comparison(mem.ncc_vectors(copies), mem.ncc_vectors(train), ["same"] * 60)
-        is None
-    )
+    assert [(r["gen_name"], r["seed"]) for r in s["images"]] == [("a.png", None), ("b.png", None)]

@@ -256,11 +256,13 @@ def test_memorisation_flags_a_generated_image_planted_in_the_training_set(setup,
     )
     assert out["memorisation12"]["memorisation12_flagged_fraction"] == pytest.approx(1 / 12)
     summary = json.loads((tmp_path / "memorisation-network-snapshot-000004.json").read_text())
-    assert summary["num_flagged"] == 1 and summary["snapshot"].endswith("000004.safetensors")
-    (flag,) = summary["flagged"]
+    copy = summary["copy_test"]
+    assert copy["num_flagged"] == 1 and summary["snapshot"].endswith("000004.safetensors")
+    assert len(summary["images"]) == 12  # every generated image has a record
+    (flag,) = [r for r in summary["images"] if r["flagged"]]
     assert (flag["gen_index"], flag["seed"], flag["train_name"]) == (3, 3, "img007.png")
-    assert flag["ncc"] == pytest.approx(1.0, abs=1e-5)
-    assert summary["holdout"]["num_holdout_patients"] == 1  # 4 patients in manifest.csv
+    assert flag["gen_name"] == "seed3" and flag["distance"] == pytest.approx(0, abs=1e-5)
+    assert copy["holdout"] is False  # no data-holdout archive beside it: no statistic
     assert summary["feature"] is None  # no detector downloaded: pixel space only
     pic = cv2.imread(str(tmp_path / summary["picture"]), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(pic[:16, :16], gen[3, 0])

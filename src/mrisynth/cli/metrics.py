@@ -64,7 +64,7 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     default="fid50k_full",
     show_default=True,
     help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full (any count, e.g. "
-    "fid2k_full), intensity_hist, body_area, frd<n>, memorisation[<n>].",
+    "fid2k_full), intensity_hist, body_area, frd<n>, memorisation[<n>], diversity[<n>].",
 )
 @click.option(
     "--num-gen",
@@ -100,11 +100,12 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     help="Seed of KID subsets, FRD's real subset and the holdout split.",
 )
 @click.option(
-    "--copy-ncc",
+    "--copy-percentile",
     type=float,
-    default=0.97,
+    default=1.0,
     show_default=True,
-    help="Memorisation: NCC at or above which a generated image counts as a copy.",
+    help="Memorisation: flag a generated image closer to a training image than this "
+    "percentile of real between-patient nearest-neighbour distances.",
 )
 @click.option(
     "--pr-fp32",
@@ -130,7 +131,7 @@ def command(
     detector_dir: str | None,
     batch_size: int,
     seed: int,
-    copy_ncc: float,
+    copy_percentile: float,
     pr_fp32: bool,
     no_cache: bool,
     force: bool,
@@ -140,7 +141,7 @@ def command(
     skipping snapshots already recorded), and print the results as a table.
 
     fid/kid/pr need NVIDIA's detector files (see `mrisynth weights status`); intensity_hist,
-    body_area, frd<n> and memorisation work without downloaded weights.
+    body_area, frd<n>, memorisation and diversity work without downloaded weights.
     """
     from mrisynth import atomic
     from mrisynth.metrics import records
@@ -158,15 +159,15 @@ def command(
 
     if batch_size < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch_size}")
-    if not 0 < copy_ncc <= 1:
-        raise ConfigError(f"--copy-ncc must be in (0, 1], got {copy_ncc}")
+    if not 0 < copy_percentile < 50:
+        raise ConfigError(f"--copy-percentile must be in (0, 50), got {copy_percentile}")
     opts = EvalOptions(
         batch_size=batch_size,
         detector_dir=detector_dir,
         seed=seed,
         use_cache=not no_cache,
         pr_fp16=not pr_fp32,
-        copy_ncc=copy_ncc,
+        copy_percentile=copy_percentile,
     )
     data = data or _data_from_run(network)
     done = evaluate_snapshots(

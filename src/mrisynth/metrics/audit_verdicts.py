@@ -52,7 +52,8 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
             {
                 "topic": "copying",
                 "level": "warning",
-                "title": f"{n_flag} generated images look like copies of training images",
+                "title": f"{n_flag} generated image{'s look' if n_flag > 1 else ' looks'} "
+                "like a copy of a training image",
                 "text": f"{flags} Inspect them beside their nearest training images.",
             }
         )

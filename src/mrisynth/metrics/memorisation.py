@@ -1,22 +1,26 @@
 """Memorisation audit: does the generator copy training images? (beyond Karras et al. 2020)
 
-For each generated image, its nearest training images by normalised cross-correlation (NCC) of
-the uint8 pixels (the same quantised images the detectors see, area-downsampled to at most
-`compare_size`) and, when detector features are given, by Euclidean feature distance. Reported:
-the distribution of nearest distances (pixel distance = 1 - NCC), the nearest/second-nearest
-ratio (small = one training image stands out), images flagged as near-copies (NCC >=
-`copy_ncc`), and, with a patient-level holdout, generated-to-reference vs holdout-to-reference
-distances (a generator closer to its training patients than unseen patients are is a warning).
-Works without any downloaded weights.
+Every generated image is compared with every training image on the body, not the background
+(`mrisynth.metrics.body_features`: stable body mask, shift-robust crop, grey levels standardised
+inside the body, mirror image counted). Two answers:
 
-The JSON summary (`memorisation-<snapshot>.json`, written by the runner/CLI) has the keys:
-`metric, snapshot, kimg, num_gen, num_train, compare_size, copy_ncc, seeds: [first, last],
-pixel: {nearest_ncc, nearest_distance, ratio: {min, p05, median, p95, max, mean},
-histogram: {bin_edges, counts}}, feature: same shape | null, num_flagged, flagged_fraction,
-flagged: [{gen_index, seed, train_index, train_name, ncc, second_ncc, ratio,
-feature_distance}], holdout: {num_holdout_patients, num_reference_patients,
-num_holdout_images, num_reference_images, gen_to_reference, holdout_to_reference (quantiles of
-1 - NCC), fraction_gen_below_holdout_p05, mannwhitney_p, warning} | null, picture`.
+- Per image: its nearest training image, that image's patient, the distance, its percentile
+  among the real between-patient nearest-neighbour distances (each training image to its
+  nearest image of ANOTHER patient), and a flag when it is closer than the 1st percentile of
+  those: closer to a training image than real images of other patients are 99 % of the time.
+  The threshold comes from the data, never a constant.
+- For the set: the data-copying test of Meehan et al. 2020 (`mrisynth.metrics.copytest`)
+  against real images of held-out patients (`mrisynth dataset --holdout-patients N` writes
+  them beside the training archive). Without a holdout there is no statistic, and a verdict
+  says how to make one.
+
+The JSON summary (`memorisation-<snapshot>.json`, written by the runner) has the keys
+`metric, snapshot, kimg` (the caller's), `num_gen, num_train, num_holdout, representation,
+copy_test: {statistic, value, p_value, threshold, threshold_source, threshold_percentile,
+num_flagged, flagged_fraction, holdout, holdout_flagged_fraction, num_cells, cells},
+distances: {generated, holdout, between_patient (quantiles), histogram}, images: [{gen_index,
+gen_name, seed, train_index, train_name, patient_key, distance, percentile, flagged}] (every
+generated image), feature: {nearest_distance quantiles} | null, verdicts, picture`.
 """
 
 from __future__ import annotations
@@ -24,72 +28,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import torch
-from scipy.stats import mannwhitneyu
+
+from mrisynth.metrics import body_features as bf
+from mrisynth.metrics import copytest as ct
+from mrisynth.metrics.audit_verdicts import copy_verdicts
 
 log = logging.getLogger(__name__)
 
-
-def ncc_vectors(images: np.ndarray, compare_size: int = 128) -> np.ndarray:
-    """uint8 [N, C, H, W] -> [N, D] float32 rows with zero mean and unit norm.
-
-    The dot product of two rows is their normalised cross-correlation (1 = identical up to
-    brightness/contrast). Images larger than `compare_size` are area-downsampled first.
-    """
-    x = np.asarray(images)
-    n, c, h, w = x.shape
-    if max(h, w) > compare_size:
-        hwc = x.transpose(0, 2, 3, 1)  # [N, H, W, C]
-        x = np.stack(
-            [
-                cv2.resize(im, (compare_size, compare_size), interpolation=cv2.INTER_AREA).reshape(
-                    compare_size, compare_size, c
-                )
-                for im in hwc
-            ]
-        ).transpose(0, 3, 1, 2)
-    rows = x.reshape(n, -1).astype(np.float32)
-    rows -= rows.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.maximum(norm, 1e-6)  # flat images become zero rows (NCC 0 with all)
+CALIBRATION_MAX = 5000  # training images whose between-patient distance sets the threshold
 
 
-def top2_similar(
-    queries: np.ndarray, refs: np.ndarray, batch: int = 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two largest dot products of each query row among `refs`: values and indices [Q, 2]."""
-    q = torch.from_numpy(np.ascontiguousarray(queries, np.float32))
-    r = torch.from_numpy(np.ascontiguousarray(refs, np.float32))
-    if r.shape[0] < 2:
-        raise ValueError("need at least 2 reference images")
-    vals, idx = [], []
-    for s in range(0, q.shape[0], batch):
-        sim = q[s : s + batch] @ r.T  # [b, R]
-        top = torch.topk(sim, 2, dim=1)
-        vals.append(top.values)
-        idx.append(top.indices)
-    return torch.cat(vals).numpy().astype(np.float64), torch.cat(idx).numpy()
-
-
-def top2_nearest(
-    queries: np.ndarray, refs: np.ndarray, batch: int = 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two smallest Euclidean distances of each query among `refs`: values, indices [Q, 2]."""
-    q = torch.from_numpy(np.ascontiguousarray(queries, np.float32))
-    r = torch.from_numpy(np.ascontiguousarray(refs, np.float32))
-    vals, idx = [], []
-    for s in range(0, q.shape[0], batch):
-        top = torch.topk(torch.cdist(q[s : s + batch], r), 2, dim=1, largest=False)
-        vals.append(top.values)
-        idx.append(top.indices)
-    return torch.cat(vals).numpy().astype(np.float64), torch.cat(idx).numpy()
-
-
-def quantiles(values: np.ndarray) -> dict[str, float]:
-    """min, p05, median, p95, max, mean of a 1-D sample (JSON-able floats)."""
+def quantiles(values: np.ndarray) -> dict[str, float] | None:
+    """min, p05, median, p95, max, mean of the finite values (None when there are none)."""
     v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
     p05, med, p95 = np.percentile(v, [5, 50, 95])
     return {
         "min": float(v.min()),
@@ -101,138 +56,181 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _ratio(d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
-    return np.where(d2 > 0, d1 / np.maximum(d2, 1e-12), 1.0)
-
-
 @dataclass
 class AuditInputs:
-    """Everything the audit looks at. Arrays are uint8 [N, C, H, W]; features [N, D]."""
+    """Everything the audit looks at. Images are uint8 [N, C, H, W]; features [N, D]."""
 
     gen: np.ndarray
     train: np.ndarray
-    seeds: list[int]
     train_names: list[str]
-    patient_keys: list[str] | None = None  # per training image, from manifest.csv
+    patient_keys: list[str] | None = None  # per training image
+    holdout: np.ndarray | None = None  # real images of patients training never saw
+    seeds: list[int] | None = None  # per generated image, when it came from a network
+    gen_names: list[str] | None = None  # `seed<N>` or file names; default from seeds/index
     gen_features: np.ndarray | None = None
     train_features: np.ndarray | None = None
 
-
-def holdout_comparison(
-    gen_vec: np.ndarray,
-    train_vec: np.ndarray,
-    patient_keys: list[str],
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-) -> dict | None:
-    """Split patients into reference and holdout; compare gen->ref with holdout->ref distances.
-
-    The holdout patients' images give the natural distance from a new patient's slice to the
-    reference patients. The archive is the training set, so the generator saw the holdout
-    patients too: this measures whether samples sit closer to training images than real
-    between-patient similarity explains, not generalisation to unseen patients.
-    Returns None when fewer than two patients are known.
-    """
-    patients = sorted(set(patient_keys))
-    if len(patients) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    num_holdout = min(max(1, round(len(patients) * holdout_fraction)), len(patients) - 1)
-    holdout = set(rng.choice(patients, num_holdout, replace=False).tolist())
-    is_holdout = np.array([k in holdout for k in patient_keys])
-    ref = train_vec[~is_holdout]
-    if ref.shape[0] < 2:
-        return None
-    gen_d = 1 - top2_similar(gen_vec, ref)[0][:, 0]
-    hold_d = 1 - top2_similar(train_vec[is_holdout], ref)[0][:, 0]
-    p05 = float(np.percentile(hold_d, 5))
-    p_value = float(mannwhitneyu(gen_d, hold_d, alternative="less").pvalue)
-    return {
-        "num_holdout_patients": num_holdout,
-        "num_reference_patients": len(patients) - num_holdout,
-        "num_holdout_images": int(is_holdout.sum()),
-        "num_reference_images": int((~is_holdout).sum()),
-        "gen_to_reference": quantiles(gen_d),
-        "holdout_to_reference": quantiles(hold_d),
-        "fraction_gen_below_holdout_p05": float((gen_d < p05).mean()),
-        "mannwhitney_p": p_value,
-        "warning": bool(p_value < 0.01 and np.median(gen_d) < np.median(hold_d)),
-    }
+    def names(self) -> list[str]:
+        if self.gen_names is not None:
+            return list(self.gen_names)
+        if self.seeds:
+            return [f"seed{s}" for s in self.seeds]
+        return [f"image{i}" for i in range(len(self.gen))]
 
 
 @dataclass
 class AuditResult:
-    """`summary`: the JSON-able dict above; `closest_pairs`: (gen, train, ncc), closest first."""
+    """`summary`: the JSON-able dict above; `closest_pairs`: (gen, train, distance), closest
+    first."""
 
     summary: dict
     closest_pairs: list[tuple[int, int, float]]
 
 
+def _calibration(
+    train_vec: np.ndarray, keys: list[str] | None, seed: int
+) -> tuple[np.ndarray, str]:
+    """Real nearest-neighbour distances the threshold is taken from, and what they are."""
+    rows = np.arange(len(train_vec))
+    if len(rows) > CALIBRATION_MAX:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, CALIBRATION_MAX, replace=False))
+    if keys is not None and len(set(keys)) > 1:
+        dist = bf.nearest_other_patient(train_vec, keys, rows)
+        return dist, "between-patient nearest-neighbour distances of the training images"
+    dist = bf.nearest_other_image(train_vec, rows)
+    return dist, (
+        "nearest other training image (no patient keys: neighbouring slices of one patient "
+        "count too, so the threshold is lower and flags fewer images)"
+    )
+
+
+def _histogram(parts: dict[str, np.ndarray], bins: int) -> dict:
+    finite = [v[np.isfinite(v)] for v in parts.values() if v is not None]
+    top = max([float(v.max()) for v in finite if v.size] + [1e-6])
+    edges = np.linspace(0.0, top * 1.02, bins + 1)
+    out = {"bin_edges": edges.tolist()}
+    for key, v in parts.items():
+        out[key] = None if v is None else np.histogram(v[np.isfinite(v)], edges)[0].tolist()
+    return out
+
+
+def _copy_test(gen_vec, train_vec, gen_dist, holdout_vec, seed) -> tuple[dict, np.ndarray | None]:
+    """Meehan et al.'s Z_U with the held-out patients (nothing without them)."""
+    if holdout_vec is None or len(holdout_vec) == 0:
+        return {"value": None, "p_value": None, "num_cells": 0, "cells": []}, None
+    hold_dist = bf.nearest(holdout_vec, train_vec)[0]
+    centroids = ct.partition(train_vec, ct.num_cells(len(train_vec), len(holdout_vec)), seed)
+    zu = ct.zu_statistic(
+        gen_dist,
+        hold_dist,
+        ct.assign_cells(centroids, gen_vec),
+        ct.assign_cells(centroids, holdout_vec),
+    )
+    cells = [
+        {"cell": c.cell, "num_gen": c.num_gen, "num_holdout": c.num_holdout, "z": c.z}
+        for c in zu.cells
+    ]
+    return {
+        "value": zu.value,
+        "p_value": zu.p_value,
+        "num_cells": len(centroids),
+        "cells": cells,
+    }, hold_dist
+
+
 def audit(
     inputs: AuditInputs,
-    copy_ncc: float = 0.97,
-    compare_size: int = 128,
-    holdout_fraction: float = 0.2,
+    percentile: float = ct.DEFAULT_PERCENTILE,
+    size: int = bf.DEFAULT_SIZE,
     seed: int = 0,
-    bins: int = 50,
+    bins: int = 40,
 ) -> AuditResult:
-    """Run the audit. The summary is the dict described in the module docstring, without
+    """Run the audit; the summary is the dict of the module docstring without
     `metric/snapshot/kimg/picture` (the caller adds those)."""
-    gen_vec = ncc_vectors(inputs.gen, compare_size)  # [G, D]
-    train_vec = ncc_vectors(inputs.train, compare_size)  # [N, D]
-    sims, idx = top2_similar(gen_vec, train_vec)
-    d1, d2 = 1 - sims[:, 0], 1 - sims[:, 1]
-    ratio = _ratio(d1, d2)
-    counts, edges = np.histogram(d1, bins=bins, range=(0.0, max(1.0, float(d1.max()))))
-    summary: dict = {
-        "num_gen": int(gen_vec.shape[0]),
-        "num_train": int(train_vec.shape[0]),
-        "compare_size": int(min(compare_size, inputs.train.shape[-1])),
-        "copy_ncc": copy_ncc,
-        "seeds": [inputs.seeds[0], inputs.seeds[-1]] if inputs.seeds else None,
-        "pixel": {
-            "nearest_ncc": quantiles(sims[:, 0]),
-            "nearest_distance": quantiles(d1),
-            "ratio": quantiles(ratio),
-            "histogram": {"bin_edges": edges.tolist(), "counts": counts.tolist()},
-        },
-        "feature": None,
+    if len(inputs.gen) == 0 or len(inputs.train) < 2:
+        raise ValueError("the audit needs generated images and at least 2 training images")
+    train_vec = bf.body_vectors(inputs.train, size)
+    gen_vec = bf.body_vectors(inputs.gen, size)
+    hold_vec = None if inputs.holdout is None else bf.body_vectors(inputs.holdout, size)
+    gen_dist, gen_idx = bf.nearest(gen_vec, train_vec)
+    between, source = _calibration(train_vec, inputs.patient_keys, seed)
+    finite = between[np.isfinite(between)]
+    threshold = ct.copy_threshold(finite, percentile) if finite.size else None
+    flagged = gen_dist < threshold if threshold is not None else np.zeros(len(gen_dist), bool)
+    pct = ct.percentile_of(gen_dist, finite)
+    test, hold_dist = _copy_test(gen_vec, train_vec, gen_dist, hold_vec, seed)
+    copy_test = {
+        "statistic": "meehan_zu",
+        **{k: test[k] for k in ("value", "p_value")},
+        "threshold": threshold,
+        "threshold_source": source,
+        "threshold_percentile": percentile,
+        "num_flagged": int(flagged.sum()),
+        "flagged_fraction": float(flagged.mean()),
+        "holdout": hold_dist is not None,
+        "holdout_flagged_fraction": (
+            None
+            if hold_dist is None or threshold is None
+            else float((hold_dist < threshold).mean())
+        ),
+        "num_cells": test["num_cells"],
+        "cells": test["cells"],
     }
-    feat_d1 = None
-    if inputs.gen_features is not None and inputs.train_features is not None:
-        fd, _ = top2_nearest(inputs.gen_features, inputs.train_features)
-        feat_d1 = fd[:, 0]
-        fcounts, fedges = np.histogram(feat_d1, bins=bins)
-        summary["feature"] = {
-            "nearest_distance": quantiles(feat_d1),
-            "ratio": quantiles(_ratio(fd[:, 0], fd[:, 1])),
-            "histogram": {"bin_edges": fedges.tolist(), "counts": fcounts.tolist()},
-        }
-    flagged_idx = np.flatnonzero(sims[:, 0] >= copy_ncc)
-    flagged_idx = flagged_idx[np.argsort(-sims[flagged_idx, 0])]
-    summary["flagged"] = [
-        {
-            "gen_index": int(i),
-            "seed": int(inputs.seeds[i]) if inputs.seeds else None,
-            "train_index": int(idx[i, 0]),
-            "train_name": inputs.train_names[idx[i, 0]],
-            "ncc": float(sims[i, 0]),
-            "second_ncc": float(sims[i, 1]),
-            "ratio": float(ratio[i]),
-            "feature_distance": None if feat_d1 is None else float(feat_d1[i]),
-        }
-        for i in flagged_idx
-    ]
-    summary["num_flagged"] = len(flagged_idx)
-    summary["flagged_fraction"] = len(flagged_idx) / max(1, gen_vec.shape[0])
-    summary["holdout"] = None
-    if inputs.patient_keys is not None:
-        summary["holdout"] = holdout_comparison(
-            gen_vec, train_vec, inputs.patient_keys, holdout_fraction, seed
-        )
-    order = np.argsort(-sims[:, 0])
-    pairs = [(int(i), int(idx[i, 0]), float(sims[i, 0])) for i in order]
+    summary = {
+        "num_gen": len(gen_vec),
+        "num_train": len(train_vec),
+        "num_holdout": 0 if hold_vec is None else len(hold_vec),
+        "representation": {
+            "name": "body",
+            "size": size,
+            "mirror": True,
+            "distance": "RMS difference of grey levels standardised inside the body mask",
+        },
+        "copy_test": copy_test,
+        "distances": {
+            "generated": quantiles(gen_dist),
+            "holdout": None if hold_dist is None else quantiles(hold_dist),
+            "between_patient": quantiles(finite),
+            "histogram": _histogram(
+                {"generated": gen_dist, "holdout": hold_dist, "between_patient": finite}, bins
+            ),
+        },
+        "images": _image_records(inputs, gen_idx, gen_dist, pct, flagged),
+        "feature": _feature_view(inputs),
+    }
+    summary["verdicts"] = copy_verdicts(copy_test, summary["num_gen"])
+    order = np.argsort(gen_dist, kind="stable")
+    pairs = [(int(i), int(gen_idx[i]), float(gen_dist[i])) for i in order]
     return AuditResult(summary, pairs)
+
+
+def _image_records(inputs, gen_idx, gen_dist, pct, flagged) -> list[dict]:
+    names = inputs.names()
+    keys = inputs.patient_keys
+    return [
+        {
+            "gen_index": i,
+            "gen_name": names[i],
+            "seed": int(inputs.seeds[i]) if inputs.seeds else None,
+            "train_index": int(gen_idx[i]),
+            "train_name": inputs.train_names[gen_idx[i]],
+            "patient_key": keys[gen_idx[i]] if keys else None,
+            "distance": float(gen_dist[i]),
+            "percentile": None if np.isnan(pct[i]) else float(pct[i]),
+            "flagged": bool(flagged[i]),
+        }
+        for i in range(len(gen_dist))
+    ]
+
+
+def _feature_view(inputs: AuditInputs) -> dict | None:
+    """Nearest training image in detector-feature space, when the detector is present."""
+    if inputs.gen_features is None or inputs.train_features is None:
+        return None
+    g = np.asarray(inputs.gen_features, np.float64)
+    t = np.asarray(inputs.train_features, np.float64)
+    d = (g * g).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * g @ t.T
+    return {"nearest_distance": quantiles(np.sqrt(np.maximum(d.min(axis=1), 0.0)))}
 
 
 def side_by_side(
@@ -240,7 +238,8 @@ def side_by_side(
 ) -> np.ndarray:
     """Picture of the closest pairs: rows of [generated | nearest training | |difference|].
 
-    uint8 [rows*H, 3*W] grey (first channel of colour images), 2-pixel separators.
+    uint8 [rows*H, 3*W] grey (first channel of colour images), 2-pixel separators. The
+    difference is of the raw pixels: a flipped or shifted copy shows a large one.
     """
     pairs = pairs[:max_rows]
     if not pairs:
@@ -256,3 +255,52 @@ def side_by_side(
             x = col * (w + sep)
             out[y : y + h, x : x + w] = tile.astype(np.uint8)
     return out
+
+
+def audit_archive(
+    archive,
+    gen: np.ndarray,
+    seeds: list[int] | None,
+    gen_names: list[str] | None,
+    gen_features: np.ndarray | None = None,
+    train_features: np.ndarray | None = None,
+    seed: int = 0,
+    percentile: float = ct.DEFAULT_PERCENTILE,
+) -> tuple[AuditResult, np.ndarray]:
+    """Audit generated images against a training archive and its held-out patients (the
+    sibling `-holdout` archive, `mrisynth.data.holdout`); returns (result, training images).
+
+    InputError when the holdout shares a patient with the training archive."""
+    from mrisynth.data.archive import ImageArchive
+    from mrisynth.data.holdout import find_holdout
+    from mrisynth.metrics.diversity import archive_patient_keys
+    from mrisynth.metrics.sources import read_real_images
+
+    train = read_real_images(archive)
+    held = find_holdout(archive) if isinstance(archive, ImageArchive) else None
+    inputs = AuditInputs(
+        gen=gen,
+        train=train,
+        train_names=list(archive.names),
+        patient_keys=archive_patient_keys(archive),
+        holdout=None if held is None else read_real_images(held),
+        seeds=seeds or None,
+        gen_names=gen_names,
+        gen_features=gen_features,
+        train_features=train_features,
+    )
+    return audit(inputs, percentile=percentile, seed=seed), train
+
+
+def record_results(name: str, summary: dict) -> dict[str, float]:
+    """The numbers of an audit that go into `metric-<name>.jsonl` (defined ones only)."""
+    c = summary["copy_test"]
+    values = {
+        "flagged_fraction": c["flagged_fraction"],
+        "threshold": c["threshold"],
+        "zu": c["value"],
+        "zu_p": c["p_value"],
+        "holdout_flagged_fraction": c["holdout_flagged_fraction"],
+        "distance_median": (summary["distances"]["generated"] or {}).get("median"),
+    }
+    return {f"{name}_{k}": float(v) for k, v in values.items() if v is not None}

@@ -9,6 +9,8 @@ images, and the real side is always the full training set for `_full`):
 - `intensity_hist[<n>]`, `body_area[<n>]`: weight-free pixel statistics (default 1k images).
 - `frd<n>`: Fréchet Radiomics Distance on n real and n generated images (optional extra).
 - `memorisation[<n>]`: memorisation audit on n generated images (default 1k).
+- `diversity[<n>]`: MS-SSIM, spread and coverage of n generated images against the real ones,
+  with the mode-collapse verdict (`metrics.diversity`; default 1k).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("body_area", re.compile(r"^body_area(?P<n>\d+k|\d+)?$")),
     ("frd", re.compile(rf"^frd{_COUNT}$")),
     ("memorisation", re.compile(r"^memorisation(?P<n>\d+k|\d+)?$")),
+    ("diversity", re.compile(r"^diversity(?P<n>\d+k|\d+)?$")),
 ]
 
 # Which detector each family feeds ('standin-' = the seeded random stand-in).
@@ -114,7 +117,7 @@ def parse_metric_name(name: str) -> MetricSpec:
     raise ConfigError(
         f"unknown metric {name!r}{hint}; known: fid50k_full, kid50k_full, pr50k3_full "
         "(any count, e.g. fid2k_full), standin_fd/kd/pr..., intensity_hist, body_area, "
-        "frd<n>, memorisation[<n>] (see `mrisynth metrics --help`)"
+        "frd<n>, memorisation[<n>], diversity[<n>] (see `mrisynth metrics --help`)"
     )
 
 

@@ -67,8 +67,8 @@ class EvalOptions:
     first_seed: int = 0  # seed of the first generated image
     use_cache: bool = True  # real features cached by dataset hash + detector hash
     pr_fp16: bool = True  # NVIDIA casts features to float16 for PR (False: not reference-exact)
-    copy_ncc: float = 0.97  # memorisation: NCC at or above which an image is a near-copy
-    compare_size: int = 128  # memorisation: pixel comparison resolution cap
+    copy_percentile: float = 1.0  # memorisation: flag below this percentile of real
+    # between-patient nearest-neighbour distances (calibrated from the data, not a constant)
     frd_workers: int | None = 1
 
 
@@ -106,6 +106,7 @@ class _Outcome:
     num_real: int
     audit: mem.AuditResult | None = None
     picture: np.ndarray | None = None
+    verdicts: list[dict] = field(default_factory=list)  # issue-10 contract: topic, level, ...
 
 
 _FEATURE_FAMILIES = ("kid", "pr", "standin_kd", "standin_pr")
@@ -125,7 +126,7 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
         "keep_features": keep,  # KID, PR and the audit need features; FID only moments
         "hist": any(s.family == "intensity_hist" for s in specs),
         "area": any(s.family == "body_area" for s in specs),
-        "keep": any(s.family in ("frd", "memorisation") for s in specs),
+        "keep": any(s.family in ("frd", "memorisation", "diversity") for s in specs),
     }
 
 
@@ -189,41 +190,38 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
         real = sources.read_real_images(archive, idx)
         value = frechet_radiomics_distance(real, gen_images[: spec.num_gen], opts.frd_workers)
         return _Outcome({name: value}, None, n_real)
-    return _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts)
+    if spec.family == "diversity":
+        from mrisynth.metrics import diversity as dv
+
+        div = dv.diversity_vs_archive(gen_images[: spec.num_gen], archive, seed=opts.seed)
+        n_real = min(len(archive), dv.MAX_REAL)
+        return _Outcome(dv.finite_results(name, div.results), None, n_real, verdicts=div.verdicts)
+    return _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, None)
 
 
-def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts) -> _Outcome:
-    train = sources.read_real_images(archive)
-    inputs = mem.AuditInputs(
-        gen=gen_images[: spec.num_gen],
-        train=train,
-        seeds=seeds[: spec.num_gen],
-        train_names=list(archive.names),
-        patient_keys=sources.patient_keys(archive),
-    )
-    detector = None
+def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, names) -> _Outcome:
+    """The audit against the training archive and its held-out patients, if any."""
+    n = spec.num_gen
+    gen_feat = train_feat = detector = None
     if "inception" in gen_stats:
         ext = pool.get("inception")
-        inputs.gen_features = gen_stats["inception"].features()[: spec.num_gen]
-        real = sources.real_features(archive, ext, use_cache=opts.use_cache)
-        inputs.train_features = real.features()
+        gen_feat = gen_stats["inception"].features()[:n]
+        train_feat = sources.real_features(archive, ext, use_cache=opts.use_cache).features()
         detector = ext.record()
-    audit = mem.audit(
-        inputs, copy_ncc=opts.copy_ncc, compare_size=opts.compare_size, seed=opts.seed
+    audit, train = mem.audit_archive(
+        archive,
+        gen_images[:n],
+        seeds[:n] if None not in seeds[:n] else None,
+        None if names is None else names[:n],  # `seed<N>` or the file names (--images)
+        gen_feat,
+        train_feat,
+        seed=opts.seed,
+        percentile=opts.copy_percentile,
     )
-    s = audit.summary
-    holdout = s["holdout"]
-    res = {
-        "flagged_fraction": s["flagged_fraction"],
-        "nearest_ncc_median": s["pixel"]["nearest_ncc"]["median"],
-        "nearest_ncc_max": s["pixel"]["nearest_ncc"]["max"],
-    }
-    if holdout is not None:
-        res["holdout_mannwhitney_p"] = holdout["mannwhitney_p"]
-        res["holdout_warning"] = float(holdout["warning"])
-    res = {f"{spec.name}_{k}": v for k, v in res.items()}
-    picture = mem.side_by_side(inputs.gen, train, audit.closest_pairs)
-    return _Outcome(res, detector, len(train), audit, picture)
+    picture = mem.side_by_side(gen_images[:n], train, audit.closest_pairs)
+    res = mem.record_results(spec.name, audit.summary)
+    verdicts = audit.summary["verdicts"]
+    return _Outcome(res, detector, len(train), audit, picture, verdicts=verdicts)
 
 
 def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
@@ -262,6 +260,9 @@ def compute_metrics(
         for spec in group:
             out[spec.name] = _compute_one(spec, archive, *generated, pool, opts, device)
             log.info("%s: %s", spec.name, out[spec.name].results)
+            for v in out[spec.name].verdicts:  # mode collapse, data-copying: say it loudly
+                if v.get("level") == "warning":
+                    log.warning("%s: %s. %s", spec.name, v["title"], v["text"])
     return out
 
 
@@ -296,19 +297,19 @@ def evaluate_and_record(
         o = outcomes[spec.name]
         if run_dir is None:
             continue
-        records.append_record(
-            run_dir,
-            records.make_record(
-                spec.name,
-                snap_name,
-                kimg,
-                o.results,
-                spec.num_gen,
-                o.num_real,
-                o.detector,
-                spec.reference_exact and (spec.family != "pr" or opts.pr_fp16),
-            ),
+        line = records.make_record(
+            spec.name,
+            snap_name,
+            kimg,
+            o.results,
+            spec.num_gen,
+            o.num_real,
+            o.detector,
+            spec.reference_exact and (spec.family != "pr" or opts.pr_fp16),
         )
+        if o.verdicts:
+            line["verdicts"] = o.verdicts
+        records.append_record(run_dir, line)
         if o.audit is not None:
             write_audit(Path(run_dir), spec.name, snap_name, kimg, o)
     return {name: o.results for name, o in outcomes.items()}
