@@ -262,7 +262,7 @@ def test_report_with_metrics(tmp_path):
     assert "flagged as near-copies" in page and "median 0.410" in page
     assert "img0002.png (NCC 0.985)" in page
     assert "memorisation-network-snapshot-000008-histogram.png" in refs
-    assert "Metrics evaluated once" in page and "<td>frd64</td>" in page
+    assert "<th>Fréchet radiomics distance (FRD, not FID)</th>" in page  # Table 1, own column
     assert "metric-frd64.png" not in refs
     assert "2 memorisation audits" in page and not any("000004" in r for r in refs)
     assert res.output.strip().endswith("index.html")
@@ -339,3 +339,315 @@ def test_report_refuses_an_archive_of_another_size(tmp_path):
     (other / "a.png").write_bytes(encode_png(np.zeros((1, 32, 32), np.uint8)))
     res = CliRunner().invoke(cli, ["report", str(run_dir), "--data", str(other)])
     assert res.exit_code == 1 and "--data" in res.output and "1x32x32" in res.output
+
+
+# --- readability, verdicts, evaluation folders, hostile run files (issue 10) ---------------
+
+HOSTILE = "Use `rm -rf` **now** [here](http://evil.example) <script>alert(1)</script>"
+
+
+def _verdict(topic: str, level: str, title: str, text: str = "Plain sentence.") -> dict:
+    return {"topic": topic, "level": level, "title": title, "text": text}
+
+
+def _diversity_record(snapshot: str, kimg, verdicts: list[dict], ms_gen: float = 0.62) -> dict:
+    return {
+        "metric": "diversity64",
+        "snapshot": snapshot,
+        "kimg": kimg,
+        "results": {
+            "diversity64_msssim_gen": ms_gen,
+            "diversity64_msssim_real": 0.31,
+            "diversity64_msssim_ratio": ms_gen / 0.31,
+            "diversity64_body_area_std_gen": 0.006,
+            "diversity64_body_area_std_real": 0.040,
+            "diversity64_mean_intensity_std_gen": 2.5,
+            "diversity64_mean_intensity_std_real": 9.0,
+            "diversity64_coverage": 0.2,
+        },
+        "num_gen": 64,
+        "num_real": 6,
+        "detector": None,
+        "reference_exact": False,
+        "timestamp": 5.0,
+        "verdicts": verdicts,
+    }
+
+
+def _audit(snapshot: str, kimg, verdicts: list[dict], names: list[str]) -> dict:
+    """A memorisation summary in D's schema: every generated image has a record."""
+    images = [
+        {
+            "gen_index": i,
+            "gen_name": name,
+            "seed": None,
+            "train_index": i % 3,
+            "train_name": f"img{i % 3:04d}.png",
+            "patient_key": f"P{i % 2}",
+            "distance": 0.05 * (i + 1),
+            "percentile": 2.0 * i,
+            "flagged": i == 0,
+        }
+        for i, name in enumerate(names)
+    ]
+    return {
+        "metric": "memorisation64",
+        "snapshot": snapshot,
+        "kimg": kimg,
+        "num_gen": len(names),
+        "num_train": 6,
+        "copy_test": {"statistic": "Z_U", "value": -4.2, "p_value": 1e-5, "num_flagged": 1},
+        "images": images,
+        "verdicts": verdicts,
+        "picture": f"memorisation-{snapshot}.png",
+    }
+
+
+def _pairs_picture(rows: int, w: int = 16) -> np.ndarray:
+    """The runner's closest-pairs picture geometry: rows of 3 tiles, 2-pixel separators."""
+    pic = np.full((1, rows * (w + 2) - 2, 3 * w + 4), 255, np.uint8)
+    for r in range(rows):
+        for c in range(3):
+            y, x = r * (w + 2), c * (w + 2)
+            pic[0, y : y + w, x : x + w] = 40 * c + 10 * r
+    return pic
+
+
+def _evaluation_folder(root: Path) -> Path:
+    """What `mrisynth metrics --images gen --data train.zip -o OUT` writes: kimg null."""
+    out = root / "eval-gen"
+    out.mkdir()
+    copy = _verdict("copying", "ok", "No sign of data-copying", "Z_U 0.3 (p 0.6).")
+    div = _verdict("diversity", "warning", "Mode collapse", "Generated MS-SSIM 0.62 vs 0.31.")
+    _jsonl(out / "metric-diversity64.jsonl", [_diversity_record("gen", None, [div])])
+    pixfd = {
+        "metric": "pixfd64",
+        "snapshot": "gen",
+        "kimg": None,
+        "results": {"pixfd64": 123.4},
+        "num_gen": 64,
+        "num_real": 6,
+        "detector": None,
+        "reference_exact": False,
+        "timestamp": 5.0,
+    }
+    _jsonl(out / "metric-pixfd64.jsonl", [pixfd])
+    names = [f"gen_{i:03d}.png" for i in range(4)]
+    (out / "memorisation-gen.json").write_text(json.dumps(_audit("gen", None, [copy], names)))
+    (out / "memorisation-gen.png").write_bytes(encode_png(_pairs_picture(4)))
+    return out
+
+
+class _Page(__import__("html.parser").parser.HTMLParser):
+    """Text nodes and attribute values of a page, and the order of its top-level blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self.texts += [v for _, v in attrs if v]
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+
+def _parse(page: str) -> _Page:
+    p = _Page()
+    p.feed(page)
+    return p
+
+
+def _no_markdown(page: str) -> None:
+    parsed = _parse(page)
+    text = "\n".join(parsed.texts)
+    assert "`" not in text and "**" not in text, text
+    assert not re.search(r"\[[^\]\n]*\]\([^)\n]*\)", text), text
+    assert not any(tag == "script" for tag, _ in parsed.tags)
+
+
+def test_evaluation_folder_renders_with_offline_distance_summary_and_labelled_pairs(tmp_path):
+    out = _evaluation_folder(tmp_path)
+    res = CliRunner().invoke(cli, ["report", str(out), "--outdir", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "rep" / "index.html").read_text()
+    _no_markdown(page)
+    tags = [t for t, _ in _parse(page).tags]
+    assert tags[tags.index("h1") + 1] == "section"  # the summary box right after the title
+    box = page[page.index('<section id="summary">') : page.index("</section>")]
+    assert box.index("WARNING") < box.index("Mode collapse") < box.index("No sign of data-copying")
+    assert "No copy test" not in box and "No diversity" not in box
+    # Table 1: the offline distance in its own named column, never called FID
+    assert "Pixel Fréchet distance (weight-free, not FID)" in page and "123.4" in page
+    assert "<th>FID</th>" not in page and "not comparable with the study" in page
+    assert "Table 1 has no FID, KID or precision/recall" in page
+    # diversity next to real data, with units
+    assert '<td>Body area spread (std)</td><td class="num">0.006</td>' in page
+    assert "fraction of image area" in page and "Metrics evaluated once" not in page
+    # the closest pairs, labelled from the audit's records, no training-only notes
+    assert "memorisation-gen-pairs.png" in _referenced_files(page)
+    assert "No stats.jsonl" not in page and "pass --data" not in page
+    assert "evaluation of a folder of images" in page
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["best"][0]["by"] == "offline" and summary["best"][0]["kimg"] is None
+    assert [v["level"] for v in summary["verdicts"]] == ["warning", "ok"]
+
+
+def test_summary_box_shows_the_latest_snapshot_and_says_what_was_not_run(tmp_path):
+    run_dir = _make_run(tmp_path, with_metrics=False)
+    old = _verdict("diversity", "warning", "Old collapse warning")
+    new = _verdict("diversity", "ok", "Diversity as real", HOSTILE)
+    _jsonl(
+        run_dir / "metric-diversity64.jsonl",
+        [
+            _diversity_record("network-snapshot-000008.safetensors", 8, [new], 0.3),
+            _diversity_record("network-snapshot-000004.safetensors", 4, [old]),
+        ],
+    )
+    res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
+    assert res.exit_code == 0, res.output
+    page = (run_dir / "report" / "index.html").read_text()
+    _no_markdown(page)
+    box = page[page.index('<section id="summary">') : page.index("</section>")]
+    assert "Diversity as real" in box and "Old collapse" not in box
+    assert "at 8 kimg" in box
+    assert "No copy test was run" in box
+    assert "<code>mrisynth metrics --network RUN_DIR --data TRAIN.zip --metrics " in box
+    assert "&lt;script&gt;" in box and "rm -rf" in box  # shown as text, harmless
+    md = (run_dir / "report" / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Best snapshot")
+
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "archive"), "--panel", "0"])
+    page = (tmp_path / "archive" / "report" / "index.html").read_text()
+    assert "No copy test was run" in page and "No diversity metric was run" in page
+
+
+def test_hostile_metric_records_are_cleaned_where_they_are_read(tmp_path, monkeypatch):
+    from mrisynth.report import runfiles
+
+    monkeypatch.setattr(runfiles, "MAX_FILE_BYTES", 200_000)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    good = {"metric": "x", "snapshot": "s1", "kimg": 4, "results": {"fid2k_full": 10.0}}
+    lines = [
+        json.dumps(good | {"reference_exact": "true", "num_gen": 10**30}),
+        json.dumps(good | {"snapshot": "s2", "kimg": 1e300, "results": {"fid2k_full": "12"}}),
+        json.dumps(good | {"snapshot": "s3", "kimg": True, "results": {"fid2k_full": 1e400}}),
+        '{"snapshot": "s4", "kimg": NaN, "results": {"fid2k_full": NaN, "kid2k_full": 0.5}}',
+        "[" * 100_000,  # nested beyond the recursion limit
+        json.dumps(good | {"snapshot": ["not", "a", "name"], "results": {"fid2k_full": 7.0}}),
+        json.dumps(good | {"snapshot": "s6", "verdicts": "not a list", "detector": "inception"}),
+    ]
+    (run_dir / "metric-x.jsonl").write_text("\n".join(lines) + "\n")
+    (run_dir / "metric-huge.jsonl").write_text((json.dumps(good) + "\n") * 4000)
+    records = read_run(run_dir).metrics["x"]
+    by_snap = {r["snapshot"]: r for r in records}
+    assert by_snap["s1"]["reference_exact"] is False and by_snap["s1"]["num_gen"] is None
+    assert "s2" not in by_snap and "s3" not in by_snap  # no usable number left
+    assert by_snap["s4"]["kimg"] is None and by_snap["s4"]["results"] == {"kid2k_full": 0.5}
+    assert by_snap["record 4"]["results"] == {"fid2k_full": 7.0}
+    assert by_snap["s6"]["detector"] is None
+    assert "huge" not in read_run(run_dir).metrics
+    res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
+    assert res.exit_code == 0, res.output
+
+
+def test_grids_are_enlarged_with_nearest_neighbour_and_bad_pngs_are_skipped(tmp_path):
+    run_dir = _make_run(tmp_path, with_metrics=False)  # resolution 16 in training_options.json
+    grid = np.random.default_rng(3).integers(0, 256, (1, 64, 128), dtype=np.uint8)
+    (run_dir / "reals.png").write_bytes(encode_png(grid))
+    bomb = bytearray(encode_png(np.zeros((1, 8, 8), np.uint8)))
+    bomb[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR claims 100000 x 100000 pixels
+    (run_dir / "fakes-000000.png").write_bytes(bytes(bomb))
+    (run_dir / "fakes-000008.png").write_bytes(encode_png(grid)[:60])  # truncated
+    res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
+    assert res.exit_code == 0, res.output
+    out = run_dir / "report"
+    shown = read_png(out / "reals.png")
+    assert shown.shape == (1, 64 * 8, 128 * 8)  # 16 px tiles -> 128 px
+    assert np.array_equal(shown, grid.repeat(8, axis=1).repeat(8, axis=2))
+    page = (out / "index.html").read_text()
+    assert 'class="px" src="reals.png"' in page
+    assert "fakes-000000.png is not a readable PNG" in page
+    assert "fakes-000008.png is not a readable PNG" in page
+    assert "fakes-000000.png" not in _referenced_files(page)
+
+
+def test_audit_picture_cannot_point_out_of_the_run_folder(tmp_path):
+    from mrisynth.report.build import build_report
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (tmp_path / "secret.png").write_bytes(encode_png(_pairs_picture(1)))
+    (run_dir / "inside.png").write_bytes(encode_png(_pairs_picture(1)))
+    tricks = ["../secret.png", str(tmp_path / "secret.png"), ".hidden.png", "x.json", ""]
+    for trick in [*tricks, "inside.png"]:
+        audit = _audit("s", 1, [], ["seed0"]) | {"picture": trick}
+        (run_dir / "memorisation-s.json").write_text(json.dumps(audit))
+        files = build_report(read_run(run_dir)).files
+        assert ("inside-pairs.png" in files) == (trick == "inside.png"), (trick, list(files))
+        assert not any("secret" in f for f in files)
+
+
+def test_closest_pairs_rows_match_the_records_and_carry_their_labels():
+    from mrisynth.report import pairs
+
+    pic = _pairs_picture(3)
+    cut = pairs.tiles(pic)
+    assert len(cut) == 3 and cut[2][1].shape == (16, 16) and cut[2][1][0, 0] == 60
+    assert pairs.tiles(pic[:, :, :-1]) is None  # not the runner's geometry
+    audit = _audit("s", 0, [], ["seed7", "seed3", "seed9"])
+    audit["images"].reverse()  # the records' order must not matter: sorted by distance
+    recs = pairs.closest_records(audit, 3)
+    assert [r["gen_name"] for r in recs] == ["seed7", "seed3", "seed9"]
+    label = pairs.row_label(recs[0])
+    assert "seed7 FLAGGED" in label and "patient P0" in label and "distance 0.05" in label
+    assert pairs.closest_records(audit, 4) is None
+    assert pairs.closest_pairs_figure(pic, audit).startswith(b"\x89PNG")
+
+
+def test_every_axis_has_a_unit_and_histograms_fit_the_data(monkeypatch):
+    from mrisynth.report import figures, panel
+    from mrisynth.report.tables import Series
+
+    drawn = []
+    monkeypatch.setattr(figures, "figure_png", lambda fig: drawn.append(fig) or b"")
+    monkeypatch.setattr(panel, "figure_png", lambda fig: drawn.append(fig) or b"")
+    s = Series("body_area64", "body_area64_gen_std", [0.0, 4.0], [0.1, 0.2], ["a", "b"])
+    r = Series("body_area64", "body_area64_real_std", [0.0, 4.0], [0.1, 0.1], ["a", "b"])
+    figures.metric_group_figure("body_area64", [s, r])
+    figures.single_metric_figure(
+        Series("fid", "fid2k_full", [0.0, 4.0], [9, 8], ["a", "b"]), "t", "FID (unitless)"
+    )
+    ticks = [{"Progress/kimg": k, "Loss/G/loss": 1.0, "Progress/augment": 0.1} for k in (0, 1)]
+    figures.training_figure(ticks, 0.6)
+    figures.histogram_figure(
+        [0.0, 0.25, 0.5, 0.75, 1.0],
+        {"generated": [0, 0, 5, 0]},
+        title="h",
+        xlabel="distance (unitless)",
+        marks=[(0.55, "threshold")],
+    )
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (2, 1, 8, 8), dtype=np.uint8)
+    panel.real_vs_generated_figure(imgs, imgs, [0, 1], ["a.png", "b.png"], ["P1", "P2"])
+    for fig in drawn[:-1]:
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert "(" in ax.get_xlabel() and "(" in ax.get_ylabel(), ax.get_title()
+    lo, hi = drawn[3].axes[0].get_xlim()
+    assert 0.45 < lo < 0.5 and 0.75 < hi < 0.8  # occupied bin [0.5, 0.75] and the mark
+    texts = [ax.get_xlabel() + ax.get_title() for ax in drawn[-1].axes]
+    assert any("seed 1" in t for t in texts)
+    assert any("patient P2" in t and "b.png" in t and "1 - NCC = 0.000" in t for t in texts)
+
+
+def test_plain_text_drops_markdown_and_inline_html_marks_commands():
+    from mrisynth.report.plaintext import inline_html, plain
+
+    assert plain(HOSTILE) == "Use 'rm -rf' now here <script>alert(1)</script>"
+    assert plain("a\x00b\u202ec\n# d", 10) == "a b c # d"
+    assert plain("x" * 50, 10) == "xxxxxxx..."
+    assert inline_html("run `a <b>` now") == "run <code>a &lt;b&gt;</code> now"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mrisynth.report import figures, grids, memorisation
+from mrisynth.report import figures, grids, memorisation, pairs
 from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
 from mrisynth.report.runfiles import RunFiles
@@ -107,8 +107,8 @@ def _metric_figures(report: Report) -> None:
         )
         used |= {(s.metric, s.key) for s in (prec, rec) if s}
     for cat, number, file, scale, ylabel, study in (
-        ("fid", 2, "fig2-fid.png", 1.0, "FID", "18.14"),
-        ("kid", 3, "fig3-kid.png", 1e3, "KID x 1e3", "7.17e-3"),
+        ("fid", 2, "fig2-fid.png", 1.0, "FID (squared Inception-feature distance)", "18.14"),
+        ("kid", 3, "fig3-kid.png", 1e3, "KID x 1e3 (squared MMD, unitless)", "7.17e-3"),
     ):
         s = _curve(series, cat)
         if s is None:
@@ -137,8 +137,10 @@ def _metric_figures(report: Report) -> None:
         if (s.metric, s.key) not in used:
             by_metric.setdefault(s.metric, []).append(s)
     for metric, group in sorted(by_metric.items()):
+        if metric.startswith("diversity") and all(len(s.values) < 2 for s in group):
+            continue  # one evaluation: the diversity table shows it
         if all(len(s.values) < 2 for s in group):  # one evaluation: a table row, not a curve
-            report.single.extend(group)
+            report.single.extend(s for s in group if s.category is None)  # not in Table 1
             continue
         report.add(
             FigureEntry(
@@ -159,14 +161,17 @@ def _tile_px(run: RunFiles) -> int | None:
     return None
 
 
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        log.warning("%s: unreadable (%s)", path, e)
+        return None
+
+
 def _add_grid(report: Report, path: Path, title: str, caption: str) -> None:
     """A grid enlarged for the screen; an unreadable file becomes a note, not a crash."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        report.notes.append(f"{path.name} could not be read ({e.strerror}); left out.")
-        return
-    shown = grids.display_grid(data, _tile_px(report.run))
+    shown = grids.display_grid(_read(path) or b"", _tile_px(report.run))
     if shown is None:
         report.notes.append(f"{path.name} is not a readable PNG image of sane size; left out.")
         return
@@ -186,7 +191,7 @@ def _images(report: Report) -> None:
         _add_grid(
             report,
             path,
-            f"Generated at {kimg} kimg ({path.name})",
+            f"Generated at {kimg:g} kimg ({path.name})",
             "Fixed latents, so grids are comparable over training.",
         )
 
@@ -215,21 +220,39 @@ def _memorisation(report: Report) -> None:
             ),
             hist,
         )
+    _closest_pairs(report, obj, path)
+
+
+def _closest_pairs(report: Report, obj: dict[str, Any], path: Path) -> None:
+    """The audit picture, labelled per row from the audit's records when they fit together."""
     picture = _audit_picture(report.run, obj, path)
-    if picture is not None:
-        shown = grids.display_grid(picture.read_bytes(), None)
-        if shown is None:
-            report.notes.append(f"{picture.name} is not a readable PNG image; left out.")
-            return
-        report.add(
-            FigureEntry(
-                picture.name,
-                f"Closest pairs ({picture.name})",
-                "Rows: generated | nearest training image | absolute difference, closest first.",
-                section="memorisation",
-            ),
-            shown[0],
+    if picture is None:
+        return
+    data = _read(picture) or b""
+    image = grids.decode_png(data)
+    if image is None:
+        report.notes.append(f"{picture.name} is not a readable PNG image; left out.")
+        return
+    title = f"Closest pairs ({picture.name})"
+    labelled = pairs.closest_pairs_figure(image, obj)
+    if labelled is not None:
+        caption = (
+            "The generated images closest to a training image, closest first: generated, its "
+            "nearest training image, the absolute difference of the pixels; each row names "
+            "the generated image, the training image and its patient, the distance and its "
+            "percentile among real between-patient distances (flagged rows in red)."
         )
+        entry = FigureEntry(f"{picture.stem}-pairs.png", title, caption, section="memorisation")
+        report.add(entry, labelled)
+        return
+    cut = pairs.tiles(image)
+    shown = grids.display_grid(data, cut[0][0].shape[1] if cut else _tile_px(report.run))
+    if shown is not None:
+        caption = "Rows: generated | nearest training image | absolute difference, closest first."
+        if shown[1] > 1:
+            caption += f" Enlarged {shown[1]}x with nearest-neighbour pixels."
+        entry = FigureEntry(picture.name, title, caption, "memorisation", pixelated=True)
+        report.add(entry, shown[0])
 
 
 def _audit_picture(run: RunFiles, obj: dict[str, Any], path: Path) -> Path | None:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from mrisynth.report.runfiles import stat_series
 from mrisynth.report.tables import Series
-from mrisynth.report.units import KIMG_LABEL, unit_of
+from mrisynth.report.units import KIMG_LABEL, KIMG_SHORT, unit_of
 
 DPI = 110
 
@@ -135,7 +135,7 @@ def metric_group_figure(metric: str, series: Sequence[Series]) -> bytes:
         if len(group) > 1:
             ax.legend(fontsize=7)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("kimg", fontsize=8)
+        ax.set_xlabel(KIMG_SHORT, fontsize=8)
         ax.set_ylabel(unit_of(title), fontsize=7)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -198,30 +198,39 @@ def fitted_range(
     return lo - pad, hi + pad
 
 
+_HIST_COLOURS = ("#4a7ab5", "#e08a2c", "#5a9e5a", "#9b59b6")
+
+
 def histogram_figure(
     edges: Sequence[float],
-    counts: Sequence[float],
+    counts: dict[str, Sequence[float]],
     *,
     title: str,
     xlabel: str,
     ylabel: str = "images (count)",
     marks: Sequence[tuple[float, str]] = (),
 ) -> bytes:
-    """A histogram from bin edges and counts, its x-axis fitted to the data and the marks.
+    """Histograms sharing bin edges (one per named count list), x-axis fitted to the data.
 
-    `marks` are (x, label) dashed vertical lines (e.g. a threshold). Both axis labels should
-    carry a unit.
+    One series is drawn as bars; several as outlined steps so each stays readable. `marks` are
+    (x, label) dashed vertical lines (e.g. a threshold). Both axis labels should carry a unit.
     """
     fig, axes = new_figure(figsize=(6.4, 3.6))
     ax = axes[0, 0]
     widths = [b - a for a, b in itertools.pairwise(edges)]
-    ax.bar(edges[:-1], counts, width=widths, align="edge", color="#4a7ab5", edgecolor="white")
+    total = [sum(c) for c in zip(*counts.values(), strict=True)] if counts else []
+    for (name, c), colour in zip(counts.items(), itertools.cycle(_HIST_COLOURS), strict=False):
+        if len(counts) == 1:
+            ax.bar(edges[:-1], c, width=widths, align="edge", color=colour, edgecolor="white")
+        else:
+            ax.stairs(c, edges, color=colour, lw=1.6, label=name)
     for x, label in marks:
         ax.axvline(x, color="#c33", ls="--", lw=1, label=label)
-    if marks:
+    if marks or len(counts) > 1:
         ax.legend(fontsize=8)
-    ax.set_xlim(*fitted_range(edges, counts, [x for x, _ in marks]))
-    ax.set_ylim(0, max(max(counts, default=0), 1) * 1.1)
+    ax.set_xlim(*fitted_range(edges, total, [x for x, _ in marks]))
+    peak = max((max(c, default=0) for c in counts.values()), default=0)
+    ax.set_ylim(0, max(peak, 1) * 1.1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

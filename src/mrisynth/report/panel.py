@@ -95,7 +95,7 @@ def real_vs_generated_figure(
             who.append(_short(str(train_names[j])))
         who.append(f"NCC {ncc[i]:.3f} (1 - NCC = {1 - ncc[i]:.3f})")
         _show(bottom, train[j])
-        bottom.set_title("\n".join(who), fontsize=8)
+        bottom.set_xlabel("\n".join(who), fontsize=8)
         if i % cols == 0:
             top.set_ylabel("generated", fontsize=9)
             bottom.set_ylabel("nearest training image", fontsize=9)

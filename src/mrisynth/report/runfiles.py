@@ -19,9 +19,9 @@ from mrisynth.report.plaintext import plain
 
 log = logging.getLogger(__name__)
 
-_FAKES_RE = re.compile(r"^fakes-?(\d+)\.png$")
+_FAKES_RE = re.compile(r"^fakes-?(\d+)(?:\.(\d{3}))?\.png$")  # kimg, thousandths
 _METRIC_RE = re.compile(r"^metric-(.+)\.jsonl$")
-_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)\.safetensors$")
+_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+)(?:\.(\d{3}))?\.safetensors$")
 
 
 @dataclass
@@ -32,9 +32,9 @@ class RunFiles:
     options: dict[str, Any] | None = None  # training_options.json
     stats: list[dict[str, Any]] = field(default_factory=list)  # stats.jsonl, one per tick
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> records
-    fakes: list[tuple[int, Path]] = field(default_factory=list)  # (kimg, grid), by kimg
+    fakes: list[tuple[float, Path]] = field(default_factory=list)  # (kimg, grid), by kimg
     reals: Path | None = None
-    snapshots: list[tuple[int, Path]] = field(default_factory=list)  # (kimg, .safetensors)
+    snapshots: list[tuple[float, Path]] = field(default_factory=list)  # (kimg, .safetensors)
     memorisation: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     memorisation_images: list[Path] = field(default_factory=list)
 
@@ -165,6 +165,11 @@ def record_order(record: dict[str, Any]) -> tuple[bool, float, float]:
     return (kimg is None, kimg if kimg is not None else 0.0, record.get("timestamp") or 0.0)
 
 
+def _name_kimg(m: re.Match) -> float:
+    """kimg of `...-KKKKKK[.FFF]...` file names (the fraction in thousandths of a kimg)."""
+    return int(m.group(1)) + (int(m.group(2)) / 1000 if m.group(2) else 0.0)
+
+
 def read_run(run_dir: str | Path) -> RunFiles:
     """Collect the run's files; raises InputError only when `run_dir` is not a folder."""
     run_dir = Path(run_dir)
@@ -182,14 +187,14 @@ def read_run(run_dir: str | Path) -> RunFiles:
         if not p.is_file():
             continue
         if m := _FAKES_RE.match(p.name):
-            run.fakes.append((int(m.group(1)), p))
+            run.fakes.append((_name_kimg(m), p))
         elif m := _METRIC_RE.match(p.name):
             cleaned = (clean_metric_record(r, i) for i, r in enumerate(read_jsonl(p)))
             records = [r for r in cleaned if r is not None]
             if records:
                 run.metrics[m.group(1)] = sorted(records, key=record_order)
         elif (m := _SNAPSHOT_RE.match(p.name)) and p.with_suffix(".json").is_file():
-            run.snapshots.append((int(m.group(1)), p))
+            run.snapshots.append((_name_kimg(m), p))
         elif p.name.startswith("memorisation") and p.suffix == ".json":
             obj = _read_json(p)
             if obj is not None:

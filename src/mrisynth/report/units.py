@@ -7,14 +7,15 @@ Result keys follow the metric records' naming (`<metric>_<quantity>`, e.g. `body
 from __future__ import annotations
 
 KIMG_LABEL = "kimg (thousands of real images shown to D)"
+KIMG_SHORT = "kimg (thousands of images)"  # small panels
 
 _RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("msssim",), "MS-SSIM (0-1, unitless)"),
     (("ratio",), "ratio (unitless)"),
-    (("body_area",), "fraction of image area"),
+    (("body_area",), "body area (fraction of the image)"),
     (("jsd",), "JS divergence (bits)"),
     (("intensity",), "grey levels (0-255)"),
-    (("warning",), "0 = no, 1 = yes"),
+    (("warning",), "warning (0 = no, 1 = yes)"),
     (("_p", "p_value", "pvalue"), "p-value (0-1)"),
     (("ncc",), "NCC (-1 to 1, unitless)"),
     (("distance",), "distance (unitless)"),
