@@ -25,23 +25,26 @@ def write_generation(
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Load the generator, sample the seeds and write files, manifest.csv and generation.json.
+    """Load the generator, sample the seeds and write files, generation.json and manifest.csv.
 
-    Returns the generation record (what generation.json holds). Used by the CLI and the demo.
+    The folder gets a plan first and the manifest last (see generate/output_folder.py), so a
+    run stopped by a kill or a full disk is resumed by the same command. Returns the generation
+    record (what generation.json holds). Used by the CLI and the demo.
     """
     from tqdm import tqdm
 
-    from mrisynth import atomic
     from mrisynth.devices import resolve_device
     from mrisynth.generate.dicom import SeriesInfo
     from mrisynth.generate.export import (
-        INFO_NAME,
-        MANIFEST_NAME,
+        GRID_NAME,
         ExportPlan,
-        export_images,
         generation_info,
+        grid_file,
+        image_files,
         manifest_csv,
+        manifest_rows,
     )
+    from mrisynth.generate.output_folder import OutputFolder
     from mrisynth.generate.sampling import SamplingOptions, sample_images
     from mrisynth.generate.seeds import format_seeds
     from mrisynth.hashing import sha256_file
@@ -54,6 +57,7 @@ def write_generation(
         class_idx=class_idx,
         batch_size=batch_size,
     )
+    opts.check_values()
     dev = resolve_device(device)
     G, info = load_generator(network, device=str(dev))
     opts.check(int(G.c_dim))
@@ -76,17 +80,30 @@ def write_generation(
         series=series if "dicom" in formats else None,
     )
     plan.check()
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(seeds), desc="generate", unit="img", disable=not progress) as bar:
-        samples = sample_images(G, seeds, opts, dev, on_batch=bar.update)
-        for item in export_images(samples, plan, opts):
-            atomic.write_bytes(outdir / item.name, item.data)
-    atomic.write_text(outdir / MANIFEST_NAME, manifest_csv(plan.rows))
     record = generation_info(
         str(network), snapshot.name, sha, info.kimg, seeds_text, len(seeds), opts, plan
     )
-    atomic.write_json(outdir / INFO_NAME, record)
+    rows = [row for seed in seeds for row in manifest_rows(seed, plan, opts)]
+    folder = OutputFolder(outdir, record, [r["file"] for r in rows] + ([GRID_NAME] * grid))
+    done = folder.start()
+    grid_images = []
+    with tqdm(total=len(seeds), desc="generate", unit="img", disable=not progress) as bar:
+        for start in range(0, len(seeds), batch_size):  # batch-aligned, as a full run samples
+            batch = seeds[start : start + batch_size]
+            names = {r["file"] for seed in batch for r in manifest_rows(seed, plan, opts)}
+            if not grid and names <= done:
+                bar.update(len(batch))  # written by the interrupted run
+                continue
+            for offset, (seed, img) in enumerate(sample_images(G, batch, opts, dev)):
+                for item in image_files(seed, img, start + offset + 1, plan, opts):
+                    folder.write(item.name, item.data)
+                if grid:
+                    grid_images.append(img)
+            bar.update(len(batch))
+    if grid:
+        item = grid_file(grid_images, grid_cols)
+        folder.write(item.name, item.data)
+    folder.finish(manifest_csv(rows))
     return record
 
 

@@ -10,6 +10,8 @@ patient: the patient is a fixed, obviously artificial name and ID.
 from __future__ import annotations
 
 import io
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +25,16 @@ from pydicom.uid import (
 )
 
 from mrisynth import __version__
-from mrisynth.errors import ConfigError
+from mrisynth.errors import ConfigError, InputError
 
 SYNTHETIC_PATIENT_NAME = "SYNTHETIC^MRISYNTH"
 SYNTHETIC_PATIENT_ID = "MRISYNTH-SYNTHETIC"
 _UID_NAMESPACE = "mrisynth-synthetic-v1"
+# Bounds of what may be written into a DICOM header: values read from a snapshot are untrusted.
+MAX_KIMG = 10**8
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SEEDS_TEXT = re.compile(r"^[0-9,-]+$")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,34 @@ class SeriesInfo:
     class_idx: int | None
     seeds_text: str  # the run's seed list, compact (e.g. "0-99")
     series_number: int = 1
+
+    def __post_init__(self) -> None:
+        """Only validated, bounded values reach a DICOM header (a tampered snapshot sidecar
+        once put kimg=1e30 there); the file name is reduced to safe characters."""
+        bad = None
+        if not (isinstance(self.model_sha256, str) and _SHA256.match(self.model_sha256)):
+            bad = f"model hash {self.model_sha256!r:.80}"
+        elif self.kimg is not None and (
+            isinstance(self.kimg, bool) or not isinstance(self.kimg, int)
+            or not 0 <= self.kimg <= MAX_KIMG
+        ):
+            bad = f"kimg {self.kimg!r:.40} (expected a whole number in 0..{MAX_KIMG})"
+        elif not (isinstance(self.truncation_psi, int | float)
+                  and math.isfinite(self.truncation_psi)):
+            bad = f"truncation psi {self.truncation_psi!r:.40}"
+        elif self.class_idx is not None and not (
+            isinstance(self.class_idx, int) and 0 <= self.class_idx < 2**31
+        ):
+            bad = f"class {self.class_idx!r:.40}"
+        elif not _SEEDS_TEXT.match(str(self.seeds_text)):
+            bad = f"seed list {self.seeds_text!r:.40}"
+        elif not (isinstance(self.series_number, int) and 0 <= self.series_number < 2**31):
+            bad = f"series number {self.series_number!r:.40}"
+        if bad:
+            raise InputError(f"refusing to write DICOM: {bad} is not a valid value (a tampered "
+                             "snapshot?)")
+        safe = _UNSAFE_NAME_CHARS.sub("_", str(self.snapshot_name))[:128]
+        object.__setattr__(self, "snapshot_name", safe)
 
     def _entropy(self) -> list[str]:
         return [

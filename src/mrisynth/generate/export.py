@@ -72,6 +72,44 @@ class ExportPlan:
             raise ValueError("DICOM export needs ExportPlan.series")
 
 
+def manifest_rows(seed: int, plan: ExportPlan, opts: SamplingOptions) -> list[dict[str, str]]:
+    """The manifest rows of one seed's files; they depend on the options, not on the pixels."""
+    common = {
+        "seed": str(seed),
+        "truncation_psi": f"{opts.truncation_psi:g}",
+        "noise_mode": opts.noise_mode,
+        "class": "" if opts.class_idx is None else str(opts.class_idx),
+    }
+    rows = []
+    if "png" in plan.formats:
+        rows.append({"file": png_name(seed), "format": "png", **common, "sop_instance_uid": ""})
+    if "dicom" in plan.formats:
+        assert plan.series is not None
+        uid = plan.series.sop_uid(seed)
+        rows.append({"file": dicom_name(seed), "format": "dicom", **common,
+                     "sop_instance_uid": uid})
+    return rows
+
+
+def image_files(
+    seed: int, img: np.ndarray, instance: int, plan: ExportPlan, opts: SamplingOptions
+) -> list[OutputFile]:
+    """The files of one image `uint8 [C, H, W]` (`instance` = its 1-based place in the run)."""
+    files = []
+    for row in manifest_rows(seed, plan, opts):
+        if row["format"] == "png":
+            files.append(OutputFile(row["file"], encode_png(img), row))
+        else:
+            assert plan.series is not None
+            ds = synthetic_dataset(img, seed, instance, plan.series)
+            files.append(OutputFile(row["file"], dataset_bytes(ds), row))
+    return files
+
+
+def grid_file(images: list[np.ndarray], cols: int | None) -> OutputFile:
+    return OutputFile(GRID_NAME, encode_png(make_grid(np.stack(images), cols)))
+
+
 def export_images(
     samples: Iterable[tuple[int, np.ndarray]], plan: ExportPlan, opts: SamplingOptions
 ) -> Iterator[OutputFile]:
@@ -82,31 +120,14 @@ def export_images(
     plan.check()
     grid_images: list[np.ndarray] = []
     for instance, (seed, img) in enumerate(samples, start=1):
-        common = {
-            "seed": str(seed),
-            "truncation_psi": f"{opts.truncation_psi:g}",
-            "noise_mode": opts.noise_mode,
-            "class": "" if opts.class_idx is None else str(opts.class_idx),
-        }
-        if "png" in plan.formats:
-            row = {"file": png_name(seed), "format": "png", **common, "sop_instance_uid": ""}
-            plan.rows.append(row)
-            yield OutputFile(png_name(seed), encode_png(img), row)
-        if "dicom" in plan.formats:
-            assert plan.series is not None
-            ds = synthetic_dataset(img, seed, instance, plan.series)
-            row = {
-                "file": dicom_name(seed),
-                "format": "dicom",
-                **common,
-                "sop_instance_uid": str(ds.SOPInstanceUID),
-            }
-            plan.rows.append(row)
-            yield OutputFile(dicom_name(seed), dataset_bytes(ds), row)
+        for item in image_files(seed, img, instance, plan, opts):
+            assert item.row is not None
+            plan.rows.append(item.row)
+            yield item
         if plan.grid:
             grid_images.append(img)
     if plan.grid and grid_images:
-        yield OutputFile(GRID_NAME, encode_png(make_grid(np.stack(grid_images), plan.grid_cols)))
+        yield grid_file(grid_images, plan.grid_cols)
 
 
 def manifest_csv(rows: list[dict[str, str]]) -> str:

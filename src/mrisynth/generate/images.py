@@ -1,25 +1,35 @@
-"""Reading PNGs back as uint8 [C, H, W] (encoding and grids live in mrisynth.imaging)."""
+"""Reading PNGs back as uint8 [C, H, W] (encoding and grids live in mrisynth.imaging).
+
+Lenient about format (16-bit is scaled to 8-bit, alpha dropped) so images from other tools can
+be read, but strict about safety: the file goes through the same checked path as archives
+(`mrisynth.data.png`: size and header bounded before decoding, truncation refused).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from mrisynth.data.png import MAX_PNG_BYTES, decode_checked
 from mrisynth.errors import InputError
 
 
 def read_png(path: str | Path) -> np.ndarray:
     """Read a PNG as uint8 [C, H, W] (RGB order for colour files)."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise InputError(f"{path}: not a readable PNG image")
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PNG_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    _, img = decode_checked(data, str(path))
     if img.dtype != np.uint8:
         img = (img.astype(np.float64) / 257).round().astype(np.uint8)
     if img.ndim == 2:
         return img[None]
+    if img.shape[2] == 2:  # grey + alpha
+        return np.ascontiguousarray(img[None, :, :, 0])
     if img.shape[2] == 4:
         img = img[:, :, :3]
     return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))

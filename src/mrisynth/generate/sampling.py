@@ -8,6 +8,7 @@ saw.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from mrisynth.imaging import quantize_images
 log = logging.getLogger(__name__)
 
 NOISE_MODES = ("const", "random", "none")
+MAX_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,22 @@ class SamplingOptions:
     class_idx: int | None = None  # for conditional generators (c_dim > 0)
     batch_size: int = 16
 
-    def check(self, c_dim: int) -> None:
-        """Raise ConfigError for options that do not fit a generator with `c_dim` labels."""
+    def check_values(self) -> None:
+        """Raise ConfigError for values that fit no generator (before any model is loaded)."""
         if self.noise_mode not in NOISE_MODES:
             raise ConfigError(
                 f"--noise-mode {self.noise_mode!r} unknown; choose one of {', '.join(NOISE_MODES)}"
             )
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise ConfigError(f"--batch must be in 1..{MAX_BATCH}, got {self.batch_size}")
+        if not math.isfinite(self.truncation_psi):
+            raise ConfigError(f"--trunc must be a finite number, got {self.truncation_psi}")
+        if self.truncation_cutoff is not None and self.truncation_cutoff < 0:
+            raise ConfigError(f"--trunc-cutoff must be >= 0, got {self.truncation_cutoff}")
+
+    def check(self, c_dim: int) -> None:
+        """Raise ConfigError for options that do not fit a generator with `c_dim` labels."""
+        self.check_values()
         if c_dim > 0 and self.class_idx is None:
             raise ConfigError(
                 f"the generator is conditional ({c_dim} classes): pass --class 0..{c_dim - 1}"
@@ -81,10 +91,9 @@ def sample_images(
     opts.check(int(G.c_dim))
     device = torch.device(device)
     G = G.to(device).eval()
-    z_all = latents_from_seeds(seeds, int(G.z_dim))  # [N, z_dim]
     for start in range(0, len(seeds), opts.batch_size):
         batch_seeds = seeds[start : start + opts.batch_size]
-        z = torch.from_numpy(z_all[start : start + len(batch_seeds)]).to(device)
+        z = torch.from_numpy(latents_from_seeds(batch_seeds, int(G.z_dim))).to(device)  # [B, z]
         c = class_labels(int(G.c_dim), opts.class_idx, len(batch_seeds)).to(device)
         # Seeded random noise without disturbing the caller's global RNG streams.
         cuda_devices = [device] if device.type == "cuda" else []

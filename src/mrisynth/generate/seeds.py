@@ -11,6 +11,7 @@ import numpy as np
 from mrisynth.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
+MAX_SEEDS = 1_000_000  # images per run: a seed list is held in memory (and in the manifest)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -35,6 +36,8 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"--seeds: range {part!r} runs backwards; write it as {hi}-{lo}")
         if lo < 0 or hi > MAX_SEED:
             raise ConfigError(f"--seeds: {part!r} is outside 0..{MAX_SEED}")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise ConfigError(f"--seeds: more than {MAX_SEEDS} images in one run; split it")
         for s in range(lo, hi + 1):
             if s not in seen:
                 seen.add(s)
@@ -48,6 +51,8 @@ def seeds_for_count(num: int, start: int = 0) -> list[int]:
     """The seeds `--num N` stands for: `start .. start+N-1`."""
     if num < 1:
         raise ConfigError(f"--num must be >= 1, got {num}")
+    if num > MAX_SEEDS:
+        raise ConfigError(f"--num {num}: at most {MAX_SEEDS} images in one run; split it")
     if start < 0 or start + num - 1 > MAX_SEED:
         raise ConfigError(f"--num {num} from seed {start} runs outside 0..{MAX_SEED}")
     return list(range(start, start + num))
