@@ -11,7 +11,7 @@ from mrisynth.errors import ConfigError, InputError
 # One row per output image. Only pseudonymous keys, geometry and hashes: no names, dates, IDs.
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "file",  # output PNG, relative to the output folder (= name inside the archive)
-    "patient_key",  # salted short hash of PatientID
+    "patient_key",  # "p" + 10 hex of HMAC-SHA256(per-folder secret, PatientID)
     "series_key",  # short hash of the series grouping key
     "sequence",  # t1_in, t1_opp, t2spir, other
     "slice_index",  # 0-based, sorted along the slice normal (feet -> head order of positions)
@@ -26,7 +26,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "norm",  # normalisation method
     "norm_lo",  # value mapped to 0 (after rescale slope/intercept)
     "norm_hi",  # value mapped to the maximum
-    "source",  # source file relative to its input (+ "#N" for frame N of a multi-frame file) folder
+    "source",  # sha256:<16 hex>; with --keep-source-paths the path relative to its input (+ "#N")
     "source_sha256",
     "source_frame",  # 1-based frame of an Enhanced (multi-frame) source; empty otherwise
 )
