@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from fake_detectors import write_detector
 from mrisynth.cli import cli
 from mrisynth.errors import InputError, MissingDependencyError
 from mrisynth.imaging import quantize_images
@@ -30,19 +31,8 @@ def homes(tmp_path, monkeypatch):
     return dirs
 
 
-class _TinyDetector(torch.nn.Module):
-    """Scriptable network with the detectors' call interface; records what it was fed."""
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        assert x.dtype == torch.uint8 and x.shape[1] == 3
-        feats = x.to(torch.float32).mean(dim=(2, 3))  # [N, 3]
-        return feats if return_features else feats.sum(dim=1, keepdim=True)
-
-
-def _write_script(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(_TinyDetector()).save(str(path))
-    return path
+def _write_script(path, kind="inception"):
+    return write_detector(path, kind)
 
 
 def test_md5_names_match_nvidia_dnnlib_cache():
@@ -90,12 +80,15 @@ def test_fetch_from_file_url_records_sha256_and_loads(homes, tmp_path):
 
     ext = load_detector("inception")
     assert ext.reference_exact and ext.sha256 == want and ext.record()["name"] == "inception"
-    gray = np.full([2, 1, 8, 8], 7, np.uint8)
-    np.testing.assert_allclose(ext(gray), np.full([2, 3], 7.0))  # 1 channel repeated to 3
+    assert not ext.trusted  # recorded at fetch is not confirmed
+    gray = np.random.default_rng(0).integers(0, 256, [2, 1, 8, 8], dtype=np.uint8)
+    feats = ext(gray)
+    assert feats.shape == (2, 2048) and feats.dtype == np.float32
+    np.testing.assert_array_equal(feats, ext(np.repeat(gray, 3, axis=1)))  # 1 channel -> 3
     with pytest.raises(TypeError):
         ext(gray.astype(np.float32))
     status = {r.spec.name: r for r in detectors.detector_status()}
-    assert status["inception"].verified.startswith("recorded at fetch")
+    assert status["inception"].verified.startswith("recorded at fetch, not confirmed")
     assert status["vgg16"].path is None
 
 

@@ -9,14 +9,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from fake_detectors import write_detector
 from mrisynth.cli import cli
 from mrisynth.config import resolve_preset
 from mrisynth.data.archive import ImageArchive
 from mrisynth.errors import ConfigError, InputError, MissingDependencyError
 from mrisynth.metrics import records, sources
+from mrisynth.metrics.evaluations import evaluate_snapshots
 from mrisynth.metrics.extractor import standin_detector
 from mrisynth.metrics.registry import parse_metric_list
-from mrisynth.metrics.runner import EvalOptions, evaluate_and_record, evaluate_snapshots
+from mrisynth.metrics.runner import EvalOptions, evaluate_and_record
 from mrisynth.networks import build_generator, network_config_from_preset
 from mrisynth.training.checkpoint import save_snapshot
 
@@ -325,14 +327,6 @@ def test_a_plain_network_file_is_evaluated_too(setup, tmp_path):
     assert records.recorded_snapshots(tmp_path, "body_area8") == {"G.safetensors"}
 
 
-class _PoolDetector(torch.nn.Module):
-    """Scriptable detector-shaped network: 4x4 average-pooled pixels as 48-d features."""
-
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        feats = torch.nn.functional.adaptive_avg_pool2d(x.to(torch.float32), 4).flatten(1)
-        return feats if return_features else feats[:, :1]
-
-
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_reference_names_run_with_detector_files(setup, tmp_path, monkeypatch):
     import hashlib
@@ -340,27 +334,41 @@ def test_reference_names_run_with_detector_files(setup, tmp_path, monkeypatch):
     _, archive, _, G = setup
     monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "detectors"
-    folder.mkdir()
-    for name in ("inception-2015-12-05.pt", "vgg16.pt"):
-        torch.jit.script(_PoolDetector()).save(str(folder / name))
+    for kind, name in (("inception", "inception-2015-12-05.pt"), ("vgg16", "vgg16.pt")):
+        write_detector(folder / name, kind)
     sha = hashlib.sha256((folder / "vgg16.pt").read_bytes()).hexdigest()
     opts = EvalOptions(detector_dir=folder, batch_size=8)
-    out = evaluate_and_record(
-        tmp_path,
-        "s.safetensors",
-        0,
-        G,
-        str(archive),
-        "fid16_full,kid16_full,pr16_3_full",
-        opts=opts,
-    )
-    assert out["fid16_full"]["fid16_full"] > 0 and "kid16_full_std" in out["kid16_full"]
+    names = "kid16_full,pr16_3_full"  # (FID: 2048x2048 eigh, seconds; wiring as KID's)
+    out = evaluate_and_record(tmp_path, "s.safetensors", 0, G, str(archive), names, opts=opts)
+    assert "kid16_full_std" in out["kid16_full"]
     rec = json.loads((tmp_path / "metric-pr16_3_full.jsonl").read_text())
-    assert rec["reference_exact"] is True and rec["detector"] == {"name": "vgg16", "sha256": sha}
-    opts.pr_fp16 = False  # faster on CPU, but not the reference's float16 rounding
+    # an unconfirmed file: NVIDIA's computation and name, but not recorded as exact
+    assert rec["reference_exact"] is False and rec["detector"] == {"name": "vgg16", "sha256": sha}
+    assert any("not confirmed" in c for c in rec["caveats"])
+    assert any("density and coverage" in c for c in rec["caveats"])
+    opts.trusted_sha256 = (sha,)
     evaluate_and_record(tmp_path, "t.safetensors", 0, G, str(archive), "pr16_3_full", opts=opts)
     last = records.read_records(tmp_path / "metric-pr16_3_full.jsonl")[-1]
-    assert last["snapshot"] == "t.safetensors" and last["reference_exact"] is False
+    assert last["snapshot"] == "t.safetensors" and last["reference_exact"] is True
+    assert not any("not confirmed" in c for c in last["caveats"])
+    kid = records.read_records(tmp_path / "metric-kid16_full.jsonl")[-1]
+    assert kid["reference_exact"] is False  # the inception file is still unconfirmed
+    opts.pr_fp16 = False  # faster on CPU, but not the reference's float16 rounding
+    evaluate_and_record(tmp_path, "u.safetensors", 0, G, str(archive), "pr16_3_full", opts=opts)
+    last = records.read_records(tmp_path / "metric-pr16_3_full.jsonl")[-1]
+    assert last["snapshot"] == "u.safetensors" and last["reference_exact"] is False
+
+
+def test_a_wrong_detector_file_is_one_error_line_before_any_generation(setup, tmp_path):
+    _, archive, run, _ = setup
+    folder = tmp_path / "detectors"
+    write_detector(folder / "inception-2015-12-05.pt", "inception:wrong_dim")
+    args = ["metrics", "--network", str(run / "network-snapshot-000000.safetensors")]
+    args += ["--data", str(archive), "--metrics", "fid16_full", "--detector-dir", str(folder)]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 1 and out.output.startswith("Error: ")
+    assert out.output.count("\n") == 1 and "inception-2015-12-05.pt" in out.output
+    assert "float [N, 2048]" in out.output and "Traceback" not in out.output
 
 
 def test_check_metric_names_also_finds_missing_detectors_before_training(tmp_path, monkeypatch):

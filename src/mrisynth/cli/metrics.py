@@ -1,5 +1,6 @@
 """`mrisynth metrics`: FID/KID/precision-recall (NVIDIA-exact), weight-free metrics and the
-memorisation audit for a snapshot or every snapshot of a run; `--best` names the best one."""
+memorisation audit for a snapshot, every snapshot of a run, or a folder/ZIP of images made by
+any generator (`--images`); `--best` names the best snapshot."""
 
 from __future__ import annotations
 
@@ -47,10 +48,22 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
 @click.command("metrics")
 @click.option(
     "--network",
-    required=True,
     metavar="CHECKPOINT_OR_RUN",
     type=click.Path(exists=True, path_type=Path),
     help="A snapshot (.safetensors) or a run folder (every snapshot in it).",
+)
+@click.option(
+    "--images",
+    metavar="DIR|ZIP",
+    type=click.Path(exists=True, path_type=Path),
+    help="Instead of --network: a folder or ZIP of generated PNGs (any generator); needs --data.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --images: folder for the records (default: <images>-metrics beside them).",
 )
 @click.option(
     "--data",
@@ -64,7 +77,8 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     default="fid50k_full",
     show_default=True,
     help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full (any count, e.g. "
-    "fid2k_full), intensity_hist, body_area, frd<n>, memorisation[<n>], diversity[<n>].",
+    "fid2k_full), intensity_hist, body_area, pixfd[<n>], frd<n>, memorisation[<n>], "
+    "diversity[<n>].",
 )
 @click.option(
     "--num-gen",
@@ -113,6 +127,13 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     help="Precision/recall distances in float32 (~5x faster on CPU; not the reference's "
     "float16, so recorded as reference_exact false).",
 )
+@click.option(
+    "--trust-detector",
+    "trust_detector",
+    multiple=True,
+    metavar="SHA256",
+    help="Confirm a detector file's sha256 for this evaluation (see `mrisynth weights trust`).",
+)
 @click.option("--no-cache", is_flag=True, help="Recompute real-image features (no disk cache).")
 @click.option("--force", is_flag=True, help="Re-evaluate snapshots already recorded.")
 @click.option(
@@ -122,7 +143,9 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     help="Also write the results as JSON to this file ('-' = standard output).",
 )
 def command(
-    network: Path,
+    network: Path | None,
+    images: Path | None,
+    out_dir: Path | None,
     data: str | None,
     metric_names: str,
     num_gen: int | None,
@@ -133,20 +156,27 @@ def command(
     seed: int,
     copy_percentile: float,
     pr_fp32: bool,
+    trust_detector: tuple[str, ...],
     no_cache: bool,
     force: bool,
     json_out: str | None,
 ) -> None:
-    """Evaluate a snapshot, or every snapshot of a run (appending to metric-<name>.jsonl and
-    skipping snapshots already recorded), and print the results as a table.
+    """Evaluate a snapshot, every snapshot of a run (appending to metric-<name>.jsonl and
+    skipping snapshots already recorded), or a folder/ZIP of generated images, and print the
+    results as a table.
 
     fid/kid/pr need NVIDIA's detector files (see `mrisynth weights status`); intensity_hist,
-    body_area, frd<n>, memorisation and diversity work without downloaded weights.
+    body_area, pixfd, frd<n>, memorisation and diversity work without downloaded weights.
     """
-    from mrisynth import atomic
     from mrisynth.metrics import records
 
+    if (network is None) == (images is None):
+        raise ConfigError("give either --network (a snapshot or run) or --images (DIR or ZIP)")
+    if out_dir is not None and images is None:
+        raise ConfigError("-o/--out is for --images; a run's records go into the run folder")
     if best is not None:
+        if network is None:
+            raise ConfigError("--best needs --network with a run folder")
         if not network.is_dir():
             raise ConfigError(f"--best needs a run folder, got the file {network}")
         b = records.best_snapshot(network, best)
@@ -155,13 +185,15 @@ def command(
         return
 
     from mrisynth.devices import resolve_device
-    from mrisynth.metrics.runner import EvalOptions, evaluate_snapshots
+    from mrisynth.metrics.evaluations import evaluate_snapshots
+    from mrisynth.metrics.runner import EvalOptions
 
     if batch_size < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch_size}")
     if not 0 < copy_percentile < 50:
         raise ConfigError(f"--copy-percentile must be in (0, 50), got {copy_percentile}")
     opts = EvalOptions(
+        trusted_sha256=tuple(_sha256_arg(s) for s in trust_detector),
         batch_size=batch_size,
         detector_dir=detector_dir,
         seed=seed,
@@ -169,16 +201,71 @@ def command(
         pr_fp16=not pr_fp32,
         copy_percentile=copy_percentile,
     )
+    if images is not None:
+        if data is None:
+            raise ConfigError("--images needs --data (the training archive to compare with)")
+        _run_images(images, data, metric_names, out_dir, device, num_gen, opts, force, json_out)
+        return
     data = data or _data_from_run(network)
     done = evaluate_snapshots(
         network, data, metric_names, resolve_device(device), num_gen, opts, force=force
     )
-    payload = [{"snapshot": snap, "results": results} for snap, results in done]
+    folder = network if network.is_dir() else network.parent
+    payload = [_full_result(folder, snap, results) for snap, results in done]
     if json_out == "-":  # machine-readable only
         click.echo(json.dumps(payload, indent=2))
         return
     if not done:
         click.echo("Nothing to do: every snapshot already has these metrics (use --force).")
+    _print_results(done, folder)
+    if json_out:
+        _write_json(json_out, payload)
+
+
+def _sha256_arg(value: str) -> str:
+    v = value.strip().lower()
+    if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+        raise ConfigError(f"--trust-detector {value!r}: not a sha256 (64 hex digits)")
+    return v
+
+
+def _run_images(images, data, metric_names, out_dir, device, num_gen, opts, force, json_out):
+    from mrisynth.devices import resolve_device
+    from mrisynth.metrics.evaluations import evaluate_images
+
+    ev = evaluate_images(
+        images, data, metric_names, out_dir, resolve_device(device), num_gen, opts, force
+    )
+    payload = _full_result(ev.out_dir, ev.snapshot, ev.results)
+    payload["out_dir"] = str(ev.out_dir)
+    payload["skipped_already_recorded"] = ev.skipped
+    if json_out == "-":
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if ev.skipped:
+        click.echo(f"Already recorded for these images (use --force): {', '.join(ev.skipped)}")
+    _print_results([(ev.snapshot, ev.results)], ev.out_dir)
+    where = "" if out_dir is not None else " (default: beside the images; -o to choose)"
+    click.echo(f"records in {ev.out_dir}{where}; `mrisynth report {ev.out_dir}` renders them")
+    if json_out:
+        _write_json(json_out, payload)
+
+
+def _full_result(folder: Path, snapshot: str, results: dict) -> dict:
+    """Results plus each metric's record line (reference_exact, caveats, verdicts, ...) and
+    the memorisation summary with its per-image records, as written to `folder`."""
+    lines = {name: _last_record(folder, name, snapshot) for name in results}
+    out = {"snapshot": snapshot, "results": results, "records": lines}
+    audit = folder / f"memorisation-{snapshot.split('.')[0]}.json"
+    if any(n.startswith("memorisation") for n in results) and audit.is_file():
+        try:
+            out["memorisation"] = json.loads(audit.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"{audit}: unreadable ({e})") from None
+    return out
+
+
+def _print_results(done: list[tuple[str, dict]], folder: Path) -> None:
     rows = [
         (snap, key, _format(value))
         for snap, results in done
@@ -187,10 +274,31 @@ def command(
     ]
     if rows:
         click.echo(_table(rows))
-    folder = network if network.is_dir() else network.parent
     for snap, results in done:
+        for name in results:
+            rec = _last_record(folder, name, snap)
+            for caveat in (rec or {}).get("caveats", []):
+                click.echo(f"note ({name}): {caveat}")
+            for v in (rec or {}).get("verdicts", []):
+                if isinstance(v, dict) and v.get("level") == "warning":
+                    click.echo(f"WARNING: {v.get('title', '')}: {v.get('text', '')}")
         if any(name.startswith("memorisation") for name in results):
             stem = folder / f"memorisation-{snap.split('.')[0]}"
             click.echo(f"memorisation audit of {snap}: {stem}.json, {stem}.png")
-    if json_out:
-        atomic.write_text(json_out, json.dumps(payload, indent=2) + "\n")
+
+
+def _last_record(folder: Path, name: str, snapshot: str) -> dict | None:
+    from mrisynth.metrics import records
+
+    mine = [
+        r
+        for r in records.read_records(records.metric_file(folder, name))
+        if r["snapshot"] == snapshot
+    ]
+    return mine[-1] if mine else None
+
+
+def _write_json(path: str, payload) -> None:
+    from mrisynth import atomic
+
+    atomic.write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -54,7 +54,8 @@ def status(detector_dir: str | None) -> None:
 @click.option("--force", is_flag=True, help="Download even if the file is already present.")
 def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool) -> None:
     """Download NAMES (inception, vgg16; default both) with a progress bar, atomically, and
-    record each file's sha256 next to it (trust on first use: no published hash is pinned)."""
+    record each file's sha256 next to it (later changes of the file are refused). No published
+    hash is pinned: confirm the hash with `mrisynth weights trust FILE`."""
     from mrisynth.errors import ConfigError
     from mrisynth.metrics.detectors import DETECTORS, fetch_detector, find_detector, get_spec
 
@@ -68,3 +69,38 @@ def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool
             continue
         result = fetch_detector(spec, url=url, dest_dir=dest)
         click.echo(f"{spec.name}: {result.path} ({result.size} bytes) sha256 {result.sha256}")
+        click.echo(
+            "  not confirmed yet: compare the sha256 with one you trust, then run "
+            f"`mrisynth weights trust {result.path}` (until then metrics say reference_exact "
+            "false)"
+        )
+
+
+@command.command("trust")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--as",
+    "kind",
+    type=click.Choice(["inception", "vgg16"]),
+    help="Which detector FILE is (default: from its name).",
+)
+def trust(file: str, kind: str | None) -> None:
+    """Confirm FILE's sha256 as a genuine NVIDIA detector, so metrics computed with it are
+    recorded as reference-exact. Compare the printed hash with one you trust first (e.g.
+    computed where you downloaded the file from NVIDIA). FILE must pass the interface probe."""
+    from pathlib import Path
+
+    from mrisynth.errors import ConfigError
+    from mrisynth.metrics import detectors
+    from mrisynth.metrics.extractor import load_detector_file
+
+    if kind is None:
+        name = Path(file).name
+        kind = next(
+            (s.name for s in detectors.DETECTORS.values() if name.endswith(s.filename)), None
+        )
+        if kind is None:
+            raise ConfigError(f"{file}: cannot tell which detector it is; add --as inception|vgg16")
+    load_detector_file(file, kind)  # InputError unless it has the detector's interface
+    sha = detectors.trust_file(kind, file)
+    click.echo(f"{kind}: {file} sha256 {sha} confirmed (recorded in the cache's trusted.json)")

@@ -5,6 +5,12 @@ port for FID/KID and a VGG16 for precision/recall. They are searched for, in ord
 explicit folder (`--detector-dir` or $MRISYNTH_DETECTOR_DIR), mrisynth's cache
 (`<cache>/detectors/`), and NVIDIA's dnnlib cache (`<md5(url)>_<file name>`). A missing file is
 an error naming every place searched and the command that fixes it; nothing falls back silently.
+
+Trust: results are recorded as reference-exact only when the file's sha256 is confirmed: it
+matches `PUBLISHED_SHA256` (hashes the project publishes after checking them; empty until
+then) or the user confirmed it (`mrisynth weights trust FILE` -> `<cache>/detectors/
+trusted.json`, or `--trust-detector SHA` for one evaluation). A hash recorded by `weights
+fetch` only detects later changes of the file (trust on first use); it confirms nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ log = logging.getLogger(__name__)
 _CDN = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics"
 DETECTOR_DIR_ENV = "MRISYNTH_DETECTOR_DIR"
 SHA256_RECORD = "sha256.json"
+TRUSTED_RECORD = "trusted.json"
+
+# Detector name -> sha256 the project has checked against NVIDIA's files. Empty: the files could
+# not be downloaded while writing mrisynth, and a guessed hash would be worse than none.
+PUBLISHED_SHA256: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -160,27 +171,74 @@ def recorded_hashes(folder: str | os.PathLike | None = None) -> dict[str, dict]:
         raise InputError(f"{path}: unreadable checksum record ({e}); delete it and re-fetch") from e
 
 
-def verification(spec: DetectorSpec, path: Path, sha256: str) -> str:
-    """How far a file's hash is vouched for: 'pinned', 'recorded at fetch' or 'unverified'.
+def trusted_hashes() -> dict[str, dict]:
+    """sha256 -> {"detector", "file", "trusted"} confirmed with `mrisynth weights trust`."""
+    path = detector_cache_dir() / TRUSTED_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable ({e}); delete it and re-run `weights trust`") from e
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: not a JSON object; delete it and re-run `weights trust`")
+    return table
 
-    A hash that contradicts the pinned or recorded value raises InputError.
+
+def trust_file(spec: str | DetectorSpec, path: str | os.PathLike) -> str:
+    """Record that the user confirmed `path`'s sha256 for detector `spec`; returns the hash."""
+    spec = get_spec(spec)
+    sha = sha256_file(path)
+    table = trusted_hashes()
+    table[sha] = {
+        "detector": spec.name,
+        "file": Path(path).name,
+        "trusted": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    atomic.write_json(detector_cache_dir() / TRUSTED_RECORD, table)
+    return sha
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How far a detector file's sha256 is vouched for; `confirmed` gates reference_exact."""
+
+    how: str
+    confirmed: bool
+
+
+def trust_of(
+    spec: DetectorSpec, path: Path, sha256: str, confirmed: tuple[str, ...] = ()
+) -> Trust:
+    """Published hash, user-confirmed hash, hash recorded at fetch, or nothing.
+
+    A hash that contradicts the published or fetch-recorded value raises InputError.
     """
-    if spec.pinned_sha256 is not None:
-        if sha256 != spec.pinned_sha256:
+    published = PUBLISHED_SHA256.get(spec.name) or spec.pinned_sha256
+    if published is not None:
+        if sha256 != published:
             raise InputError(
-                f"{path}: sha256 {sha256} differs from the published {spec.pinned_sha256}; "
+                f"{path}: sha256 {sha256} differs from the published {published}; "
                 f"delete it and run `mrisynth weights fetch {spec.name}`"
             )
-        return "pinned"
+        return Trust("published sha256", True)
     record = recorded_hashes(path.parent).get(spec.filename)
+    if record is not None and record.get("sha256") != sha256:
+        raise InputError(
+            f"{path}: sha256 {sha256} differs from the {record.get('sha256')} recorded when it "
+            f"was fetched; delete it and run `mrisynth weights fetch {spec.name}`"
+        )
+    user = trusted_hashes().get(sha256)
+    if sha256 in {c.lower() for c in confirmed} or (user and user.get("detector") == spec.name):
+        return Trust("confirmed by the user", True)
     if record is not None:
-        if record.get("sha256") != sha256:
-            raise InputError(
-                f"{path}: sha256 {sha256} differs from the {record.get('sha256')} recorded when it "
-                f"was fetched; delete it and run `mrisynth weights fetch {spec.name}`"
-            )
-        return "recorded at fetch (trust on first use)"
-    return "unverified (no pinned or recorded sha256)"
+        return Trust("recorded at fetch, not confirmed (see `mrisynth weights trust`)", False)
+    return Trust("unverified: no published, confirmed or recorded sha256", False)
+
+
+def verification(spec: DetectorSpec, path: Path, sha256: str) -> str:
+    """The `how` of `trust_of` (kept for callers that only show it)."""
+    return trust_of(spec, path, sha256).how
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """`metric-<name>.jsonl` in a run folder: one line per evaluated snapshot (DEVELOPERS.md).
 
-Line: `{"metric", "snapshot" (file name), "kimg", "results": {key: float}, "num_gen",
-"num_real", "detector": {"name", "sha256"} | null, "reference_exact", "timestamp"}`. Also the
-best-snapshot query (the study kept the snapshot with the best precision).
+Line: `{"metric", "snapshot" (file name), "kimg" (null for --images), "results": {key: float},
+"num_gen", "num_real", "detector": {"name", "sha256"} | null, "reference_exact", "timestamp"}`
+plus, when there is something to say, `"caveats": [str]` (why a number is not the reference's)
+and `"source": {"kind": "images", "sha256"}` for images evaluated from a folder or ZIP. Also
+the best-snapshot query (the study kept the snapshot with the best precision).
 """
 
 from __future__ import annotations
@@ -29,17 +31,19 @@ def metric_file(run_dir: str | Path, name: str) -> Path:
 def make_record(
     name: str,
     snapshot: str,
-    kimg: int,
+    kimg: int | None,
     results: dict[str, float],
     num_gen: int,
     num_real: int,
     detector: dict | None,
     reference_exact: bool,
+    caveats: list[str] | None = None,
+    source: dict | None = None,
 ) -> dict:
-    return {
+    record = {
         "metric": name,
         "snapshot": snapshot,
-        "kimg": int(kimg),
+        "kimg": None if kimg is None else int(kimg),
         "results": {k: float(v) for k, v in results.items()},
         "num_gen": int(num_gen),
         "num_real": int(num_real),
@@ -47,6 +51,11 @@ def make_record(
         "reference_exact": bool(reference_exact),
         "timestamp": time.time(),
     }
+    if caveats:
+        record["caveats"] = list(caveats)
+    if source is not None:
+        record["source"] = source
+    return record
 
 
 def append_record(run_dir: str | Path, record: dict) -> Path:

@@ -8,6 +8,8 @@ images, and the real side is always the full training set for `_full`):
   seeded random networks of the detectors' architectures (tests, wiring checks). Not FID/KID/PR.
 - `intensity_hist[<n>]`, `body_area[<n>]`: weight-free pixel statistics (default 1k images).
 - `frd<n>`: Fréchet Radiomics Distance on n real and n generated images (optional extra).
+- `pixfd[<n>]`: weight-free pixel Fréchet distance (`metrics.pixfd`; default 1k generated
+  images, all real ones); never FID, never reference-exact. Its name always states n.
 - `memorisation[<n>]`: memorisation audit on n generated images (default 1k).
 - `diversity[<n>]`: MS-SSIM, spread and coverage of n generated images against the real ones,
   with the mode-collapse verdict (`metrics.diversity`; default 1k).
@@ -32,6 +34,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("intensity_hist", re.compile(r"^intensity_hist(?P<n>\d+k|\d+)?$")),
     ("body_area", re.compile(r"^body_area(?P<n>\d+k|\d+)?$")),
     ("frd", re.compile(rf"^frd{_COUNT}$")),
+    ("pixfd", re.compile(r"^pixfd(?P<n>\d+k|\d+)?$")),
     ("memorisation", re.compile(r"^memorisation(?P<n>\d+k|\d+)?$")),
     ("diversity", re.compile(r"^diversity(?P<n>\d+k|\d+)?$")),
 ]
@@ -77,7 +80,7 @@ class MetricSpec:
             return f"{f}{n}_full"
         if f in ("pr", "standin_pr"):
             return f"{f}{n}{'' if n.endswith('k') else '_'}{self.k}_full"
-        if f == "frd" or self.count_in_name:
+        if f in ("frd", "pixfd") or self.count_in_name:
             return f"{f}{n}"
         return f
 
@@ -117,7 +120,7 @@ def parse_metric_name(name: str) -> MetricSpec:
     raise ConfigError(
         f"unknown metric {name!r}{hint}; known: fid50k_full, kid50k_full, pr50k3_full "
         "(any count, e.g. fid2k_full), standin_fd/kd/pr..., intensity_hist, body_area, "
-        "frd<n>, memorisation[<n>], diversity[<n>] (see `mrisynth metrics --help`)"
+        "frd<n>, pixfd[<n>], memorisation[<n>], diversity[<n>] (see `mrisynth metrics --help`)"
     )
 
 

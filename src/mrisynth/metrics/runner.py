@@ -4,7 +4,7 @@ One pass of generated images per image count feeds every requested metric (detec
 pixel statistics, kept images for FRD and the memorisation audit); real-image features come
 from the on-disk cache. The training loop calls `check_metric_names` before any work and
 `evaluate_and_record` at every snapshot (Karras et al. 2020's cadence); `mrisynth metrics`
-uses `evaluate_snapshots` over a run folder, skipping snapshots already recorded.
+goes through `metrics.evaluations` (every snapshot of a run, or a folder of images).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -20,18 +21,20 @@ import numpy as np
 import torch
 
 from mrisynth import atomic
-from mrisynth.errors import CheckpointError, ConfigError, MissingDependencyError
+from mrisynth.errors import ConfigError, MissingDependencyError
 from mrisynth.metrics import memorisation as mem
 from mrisynth.metrics import records, registry, sources
 from mrisynth.metrics.extractor import FeatureExtractor, load_detector, standin_detector
 from mrisynth.metrics.feature_stats import FeatureStats
 from mrisynth.metrics.fid import fid_from_stats
 from mrisynth.metrics.kid import kernel_inception_distance
+from mrisynth.metrics.pixfd import CAVEAT as PIXFD_CAVEAT
+from mrisynth.metrics.pixfd import PixelFeatures
 from mrisynth.metrics.precision_recall import precision_recall_density_coverage
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
 
-__all__ = ["EvalOptions", "check_metric_names", "evaluate_and_record", "evaluate_snapshots"]
+__all__ = ["EvalOptions", "check_metric_names", "compute_metrics", "evaluate_and_record"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class EvalOptions:
     copy_percentile: float = 1.0  # memorisation: flag below this percentile of real
     # between-patient nearest-neighbour distances (calibrated from the data, not a constant)
     frd_workers: int | None = 1
+    trusted_sha256: tuple[str, ...] = ()  # detector hashes the user confirms (--trust-detector)
 
 
 class _Extractors:
@@ -84,7 +88,9 @@ class _Extractors:
             if key.startswith("standin-"):
                 self.loaded[key] = standin_detector(key.removeprefix("standin-"), self.device)
             else:
-                self.loaded[key] = load_detector(key, self.device, self.opts.detector_dir)
+                self.loaded[key] = load_detector(
+                    key, self.device, self.opts.detector_dir, self.opts.trusted_sha256
+                )
         ext = self.loaded[key]
         if ext.reference_exact != (not key.startswith("standin-")):
             raise ConfigError(
@@ -106,7 +112,22 @@ class _Outcome:
     num_real: int
     audit: mem.AuditResult | None = None
     picture: np.ndarray | None = None
+    reference_exact: bool = False  # NVIDIA's definition with a confirmed detector file
+    caveats: list[str] = field(default_factory=list)  # shown beside the numbers (report, CLI)
     verdicts: list[dict] = field(default_factory=list)  # issue-10 contract: topic, level, ...
+
+
+@dataclass
+class _Generated:
+    """What one pass over the generated images accumulated."""
+
+    stats: dict[str, FeatureStats]  # per detector key
+    hist: IntensityHistogram
+    area: BodyArea
+    pix: PixelFeatures
+    images: np.ndarray | None  # uint8 [N, C, H, W] when kept
+    seeds: list[int | None]
+    names: list[str]  # `seed<N>` or the image's file name
 
 
 _FEATURE_FAMILIES = ("kid", "pr", "standin_kd", "standin_pr")
@@ -126,38 +147,37 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
         "keep_features": keep,  # KID, PR and the audit need features; FID only moments
         "hist": any(s.family == "intensity_hist" for s in specs),
         "area": any(s.family == "body_area" for s in specs),
+        "pix": any(s.family == "pixfd" for s in specs),
         "keep": any(s.family in ("frd", "memorisation", "diversity") for s in specs),
     }
 
 
-def _generate_group(G, archive, num, noise_mode, needs, pool, device, opts):
+def _generate_group(source, num, noise_mode, needs, pool, opts) -> _Generated:
     """Stream `num` generated images once into every accumulator the group needs."""
     gen_stats = {
         k: FeatureStats(keep_features=k in needs["keep_features"]) for k in needs["detectors"]
     }
-    hist, area = IntensityHistogram(), BodyArea()
-    kept, seeds = [], []
-    labels = archive.labels if int(getattr(G, "c_dim", 0)) > 0 else None
-    for batch_seeds, imgs in sources.generate_batches(
-        G, num, device, opts.batch_size, opts.first_seed, labels, noise_mode
-    ):
+    out = _Generated(gen_stats, IntensityHistogram(), BodyArea(), PixelFeatures(), None, [], [])
+    kept = []
+    for batch in source.batches(num, opts.batch_size, noise_mode):
         for key, stats in gen_stats.items():
-            stats.update(pool.get(key)(imgs))
-        arr = imgs.numpy()
-        if needs["hist"]:
-            hist.update(arr, real=False)
-        if needs["area"]:
-            area.update(arr, real=False)
+            stats.update(pool.get(key)(batch.images))
+        arr = batch.images.numpy()
+        for flag, acc in (("hist", out.hist), ("area", out.area), ("pix", out.pix)):
+            if needs[flag]:
+                acc.update(arr, real=False)
         if needs["keep"]:
             kept.append(arr)
-            seeds += batch_seeds
-    gen_images = np.concatenate(kept) if kept else None
-    return gen_stats, hist, area, gen_images, seeds
+        out.seeds += batch.seeds
+        out.names += batch.names
+    out.images = np.concatenate(kept) if kept else None
+    return out
 
 
-def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, opts, device):
+def _compute_one(spec, archive, generated: _Generated, pool, opts, device) -> _Outcome:
     """Results of one metric from the group's generated data and the real side."""
     name = spec.name
+    gen_stats, gen_images, seeds = generated.stats, generated.images, generated.seeds
     if spec.detector:
         ext = pool.get(spec.detector)
         real = sources.real_features(archive, ext, use_cache=opts.use_cache)
@@ -175,9 +195,14 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
                 f"{name}_{k}": getattr(pr, k)
                 for k in ("precision", "recall", "density", "coverage")
             }
-        return _Outcome(res, ext.record(), real.num_items)
+        return _detector_outcome(spec, res, ext, real.num_items, opts)
+    if spec.family == "pixfd":
+        for batch in sources.real_batches(archive):
+            generated.pix.update(batch, real=True)
+        value = generated.pix.compute()
+        return _Outcome({name: value}, None, len(archive), caveats=[PIXFD_CAVEAT])
     if spec.family in ("intensity_hist", "body_area"):
-        acc = hist if spec.family == "intensity_hist" else area
+        acc = generated.hist if spec.family == "intensity_hist" else generated.area
         for batch in sources.real_batches(archive):
             acc.update(batch, real=True)
         return _Outcome({f"{name}_{k}": v for k, v in acc.compute().items()}, None, len(archive))
@@ -196,7 +221,29 @@ def _compute_one(spec, archive, gen_stats, hist, area, gen_images, seeds, pool, 
         div = dv.diversity_vs_archive(gen_images[: spec.num_gen], archive, seed=opts.seed)
         n_real = min(len(archive), dv.MAX_REAL)
         return _Outcome(dv.finite_results(name, div.results), None, n_real, verdicts=div.verdicts)
-    return _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, None)
+    return _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, generated.names)
+
+
+def _detector_outcome(spec, results, ext, num_real, opts) -> _Outcome:
+    """A detector metric's outcome: reference-exact only for NVIDIA's metric, computed the
+    reference's way, with a detector file whose sha256 is confirmed."""
+    caveats = []
+    exact = spec.reference_exact and ext.trusted
+    if spec.reference_exact and not ext.trusted:
+        caveats.append(
+            f"{ext.name} detector sha256 {ext.sha256[:16]}... is not confirmed (neither "
+            "published nor trusted with `mrisynth weights trust`): the computation is NVIDIA's "
+            "but the numbers are only as good as that file"
+        )
+    if spec.family == "pr":
+        exact = exact and opts.pr_fp16
+        caveats.append(
+            "density and coverage (Naeem et al. 2020) are not in NVIDIA's reference; they "
+            "come from float32 distances"
+        )
+        if not opts.pr_fp16:
+            caveats.append("precision/recall from float32 distances (reference: float16)")
+    return _Outcome(results, ext.record(), num_real, reference_exact=exact, caveats=caveats)
 
 
 def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, names) -> _Outcome:
@@ -212,7 +259,7 @@ def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, names
         archive,
         gen_images[:n],
         seeds[:n] if None not in seeds[:n] else None,
-        None if names is None else names[:n],  # `seed<N>` or the file names (--images)
+        names[:n],  # `seed<N>` or the file names (--images)
         gen_feat,
         train_feat,
         seed=opts.seed,
@@ -236,37 +283,45 @@ def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
 
 
 def compute_metrics(
-    G: torch.nn.Module,
+    source,
     archive,
     specs: list[MetricSpec],
     device: str | torch.device = "cpu",
     opts: EvalOptions | None = None,
+    on_done: Callable[[MetricSpec, _Outcome], None] | None = None,
 ) -> dict[str, _Outcome]:
-    """Compute every spec for one generator; returns {canonical name: outcome}."""
+    """Compute every spec for one generator or image source (`sources.NetworkImages`,
+    `sources.FolderImages`); returns {canonical name: outcome}. `on_done` is called as soon
+    as each metric is ready (records survive a run killed before the last one)."""
     opts = opts or EvalOptions()
     device = torch.device(device)
+    if isinstance(source, torch.nn.Module):
+        source = sources.NetworkImages(source, archive.labels, device, opts.first_seed)
+    from_network = isinstance(source, sources.NetworkImages)
     pool = _Extractors(device, opts)
     preflight(specs, pool)
     # One generated stream per (count, noise mode). The reference draws fresh noise; the audit
     # uses constant noise so that `mrisynth generate --seeds S` reproduces a flagged image.
     groups: dict[tuple[int, str], list[MetricSpec]] = defaultdict(list)
     for spec in specs:
-        noise = "const" if spec.family == "memorisation" else "random"
+        noise = "const" if spec.family == "memorisation" and from_network else "random"
         groups[(spec.num_gen, noise)].append(spec)
     out: dict[str, _Outcome] = {}
     for (num, noise), group in sorted(groups.items()):
         needs = _group_needs(group, pool)
-        generated = _generate_group(G, archive, num, noise, needs, pool, device, opts)
+        generated = _generate_group(source, num, noise, needs, pool, opts)
         for spec in group:
-            out[spec.name] = _compute_one(spec, archive, *generated, pool, opts, device)
+            out[spec.name] = _compute_one(spec, archive, generated, pool, opts, device)
             log.info("%s: %s", spec.name, out[spec.name].results)
             for v in out[spec.name].verdicts:  # mode collapse, data-copying: say it loudly
                 if v.get("level") == "warning":
                     log.warning("%s: %s. %s", spec.name, v["title"], v["text"])
+            if on_done is not None:
+                on_done(spec, out[spec.name])
     return out
 
 
-def _open_archive(data):
+def open_archive(data):
     if isinstance(data, str | os.PathLike):
         from mrisynth.data.archive import ImageArchive
 
@@ -289,33 +344,42 @@ def evaluate_and_record(
     `run_dir/metric-<name>.jsonl` (plus `memorisation-<snapshot>.json/.png`); returns
     {name: results}. `data` is an ImageArchive or its path; `run_dir` None records nothing."""
     opts = opts or EvalOptions()
-    archive = _open_archive(data)
+    archive = open_archive(data)
     specs = parse_metric_list(metrics, num_gen)
-    outcomes = compute_metrics(G, archive, specs, device, opts)
-    snap_name = Path(snapshot).name
-    for spec in specs:
-        o = outcomes[spec.name]
-        if run_dir is None:
-            continue
+    snap = Path(snapshot).name
+    on_done = None if run_dir is None else recorder(Path(run_dir), snap, kimg)
+    outcomes = compute_metrics(G, archive, specs, device, opts, on_done)
+    return {name: o.results for name, o in outcomes.items()}
+
+
+def recorder(
+    folder: Path, snapshot: str, kimg: int | None, source: dict | None = None
+) -> Callable[[MetricSpec, _Outcome], None]:
+    """`on_done` for compute_metrics: one `metric-<name>.jsonl` line (+ memorisation files)."""
+
+    def record(spec: MetricSpec, o: _Outcome) -> None:
         line = records.make_record(
             spec.name,
-            snap_name,
+            snapshot,
             kimg,
             o.results,
             spec.num_gen,
             o.num_real,
             o.detector,
-            spec.reference_exact and (spec.family != "pr" or opts.pr_fp16),
+            o.reference_exact,
+            caveats=o.caveats,
+            source=source,
         )
         if o.verdicts:
             line["verdicts"] = o.verdicts
-        records.append_record(run_dir, line)
+        records.append_record(folder, line)
         if o.audit is not None:
-            write_audit(Path(run_dir), spec.name, snap_name, kimg, o)
-    return {name: o.results for name, o in outcomes.items()}
+            write_audit(folder, spec.name, snapshot, kimg, o)
+
+    return record
 
 
-def write_audit(folder: Path, name: str, snapshot: str, kimg: int, o: _Outcome) -> Path:
+def write_audit(folder: Path, name: str, snapshot: str, kimg: int | None, o: _Outcome) -> Path:
     """`memorisation-<snapshot stem>.json` + side-by-side `.png` next to it."""
     stem = f"memorisation-{Path(snapshot).name.split('.')[0]}"
     ok, png = cv2.imencode(".png", o.picture)
@@ -325,65 +389,9 @@ def write_audit(folder: Path, name: str, snapshot: str, kimg: int, o: _Outcome) 
     summary = {
         "metric": name,
         "snapshot": snapshot,
-        "kimg": int(kimg),
+        "kimg": None if kimg is None else int(kimg),
         **o.audit.summary,
         "picture": f"{stem}.png",
     }
     atomic.write_json(folder / f"{stem}.json", summary)
     return folder / f"{stem}.json"
-
-
-def evaluate_snapshots(
-    network: str | os.PathLike,
-    data,
-    metrics: list[str] | str,
-    device: str | torch.device = "cpu",
-    num_gen: int | None = None,
-    opts: EvalOptions | None = None,
-    force: bool = False,
-) -> list[tuple[str, dict[str, dict[str, float]]]]:
-    """Evaluate a snapshot file or every snapshot of a run folder, skipping (snapshot, metric)
-    pairs already in the run's jsonl files unless `force`; returns [(snapshot, results)]."""
-    from mrisynth.training.checkpoint import list_snapshots, load_generator, read_snapshot_info
-
-    archive = _open_archive(data)
-    specs = parse_metric_list(metrics, num_gen)
-    network = Path(network)
-    paths = list_snapshots(network) if network.is_dir() else [network]
-    if not paths:
-        raise ConfigError(f"{network}: run folder has no snapshots to evaluate")
-    opts = opts or EvalOptions()
-    pool = _Extractors(torch.device(device), opts)
-    preflight(specs, pool)
-    opts = replace(opts, extractors=pool.loaded)  # loaded once, shared by every snapshot
-    done = []
-    for path in paths:
-        G = None
-        try:
-            info = read_snapshot_info(path)
-        except CheckpointError:
-            if network.is_dir():
-                raise
-            G, info = load_generator(path, device=device)  # a plain `save_network` file
-        todo = [
-            s.name
-            for s in specs
-            if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)
-        ]
-        if not todo:
-            log.info("%s: all metrics already recorded; skipped", path.name)
-            continue
-        if info.dataset_hash and info.dataset_hash != archive.content_hash():
-            log.warning(
-                "%s was trained on another dataset (hash %s...) than %s",
-                path.name,
-                info.dataset_hash[:12],
-                getattr(archive, "path", "--data"),
-            )
-        if G is None:
-            G, _ = load_generator(path, device=device)
-        results = evaluate_and_record(
-            info.run_dir, path, info.kimg, G, archive, todo, device, None, opts
-        )
-        done.append((path.name, results))
-    return done

@@ -1,15 +1,18 @@
-"""Where metric images come from: generated batches (as NVIDIA's metrics draw them) and the
-training archive, plus the on-disk cache of real-image features (Karras et al. 2020).
+"""Where metric images come from: generated batches (as NVIDIA's metrics draw them), a folder
+or ZIP of images made elsewhere, and the training archive, plus the on-disk cache of real-image
+features (Karras et al. 2020).
 
 Generated images: z from per-image seeds (`np.random.RandomState(seed).randn(z_dim)`, as
 `mrisynth generate` does, so any image can be regenerated), labels drawn from the dataset for
 conditional generators, no truncation, output quantised `(x*127.5+128).clamp(0,255)` to uint8.
+Both kinds of source yield `GeneratedBatch`es that name every image (`seed<N>` or file name).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,47 @@ def generate_batches(
             torch.manual_seed(batch_seeds[0])
             img = G(z, c, noise_mode=noise_mode)  # [B, C, H, W] ~[-1, 1]
         yield batch_seeds, quantize_images(img).cpu()
+
+
+@dataclass(frozen=True)
+class GeneratedBatch:
+    """One batch of generated images and what identifies each of them."""
+
+    names: list[str]  # `seed<N>` for a network, the file name for --images
+    seeds: list[int | None]  # None for images read from files
+    images: torch.Tensor  # uint8 [B, C, H, W], CPU
+
+
+class NetworkImages:
+    """Images drawn from a generator: seeds first_seed, first_seed + 1, ..."""
+
+    def __init__(self, G: torch.nn.Module, labels, device, first_seed: int = 0) -> None:
+        self.G, self.labels, self.device, self.first_seed = G, labels, device, first_seed
+        self.count: int | None = None  # as many as asked for
+
+    def batches(self, num: int, batch_size: int, noise_mode: str) -> Iterator[GeneratedBatch]:
+        labels = self.labels if int(getattr(self.G, "c_dim", 0)) > 0 else None
+        for seeds, imgs in generate_batches(
+            self.G, num, self.device, batch_size, self.first_seed, labels, noise_mode
+        ):
+            yield GeneratedBatch([f"seed{s}" for s in seeds], list(seeds), imgs)
+
+
+class FolderImages:
+    """Generated images from a folder or ZIP, opened as an `ImageArchive` (the one validated
+    PNG path: size, channel and decode checks), read in sorted name order."""
+
+    def __init__(self, archive) -> None:
+        self.archive = archive
+        self.count: int | None = len(archive)
+
+    def batches(self, num: int, batch_size: int, noise_mode: str) -> Iterator[GeneratedBatch]:
+        del noise_mode  # files have no noise inputs
+        num = min(num, len(self.archive))
+        for start in range(0, num, batch_size):
+            idx = range(start, min(start + batch_size, num))
+            imgs = torch.from_numpy(np.stack([self.archive[i] for i in idx]))
+            yield GeneratedBatch([self.archive.names[i] for i in idx], [None] * len(idx), imgs)
 
 
 def real_batches(archive, batch_size: int = 64, indices=None) -> Iterator[np.ndarray]:

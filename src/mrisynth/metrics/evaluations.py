@@ -1,0 +1,235 @@
+"""What `mrisynth metrics` evaluates: every snapshot of a run, or a folder/ZIP of images.
+
+Snapshots: records go to the run folder, one line per (snapshot, metric); pairs already
+recorded are skipped unless forced. Images (`--images`, from NVIDIA's tool, a diffusion model,
+another group): the same metrics, records and memorisation files, written to an output folder
+(default `<images>-metrics` beside them) with `snapshot` = the images' folder or ZIP name,
+`kimg` null and `source: {"kind": "images", "sha256"}` (content hash of the images, so a
+re-run over the same images skips what is recorded, and changed images are evaluated anew).
+
+Images pass the training archive's checks (`ImageArchive`: PNG, 8-bit, 1 or 3 channels,
+square power-of-two, all alike) and must match the training data's size and channels. All
+images a metric will use are decoded before any work, so a bad file stops the run at once with
+its name, never half-way. With fewer images than a metric asks for, the metric uses them all
+and its name says so (`fid50k_full` on 3,000 images is recorded as `fid3k_full`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from mrisynth.errors import CheckpointError, ConfigError, InputError
+from mrisynth.metrics import records, sources
+from mrisynth.metrics.registry import MetricSpec, parse_metric_list
+from mrisynth.metrics.runner import (
+    EvalOptions,
+    _Extractors,
+    compute_metrics,
+    evaluate_and_record,
+    open_archive,
+    preflight,
+    recorder,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ImagesEvaluation", "default_output_dir", "evaluate_images", "evaluate_snapshots"]
+
+
+def _shared_extractors(specs, device, opts: EvalOptions | None) -> EvalOptions:
+    """Load (and probe) every detector once before any work; share them across evaluations."""
+    opts = opts or EvalOptions()
+    pool = _Extractors(torch.device(device), opts)
+    preflight(specs, pool)
+    return replace(opts, extractors=pool.loaded)
+
+
+def evaluate_snapshots(
+    network: str | os.PathLike,
+    data,
+    metrics: list[str] | str,
+    device: str | torch.device = "cpu",
+    num_gen: int | None = None,
+    opts: EvalOptions | None = None,
+    force: bool = False,
+) -> list[tuple[str, dict[str, dict[str, float]]]]:
+    """Evaluate a snapshot file or every snapshot of a run folder, skipping (snapshot, metric)
+    pairs already in the run's jsonl files unless `force`; returns [(snapshot, results)]."""
+    from mrisynth.training.checkpoint import list_snapshots, load_generator, read_snapshot_info
+
+    archive = open_archive(data)
+    specs = parse_metric_list(metrics, num_gen)
+    network = Path(network)
+    paths = list_snapshots(network) if network.is_dir() else [network]
+    if not paths:
+        raise ConfigError(f"{network}: run folder has no snapshots to evaluate")
+    opts = _shared_extractors(specs, device, opts)
+    done = []
+    for path in paths:
+        G = None
+        try:
+            info = read_snapshot_info(path)
+        except CheckpointError:
+            if network.is_dir():
+                raise
+            G, info = load_generator(path, device=device)  # a plain `save_network` file
+        todo = [
+            s.name
+            for s in specs
+            if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)
+        ]
+        if not todo:
+            log.info("%s: all metrics already recorded; skipped", path.name)
+            continue
+        if info.dataset_hash and info.dataset_hash != archive.content_hash():
+            log.warning(
+                "%s was trained on another dataset (hash %s...) than %s",
+                path.name,
+                info.dataset_hash[:12],
+                getattr(archive, "path", "--data"),
+            )
+        if G is None:
+            G, _ = load_generator(path, device=device)
+        results = evaluate_and_record(
+            info.run_dir, path, info.kimg, G, archive, todo, device, None, opts
+        )
+        done.append((path.name, results))
+    return done
+
+
+def default_output_dir(images: str | os.PathLike) -> Path:
+    """`gen/` or `gen.zip` -> `gen-metrics/` beside it."""
+    path = Path(images).resolve()
+    stem = path.name[: -len(".zip")] if path.name.lower().endswith(".zip") else path.name
+    return path.with_name(f"{stem}-metrics")
+
+
+def _check_output_dir(out_dir: Path, images: Path) -> None:
+    """Outputs never land inside the images (that would add PNGs to them) or on a file."""
+    out, img = out_dir.resolve(), images.resolve()
+    if img.is_dir() and (out == img or img in out.parents):
+        raise ConfigError(
+            f"-o {out_dir}: inside the images folder {images}; inputs are never modified, "
+            "choose a folder outside it"
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out_dir}: exists and is not a folder")
+
+
+def open_images(images: str | os.PathLike, train) -> object:
+    """The images as an ImageArchive, checked against the training data's size and channels."""
+    from mrisynth.data.archive import ImageArchive
+
+    try:
+        arch = ImageArchive(images)
+    except InputError as e:
+        raise InputError(f"--images: {e}") from None
+    if arch.image_shape != tuple(train.image_shape):
+        c, r, _ = arch.image_shape
+        tc, tr, _ = train.image_shape
+        raise InputError(
+            f"--images {images}: {r}x{r} with {c} channel(s), but the training data "
+            f"{getattr(train, 'path', '--data')} is {tr}x{tr} with {tc}; convert the images "
+            "to the training data's size and channels (or pass the matching --data)"
+        )
+    return arch
+
+
+def fit_counts(specs: list[MetricSpec], available: int, images: str) -> list[MetricSpec]:
+    """Cap each metric's image count at what there is; the name then says the real count."""
+    if available < 2:
+        raise InputError(f"--images {images}: {available} image(s); metrics need at least 2")
+    fitted = []
+    for spec in specs:
+        if spec.num_gen > available:
+            capped = replace(spec, num_gen=available, count_in_name=True)
+            log.warning(
+                "%s asks for %d images, %s has %d: recorded as %s",
+                spec.name,
+                spec.num_gen,
+                images,
+                available,
+                capped.name,
+            )
+            spec = capped
+        if spec.family in ("pr", "standin_pr") and spec.num_gen <= spec.k:
+            raise InputError(f"--images {images}: {spec.name} needs more than k={spec.k} images")
+        fitted.append(spec)
+    names = [s.name for s in fitted]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(
+            f"--metrics: with {available} images, several metrics become {', '.join(dupes)}; "
+            "ask for each once"
+        )
+    return fitted
+
+
+def _validate(arch, count: int) -> None:
+    """Decode every image that will be used, so a bad file stops the run before any work."""
+    for i in range(count):
+        try:
+            arch[i]
+        except InputError as e:
+            raise InputError(f"--images: {e}; remove or replace that file") from None
+
+
+@dataclass(frozen=True)
+class ImagesEvaluation:
+    snapshot: str  # the images' folder or ZIP name (the records' `snapshot`)
+    out_dir: Path
+    results: dict[str, dict[str, float]]  # {metric: {key: value}} computed now
+    skipped: list[str]  # metrics already recorded for these exact images
+
+
+def evaluate_images(
+    images: str | os.PathLike,
+    data,
+    metrics: list[str] | str,
+    out_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    num_gen: int | None = None,
+    opts: EvalOptions | None = None,
+    force: bool = False,
+) -> ImagesEvaluation:
+    """Evaluate a folder or ZIP of generated PNGs against training archive `data`."""
+    images = Path(images)
+    archive = open_archive(data)
+    arch = open_images(images, archive)
+    specs = fit_counts(parse_metric_list(metrics, num_gen), len(arch), str(images))
+    out = Path(out_dir) if out_dir is not None else default_output_dir(images)
+    _check_output_dir(out, images)
+    snapshot = images.resolve().name
+    source = {"kind": "images", "sha256": arch.content_hash()}
+    todo = [s for s in specs if force or not _recorded(out, s.name, snapshot, source["sha256"])]
+    skipped = [s.name for s in specs if s not in todo]
+    if not todo:
+        return ImagesEvaluation(snapshot, out, {}, skipped)
+    _validate(arch, max(s.num_gen for s in todo))
+    opts = _shared_extractors(todo, device, opts)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = compute_metrics(
+        sources.FolderImages(arch),
+        archive,
+        todo,
+        device,
+        opts,
+        recorder(out, snapshot, None, source),
+    )
+    return ImagesEvaluation(
+        snapshot, out, {name: o.results for name, o in outcomes.items()}, skipped
+    )
+
+
+def _recorded(folder: Path, name: str, snapshot: str, sha256: str) -> bool:
+    """A record of `name` for these exact images (same folder name and content hash)."""
+    for r in records.read_records(records.metric_file(folder, name)):
+        src = r.get("source")
+        if r["snapshot"] == snapshot and isinstance(src, dict) and src.get("sha256") == sha256:
+            return True
+    return False
