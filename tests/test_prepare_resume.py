@@ -13,8 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from mrisynth.cli import cli
+from mrisynth.data import prepare as prepare_module
 from mrisynth.data import prepare_folder
 from mrisynth.data.phantom_dicom import write_phantom_tree
+
+_PROCESS_SERIES = prepare_module.process_series
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +130,23 @@ def test_only_own_folders_are_reused(tree, tmp_path):
     started.mkdir()
     (started / ".mrisynth-prepare").write_text('{"complete": false}\n')
     assert _prepare(tree, started).exit_code == 0
+
+
+def _die_in_patient_2(series, opts):
+    """A decoder that kills its whole process (as a Rust abort or the OOM killer would)."""
+    if any("/MR/2/" in sl.path for sl in series.slices):
+        os._exit(134)
+    return _PROCESS_SERIES(series, opts)
+
+
+def test_a_worker_process_dying_skips_its_series_only(tree, tmp_path, monkeypatch):
+    # worker processes are forked, so they see the patched function
+    monkeypatch.setattr(prepare_module, "process_series", _die_in_patient_2)
+    out = tmp_path / "out"
+    res = _prepare(tree, out, "--workers", "2", "--keep-source-paths")
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    crashed = [s for s in report["skipped"] if "crashed its worker process" in s["reason"]]
+    assert len(crashed) >= 5 and all("/MR/2/" in s["source"] for s in crashed)
+    rows = (out / "manifest.csv").read_text().splitlines()[1:]
+    assert len(rows) >= 5 and all("/MR/1/" in row for row in rows)
