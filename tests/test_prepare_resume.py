@@ -72,10 +72,12 @@ def test_full_disk_mid_run_then_rerun_finishes(tree, tmp_path, monkeypatch):
     assert "no space left on the disk while writing" in lines[0] and "MB more" in lines[0]
     assert not (out / "manifest.csv").exists() and not (out / "report.json").exists()
     assert json.loads((out / ".mrisynth-prepare").read_text())["complete"] is False
+    assert "did not finish" in prepare_folder.unfinished(out)
     assert list(out.glob(".*.tmp")) == []  # the failed write left no temp file
     res = _prepare(tree, out)  # space freed: the same command again
     assert res.exit_code == 0, res.output
     assert json.loads((out / ".mrisynth-prepare").read_text())["complete"] is True
+    assert prepare_folder.unfinished(out) is None
     assert _visible(out) == _clean_run(tree, tmp_path, out)
 
 

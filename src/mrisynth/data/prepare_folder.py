@@ -60,6 +60,24 @@ def _marker(complete: bool) -> bytes:
     return (json.dumps(state) + "\n").encode()
 
 
+def unfinished(folder: Path) -> str | None:
+    """Why `folder` is a prepare output that did not finish (killed, disk full), else None;
+    for readers such as `mrisynth dataset` that should not pack a partial run."""
+    marker = folder / MARKER_FILE
+    if not marker.is_file():
+        return None
+    try:
+        complete = json.loads(marker.read_text(encoding="utf-8")).get("complete")
+    except (OSError, ValueError, AttributeError):
+        complete = False
+    if complete is True:
+        return None
+    return (
+        f"{folder}: `mrisynth prepare` did not finish writing this folder (killed, or the disk "
+        "was full); run the same prepare command again first"
+    )
+
+
 def write_if_changed(path: Path, data: bytes, mode: int | None = None) -> bool:
     """Atomic write unless the file already holds exactly these bytes (idempotent re-runs)."""
     if _same(path, data):
