@@ -164,6 +164,9 @@ def _bad_sets(tmp_path):
     rgba = _write_gen(tmp_path / "rgba")
     cv2.imwrite(str(rgba / "sample_04.png"), np.zeros([16, 16, 4], np.uint8))
     cases.append(("rgba", rgba, "sample_04.png"))
+    partial = _write_gen(tmp_path / "partial")
+    (partial / "generation.partial.json").write_text("{}")
+    cases.append(("unfinished generate", partial, "unfinished `mrisynth generate`"))
     notzip = tmp_path / "fake.zip"
     notzip.write_bytes(b"PK\x03\x04 not really")
     cases.append(("not a zip", notzip, "fake.zip"))

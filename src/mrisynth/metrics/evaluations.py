@@ -124,11 +124,18 @@ def _check_output_dir(out_dir: Path, images: Path) -> None:
 def open_images(images: str | os.PathLike, train) -> object:
     """The images as an ImageArchive, checked against the training data's size and channels."""
     from mrisynth.data.archive import ImageArchive
+    from mrisynth.generate.output_folder import PLAN_NAME
 
     try:
         arch = ImageArchive(images)
+        unfinished = arch.read_member(PLAN_NAME) is not None
     except InputError as e:
         raise InputError(f"--images: {e}") from None
+    if unfinished:
+        raise InputError(
+            f"--images {images}: an unfinished `mrisynth generate` output ({PLAN_NAME} is "
+            "there); re-run the same generate command to finish it first"
+        )
     if arch.image_shape != tuple(train.image_shape):
         c, r, _ = arch.image_shape
         tc, tr, _ = train.image_shape
