@@ -162,9 +162,12 @@ class ImageArchive:
         return int(self.labels.shape[1])
 
     def dataset_json(self) -> dict:
-        """The checked top-level object of `dataset.json` ({} when absent)."""
-        data = self.read_member(LABELS_NAME)
-        return {} if data is None else parse_dataset_json(data, f"{self.path}/{LABELS_NAME}")
+        """The checked top-level object of `dataset.json` ({} when absent); read once."""
+        if not hasattr(self, "_dataset_json"):
+            data = self.read_member(LABELS_NAME)
+            src = f"{self.path}/{LABELS_NAME}"
+            self._dataset_json = {} if data is None else parse_dataset_json(data, src)
+        return self._dataset_json
 
     def label_list(self) -> list | None:
         """Checked labels in `names` order, as in dataset.json (ints or float lists); None if
