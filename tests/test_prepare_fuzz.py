@@ -137,23 +137,37 @@ def _claims(good: Path, heavy: bool = False) -> Iterator[tuple[str, bytes]]:
         yield "rle-4096-valid", _save(ds)
 
 
+def _compressed(src: Path, syntax: str, cache: dict) -> bytes:
+    """The good file re-encoded (RLE: decoders that panic on corrupt runs; JPEG 2000)."""
+    if (src, syntax) not in cache:
+        ds = pydicom.dcmread(src)
+        ds.compress(syntax)
+        cache[src, syntax] = _save(ds)
+    return cache[src, syntax]
+
+
 def mutants(
     good_files: list[Path], count: int, seed: int, heavy: bool = False
 ) -> Iterator[tuple[str, bytes]]:
     """`count` hostile variants of the good files (deterministic for a seed), then the bombs."""
     rng = np.random.default_rng(seed)
+    cache: dict = {}
     for i in range(count):
         src = good_files[int(rng.integers(len(good_files)))]
         data = bytearray(src.read_bytes())
         kind = ("trunc", "flip", "header", "header", "vr")[i % 5]
         if kind == "trunc":
             yield f"{i:04d}-trunc", bytes(data[: int(rng.integers(0, len(data)))])
-        elif kind == "flip":
-            near_header = rng.random() < 0.7  # most of a slice is pixels; attack the header
-            hi = min(len(data), 1200) if near_header else len(data)
-            for pos in rng.integers(0, hi, size=int(rng.integers(1, 9))):
+        elif kind == "flip":  # in the header, or in native / RLE / JPEG 2000 pixel data
+            syntax = (None, None, RLELossless, JPEG2000Lossless)[i // 5 % 4]
+            if syntax is not None:
+                data = bytearray(_compressed(src, syntax, cache))
+            pixels = bytes(data).find(b"\xe0\x7f\x10\x00")
+            lo, hi = (pixels, len(data)) if syntax or rng.random() < 0.3 else (0, pixels)
+            for pos in rng.integers(lo, hi, size=int(rng.integers(1, 9))):
                 data[pos] = int(rng.integers(256))
-            yield f"{i:04d}-flip", bytes(data)
+            name = {None: "flip", RLELossless: "flip-rle", JPEG2000Lossless: "flip-j2k"}
+            yield f"{i:04d}-{name[syntax]}", bytes(data)
         elif kind == "header":
             ds = pydicom.dcmread(src)
             keyword, value = HOSTILE[int(rng.integers(len(HOSTILE)))]
@@ -179,7 +193,7 @@ def mutants(
 def write_attack(root: Path, count: int, seed: int, heavy: bool = False) -> tuple[Path, Path, int]:
     """good/ (phantom, 2 patients) and bad/ (mutants); returns (good, bad, number of mutants)."""
     good = root / "good"
-    write_phantom_tree(good, 2, seed=seed, matrix_sizes=(24, 32), num_slices=(4, 5), t2spir=False)
+    write_phantom_tree(good, 2, seed=seed, matrix_sizes=(32, 40), num_slices=(4, 5), t2spir=False)
     bad = root / "bad"
     bad.mkdir()
     files = sorted(good.rglob("*.dcm"))
