@@ -138,3 +138,24 @@ def test_holdout_cli_errors(tmp_path):
     # re-packing without a holdout would leave the old sibling looking like this one's holdout
     run = CliRunner().invoke(cli, ["dataset", str(src), "-o", str(tmp_path / "x.zip")])
     assert run.exit_code == 1 and "earlier run" in run.output
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"\xff\xfe not utf-8",
+        b"",
+        b"name,patient_key\nimg000.png,a\n",  # no file column
+        b"file,patient_key\nimg000.png," + b"x" * 200000 + b"\n",  # over csv's field limit
+        b"file,patient_key\nimg000.png,a\n",  # img001 has no row
+        b'file,patient_key\n"img000.png,a\n',  # unterminated quote
+    ],
+)
+@pytest.mark.parametrize("options", [["--holdout-patients", "1"], ["--label", "patient"]])
+def test_hostile_manifest_is_one_error_line(tmp_path, manifest, options):
+    src = _folder(tmp_path / "src", ["a", "b"], manifest=False)
+    (src / "manifest.csv").write_bytes(manifest)
+    run = CliRunner().invoke(cli, ["dataset", str(src), "-o", str(tmp_path / "x.zip"), *options])
+    assert run.exit_code == 1 and isinstance(run.exception, SystemExit), run.output
+    assert run.output.startswith("Error:") and run.output.count("\n") == 1
+    assert "manifest.csv" in run.output and not (tmp_path / "x.zip").exists()
