@@ -549,6 +549,9 @@ def test_hostile_metric_records_are_cleaned_where_they_are_read(tmp_path, monkey
     assert by_snap["s4"]["kimg"] is None and by_snap["s4"]["results"] == {"kid2k_full": 0.5}
     assert by_snap["record 4"]["results"] == {"fid2k_full": 7.0}
     assert by_snap["s6"]["detector"] is None
+    frac = {"snapshot": "network-snapshot-000000.160.safetensors", "kimg": 0, "results": {"a": 1}}
+    assert runfiles.clean_metric_record(frac, 0)["kimg"] == 0.16  # the name knows the fraction
+    assert runfiles.clean_metric_record(frac | {"kimg": 3}, 0)["kimg"] == 3  # they disagree
     assert "huge" not in read_run(run_dir).metrics
     res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
     assert res.exit_code == 0, res.output

@@ -214,8 +214,8 @@ def _memorisation(report: Report) -> None:
             FigureEntry(
                 f"{path.stem}-histogram.png",
                 f"Nearest-image distances ({path.name})",
-                "Mass near 0 (left of the dashed line) "
-                "means generated images copy training images.",
+                "Distance of each image to its nearest training image (lower = more alike). "
+                "Generated images left of the dashed threshold count as copies.",
                 section="memorisation",
             ),
             hist,
@@ -287,8 +287,8 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
             "An evaluation of a folder of images (`mrisynth metrics --images`): there is no "
             "training run, so training curves, grids and Figure 4 are left out."
         )
-    for note in sorted({n for s in series for n in s.caveats()}):
-        report.notes.append(f"{note}.")
+    for note in sorted({n for s in series if s.category is None for n in s.caveats()}):
+        report.notes.append(f"{note}.")  # Table 1's own caveats stand under the table
     curves = figures.training_figure(run.stats, _ada_target(run.options))
     if curves is not None:
         report.add(

@@ -72,7 +72,7 @@ def closest_pairs_figure(picture: np.ndarray, obj: dict[str, Any]) -> bytes | No
     records = closest_records(obj, len(cut))
     if records is None:
         return None
-    fig, axes = new_figure(len(cut), 4, (10.5, 2.3 * len(cut)))
+    fig, axes = new_figure(len(cut), 4, (9.0, 1.9 * len(cut)))
     heads = ("generated", "nearest training image", "|difference|")
     for r, (row, rec) in enumerate(zip(cut, records, strict=True)):
         for c, tile in enumerate(row):

@@ -148,7 +148,7 @@ def clean_metric_record(obj: dict[str, Any], index: int) -> dict[str, Any] | Non
     return {
         "metric": plain(obj.get("metric", ""), 120),
         "snapshot": plain(snapshot, 200) if isinstance(snapshot, str) else f"record {index}",
-        "kimg": finite(obj.get("kimg"), 0, MAX_KIMG),
+        "kimg": _record_kimg(obj.get("kimg"), snapshot),
         "results": results,
         "num_gen": _count(obj.get("num_gen")),
         "num_real": _count(obj.get("num_real")),
@@ -157,6 +157,16 @@ def clean_metric_record(obj: dict[str, Any], index: int) -> dict[str, Any] | Non
         "timestamp": finite(obj.get("timestamp")) or 0.0,
         "verdicts": obj.get("verdicts"),
     }
+
+
+def _record_kimg(value: Any, snapshot: Any) -> float | None:
+    """The record's kimg, refined by a snapshot name that has the fraction (`000000.160`):
+    records store whole kimg, so two early snapshots would otherwise share kimg 0."""
+    kimg = finite(value, 0, MAX_KIMG)
+    m = _SNAPSHOT_RE.match(snapshot) if isinstance(snapshot, str) else None
+    if kimg is not None and m and m.group(2) and int(m.group(1)) == int(kimg):
+        return _name_kimg(m)
+    return kimg
 
 
 def record_order(record: dict[str, Any]) -> tuple[bool, float, float]:
