@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from mrisynth.errors import ConfigError
 from mrisynth.metrics import body_features as bf
 from mrisynth.metrics import diversity as dv
 from phantom_bodies import cohort, collapsed
@@ -101,5 +102,5 @@ def test_hostile_sets(data):
     assert all(np.isfinite(v) for v in rec.values()) and "diversity6_msssim_gen" in rec
     json.dumps(rec, allow_nan=False)
     tiny = np.zeros([4, 1, 8, 8], np.uint8)
-    with pytest.raises(ValueError, match="at least 11"):
+    with pytest.raises(ConfigError, match="at least 11 px, these are 8x8"):
         dv.diversity(tiny, tiny)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mrisynth.errors import ConfigError
 from mrisynth.metrics import body_features as bf
-from mrisynth.metrics.msssim import ms_ssim
+from mrisynth.metrics.msssim import WINDOW, ms_ssim
 
 MSSSIM_GAP = 0.25
 SPREAD_RATIO = 0.25
@@ -105,6 +106,11 @@ def diversity(
     uint8 [N, C, H, W] generated and real images."""
     if gen.shape[0] < 2 or real.shape[0] < 2:
         raise ValueError("diversity needs at least 2 generated and 2 real images")
+    if min(gen.shape[-2:]) < WINDOW:
+        raise ConfigError(
+            f"diversity: MS-SSIM needs images of at least {WINDOW} px, these are "
+            f"{gen.shape[-2]}x{gen.shape[-1]}; leave diversity out of --metrics"
+        )
     rng = np.random.default_rng(seed)
     g_gray, r_gray = bf.to_gray(gen), bf.to_gray(real)
     ms_gen = mean_pair_msssim(g_gray, random_pairs(len(gen), num_pairs, rng))

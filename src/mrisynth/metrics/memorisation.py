@@ -273,10 +273,14 @@ def audit_archive(
     InputError when the holdout shares a patient with the training archive."""
     from mrisynth.data.archive import ImageArchive
     from mrisynth.data.holdout import find_holdout
+    from mrisynth.errors import InputError
     from mrisynth.metrics.diversity import archive_patient_keys
     from mrisynth.metrics.sources import read_real_images
 
     train = read_real_images(archive)
+    if len(train) < 2:
+        where = getattr(archive, "path", "the training archive")
+        raise InputError(f"{where}: the memorisation audit needs at least 2 training images")
     held = find_holdout(archive) if isinstance(archive, ImageArchive) else None
     inputs = AuditInputs(
         gen=gen,
