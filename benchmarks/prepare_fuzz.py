@@ -51,6 +51,9 @@ def one_seed(tmp: Path, count: int, seed: int, workers: int, cap: int) -> dict:
         "tried": n_bad,
         "skipped": sum(1 for f in (acc or {}).get("skipped", {}) if f in bad_names),
         "used": sum(1 for f in (acc or {}).get("used", []) if f in bad_names),
+        "decoder_panics": sum(
+            1 for r in (acc or {}).get("skipped", {}).values() if r.startswith("decoder crashed")
+        ),
         "traceback": int("Traceback" in run["output"] or run["code"] != 0),
         "hang": int(run["hang"]),
         "lost": len(acc["lost"]) if acc else n_bad,
@@ -115,7 +118,7 @@ def main() -> None:
         f"inputs tried {totals['tried']:.0f} / clean errors or skips {totals['skipped']:.0f} "
         f"(+ {totals['used']:.0f} still usable, used) / tracebacks {totals['traceback']:.0f} / "
         f"hangs {totals['hang']:.0f} / data lost {totals['lost'] + totals['good_missing']:.0f} "
-        f"(accounted for: {clean:.0f})"
+        f"(accounted for: {clean:.0f}; decoder panics caught: {totals['decoder_panics']:.0f})"
     )
     print(
         f"peak RSS: whole attack {totals['peak_mb']:.0f} MiB; worst bomb alone {worst} "
