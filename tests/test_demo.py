@@ -30,6 +30,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert list(run_dir.glob("network-snapshot-*.safetensors"))
     assert (run_dir / "metric-intensity_hist64.jsonl").is_file()
     assert list(run_dir.glob("memorisation-*.json"))
+    assert (run_dir / "metric-diversity64.jsonl").is_file() and (out / "data-holdout.zip").is_file()
 
     assert not (out / "samples" / "seed000099.png").exists()
     rows = list(csv.DictReader((out / "samples" / "manifest.csv").open()))
@@ -41,6 +42,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     page = page_path.read_text()
     refs = re.findall(r'src="([^"]+)"', page)
     assert "fig4-real-vs-generated.png" in refs and "training-curves.png" in refs
+    assert 'id="summary"' in page and "No copy test was run" not in page
     assert all((page_path.parent / ref).is_file() for ref in refs)
 
 
