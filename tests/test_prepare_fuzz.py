@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import struct
 import subprocess
@@ -201,7 +202,10 @@ def write_attack(root: Path, count: int, seed: int, heavy: bool = False) -> tupl
     for name, data in mutants(files, count, seed, heavy):
         (bad / f"{name}.dcm").write_bytes(data)
         n += 1
-    return good, bad, n
+    os.mkfifo(bad / "fifo.dcm")  # opening it would block forever
+    (bad / "zero.dcm").symlink_to("/dev/zero")  # endless zeros
+    (bad / "dangling.dcm").symlink_to(bad / "missing")
+    return good, bad, n + 3
 
 
 # The child's own peak RSS is VmHWM of its address space: ru_maxrss would start from the
@@ -260,7 +264,7 @@ def account(good: Path, bad: Path, out: Path) -> dict[str, object]:
         p.relative_to(root).as_posix()
         for root in (good, bad)
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if not p.is_dir()
     ]
     return {
         "used": [f for f in files if f in used],
@@ -305,6 +309,7 @@ def test_prepare_survives_a_few_hundred_hostile_files(tmp_path):
     assert acc["lost"] == []
     assert all(r.strip() and "\n" not in r for r in acc["skipped"].values())
     bombs = ("rle-40000", "j2k-40000", "native-4096x16", "deflate-bomb", "pixel-length-4G")
+    bombs += ("fifo", "zero", "dangling")
     for name in bombs:
         assert f"{name}.dcm" in acc["skipped"], name
     assert len(acc["skipped"]) >= n_bad * 0.6  # most mutants are unusable, and said so

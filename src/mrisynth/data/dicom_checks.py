@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Sequence
@@ -242,7 +243,11 @@ def check_codestreams(ds: pydicom.Dataset) -> None:
 
 
 def check_file_size(path: str | os.PathLike[str]) -> None:
-    size = os.stat(path).st_size
+    """A regular file (a FIFO would block, /dev/zero never ends) of at most MAX_FILE_BYTES."""
+    st = os.stat(path)  # follows symlinks: what would be read
+    if not stat.S_ISREG(st.st_mode):
+        raise HeaderProblem("not a regular file (a device, pipe or socket)")
+    size = st.st_size
     if size > MAX_FILE_BYTES:
         raise HeaderProblem(
             f"file is {size / 2**20:,.0f} MiB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MiB"

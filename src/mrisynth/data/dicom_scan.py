@@ -21,6 +21,7 @@ from mrisynth.data.dicom_checks import (
     FATAL,
     HeaderProblem,
     check_deflated,
+    check_file_size,
     check_image_header,
     failure_reason,
     frame_count,
@@ -146,6 +147,7 @@ def read_header(path: Path) -> pydicom.Dataset | str:
         return "DICOMDIR (a directory index, not an image)"
     if path.suffix.lower() in NOT_DICOM_SUFFIXES:
         return f"not a DICOM file ({path.suffix.lower()})"
+    check_file_size(path)
     check_deflated(path)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=DEFER_BYTES)
