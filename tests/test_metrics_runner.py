@@ -359,6 +359,7 @@ def test_reference_names_run_with_detector_files(setup, tmp_path, monkeypatch):
     assert last["snapshot"] == "u.safetensors" and last["reference_exact"] is False
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_a_wrong_detector_file_is_one_error_line_before_any_generation(setup, tmp_path):
     _, archive, run, _ = setup
     folder = tmp_path / "detectors"
@@ -371,6 +372,7 @@ def test_a_wrong_detector_file_is_one_error_line_before_any_generation(setup, tm
     assert "float [N, 2048]" in out.output and "Traceback" not in out.output
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_check_metric_names_also_finds_missing_detectors_before_training(tmp_path, monkeypatch):
     from mrisynth.metrics.runner import check_metric_names
 
@@ -383,5 +385,8 @@ def test_check_metric_names_also_finds_missing_detectors_before_training(tmp_pat
         check_metric_names(["pr50k3_full"])
     check_metric_names(["pr50k3_full"], requirements=False)
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "vgg16.pt").write_bytes(b"x")
+    (tmp_path / "d" / "vgg16.pt").write_bytes(b"x")  # present, but not a detector
+    with pytest.raises(InputError, match="TorchScript"):
+        check_metric_names(["pr50k3_full"], detector_dir=tmp_path / "d")
+    write_detector(tmp_path / "d" / "vgg16.pt", "vgg16")
     check_metric_names(["pr50k3_full"], detector_dir=tmp_path / "d")

@@ -277,11 +277,8 @@ def _print_results(done: list[tuple[str, dict]], folder: Path) -> None:
     for snap, results in done:
         for name in results:
             rec = _last_record(folder, name, snap)
-            for caveat in (rec or {}).get("caveats", []):
+            for caveat in (rec or {}).get("caveats", []):  # (warning verdicts: logged by runner)
                 click.echo(f"note ({name}): {caveat}")
-            for v in (rec or {}).get("verdicts", []):
-                if isinstance(v, dict) and v.get("level") == "warning":
-                    click.echo(f"WARNING: {v.get('title', '')}: {v.get('text', '')}")
         if any(name.startswith("memorisation") for name in results):
             stem = folder / f"memorisation-{snap.split('.')[0]}"
             click.echo(f"memorisation audit of {snap}: {stem}.json, {stem}.png")

@@ -107,6 +107,16 @@ from mrisynth.errors import MrisynthError
     type=float,
     help="End at the first tick at or past this kimg, without a final snapshot.",
 )
+@click.option(
+    "--modconv",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fused", "nonfused"]),
+    help="Modulated-conv form in training (auto: the faster one measured per device).",
+)
+@click.option(
+    "--compile", is_flag=True, help="torch.compile the main G/D phases (slow start, faster steps)."
+)
 @click.option("--dry-run", is_flag=True, help="Print resolved options and parameter counts.")
 def command(**kw) -> None:
     """Train StyleGAN2-ADA on a prepared archive.

@@ -43,16 +43,15 @@ def check_metric_names(
     names: list[str], detector_dir: str | os.PathLike | None = None, requirements: bool = True
 ) -> None:
     """Raise ConfigError for unknown names and, with `requirements`, MissingDependencyError
-    for a detector file or optional package that is absent, so that training stops before
-    its first step rather than at its first snapshot. Loads nothing."""
-    from mrisynth.metrics.detectors import locate_detector
-
+    for a detector file or optional package that is absent and InputError for a detector file
+    that fails the interface probe, so that training stops before its first step rather than
+    at its first snapshot. Loads each needed detector once on the CPU (seconds)."""
     registry.check_metric_names(names)
     if not requirements:
         return
+    for det in sorted({s.detector for s in parse_metric_list(names) if s.reference_exact}):
+        load_detector(det, "cpu", detector_dir)  # found, loadable, the right interface
     for spec in parse_metric_list(names):
-        if spec.detector and spec.reference_exact:
-            locate_detector(spec.detector, detector_dir)
         if spec.family == "frd":
             from mrisynth.metrics.frd import import_frd
 

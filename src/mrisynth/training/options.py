@@ -21,6 +21,7 @@ AUG_MODES = ("ada", "fixed", "noaug")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 RESUME_MODES = ("auto", "full", "weights")
 MODCONV_FORMS = ("auto", "fused", "nonfused")
+MODCONV_FORMS = ("auto", "fused", "nonfused")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class TrainOptions:
     max_bad_steps: int = 10  # consecutive non-finite steps before stopping
     min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size
     stop_after_kimg: float | None = None  # stop early, as if killed (tests, time-boxed jobs)
+    modconv: str = "auto"  # modulated-conv form in training: auto (per device) | fused | nonfused
+    compile: bool = False  # torch.compile the main G/D phases (regularisers stay eager)
     modconv: str = "auto"  # modulated-conv form in training: auto (per device) | fused | nonfused
     compile: bool = False  # torch.compile the main G/D phases (regularisers stay eager)
 
@@ -156,6 +159,8 @@ def resolve_options(
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.resume_mode not in RESUME_MODES:
         raise ConfigError(f"--resume-mode must be one of {', '.join(RESUME_MODES)}")
+    if opts.modconv not in MODCONV_FORMS:
+        raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
     if opts.modconv not in MODCONV_FORMS:
         raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
     if opts.kimg <= 0 or opts.tick <= 0:
