@@ -108,3 +108,10 @@ def test_images_from_a_folder_are_named_by_file():
     )  # fmt: skip
     s = mem.audit(inputs).summary
     assert [(r["gen_name"], r["seed"]) for r in s["images"]] == [("a.png", None), ("b.png", None)]
+    assert s["feature"] is None and "feature_distance" not in s["images"][0]
+    rng = np.random.default_rng(0)
+    inputs.train_features = rng.normal(size=(18, 5))
+    inputs.gen_features = inputs.train_features[[4, 7]] + 0.5  # detector features: second view
+    s = mem.audit(inputs).summary
+    assert [r["feature_distance"] for r in s["images"]] == pytest.approx([0.5 * 5**0.5] * 2)
+    assert s["feature"]["nearest_distance"]["max"] == pytest.approx(0.5 * 5**0.5)

@@ -196,8 +196,13 @@ def audit(
             ),
         },
         "images": _image_records(inputs, gen_idx, gen_dist, pct, flagged),
-        "feature": _feature_view(inputs),
+        "feature": None,
     }
+    feat = _feature_distances(inputs)
+    if feat is not None:  # a second view: the detector's idea of the nearest training image
+        summary["feature"] = {"nearest_distance": quantiles(feat)}
+        for rec, d in zip(summary["images"], feat, strict=True):
+            rec["feature_distance"] = float(d)
     summary["verdicts"] = copy_verdicts(copy_test, summary["num_gen"])
     order = np.argsort(gen_dist, kind="stable")
     pairs = [(int(i), int(gen_idx[i]), float(gen_dist[i])) for i in order]
@@ -223,14 +228,14 @@ def _image_records(inputs, gen_idx, gen_dist, pct, flagged) -> list[dict]:
     ]
 
 
-def _feature_view(inputs: AuditInputs) -> dict | None:
-    """Nearest training image in detector-feature space, when the detector is present."""
+def _feature_distances(inputs: AuditInputs) -> np.ndarray | None:
+    """Distance to the nearest training image in detector-feature space, when present."""
     if inputs.gen_features is None or inputs.train_features is None:
         return None
     g = np.asarray(inputs.gen_features, np.float64)
     t = np.asarray(inputs.train_features, np.float64)
     d = (g * g).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * g @ t.T
-    return {"nearest_distance": quantiles(np.sqrt(np.maximum(d.min(axis=1), 0.0)))}
+    return np.sqrt(np.maximum(d.min(axis=1), 0.0))
 
 
 def side_by_side(
