@@ -129,3 +129,11 @@ def batch_stream(
 def to_network_range(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float32 in [-1, 1] on `device` (the convention x / 127.5 - 1)."""
     return images.to(device, non_blocking=True).to(torch.float32) / 127.5 - 1
+
+
+def random_labels(dataset, n: int, device: torch.device) -> torch.Tensor:
+    """Labels [n, c_dim] for fakes, drawn from the dataset's (empty when unconditional)."""
+    labels = dataset.labels  # [N, c_dim]
+    if labels.shape[1] == 0:
+        return torch.zeros(n, 0, device=device)
+    return labels[torch.randint(len(labels), (n,))].to(device)

@@ -22,13 +22,25 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
-from mrisynth.training import checkpoint, distributed, run_files, step
+from mrisynth.training import build, checkpoint, distributed, ema, resources, run_files, step
 from mrisynth.training import state as run_state
-from mrisynth.training.data_loader import MirroredDataset, batch_stream, to_network_range
+from mrisynth.training.data_loader import (
+    MirroredDataset,
+    batch_stream,
+    random_labels,
+    to_network_range,
+)
 from mrisynth.training.losses import StyleGAN2Loss
-from mrisynth.training.options import ResolvedOptions, TrainOptions
+from mrisynth.training.options import (
+    ResolvedOptions,
+    TrainOptions,
+    merge_resume_options,
+    resolve_for_archive,
+)
+from mrisynth.training.rng import capture_rng
+from mrisynth.training.snapshot_schema import check_resumable
 from mrisynth.training.state import TrainingDiverged
-from mrisynth.training.stats import StatsWriter, TickStats
+from mrisynth.training.stats import StatsWriter, TickStats, format_time, record_metrics
 
 __all__ = ["Setup", "TrainingDiverged", "check", "describe", "prepare", "train"]
 
@@ -79,11 +91,11 @@ def prepare(opts: TrainOptions) -> Setup:
         if full and not same_data:
             log.warning("full resume on a different dataset than %s was trained on", snap.info.path)
         if full:
-            run_state.check_resumable(snap)
-            opts = run_state.merge_resume_options(snap.state["options"], opts)
+            check_resumable(snap)
+            opts = merge_resume_options(snap.state["options"], opts)
     # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
-    resolved = run_state.resolve_for_archive(opts, archive, resuming=snap is not None and not full)
-    G_cfg, D_cfg = run_state.network_configs(resolved, snap if full else None)
+    resolved = resolve_for_archive(opts, archive, resuming=snap is not None and not full)
+    G_cfg, D_cfg = build.network_configs(resolved, snap if full else None)
     torch.manual_seed(resolved.user.seed)  # identical initial weights on every rank
     G, D = build_generator(G_cfg), build_discriminator(D_cfg)
     if snap is not None:
@@ -96,7 +108,7 @@ def check(opts: TrainOptions) -> ResolvedOptions:
     """Cheap pre-flight check (archive readable, options consistent) for `--gpus N` launches."""
     archive = ImageArchive(opts.data)
     try:
-        return run_state.resolve_for_archive(opts, archive, resuming=False)
+        return resolve_for_archive(opts, archive, resuming=False)
     finally:
         archive.close()
 
@@ -137,7 +149,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     device = cuda_device or torch.device("cpu")
     if device.type == "cpu":
         log.info(
-            "CPU training with %d torch thread(s)", run_state.set_cpu_threads(opts.cpu_threads)
+            "CPU training with %d torch thread(s)", resources.set_cpu_threads(opts.cpu_threads)
         )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -165,7 +177,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         "D": sum(p.numel() for p in D.parameters()),
     }
 
-    augment_pipe, ada = run_state.build_augment(r, setup.archive.num_channels, device)
+    augment_pipe, ada = build.build_augment(r, setup.archive.num_channels, device)
     loss = StyleGAN2Loss(
         G,
         D,
@@ -174,8 +186,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         style_mixing_prob=r.preset.style_mixing_prob,
         pl_weight=r.preset.pl_weight,
     )
-    opt_G = run_state.lazy_adam(G, r.glr, r.g_reg_interval)
-    opt_D = run_state.lazy_adam(D, r.dlr, r.d_reg_interval)
+    opt_G = build.lazy_adam(G, r.glr, r.g_reg_interval)
+    opt_D = build.lazy_adam(D, r.dlr, r.d_reg_interval)
 
     # ---- Training state: fresh, or restored exactly from the snapshot (before any write) -----
     st = run_state.LoopState()
@@ -187,7 +199,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
     if rank == 0:
         try:
-            found = (str(run_state.open_run_dir(setup, params, cleanup)), None)
+            found = (str(run_files.open_run_dir(setup, params, cleanup)), None)
         except MrisynthError as e:  # tell the other ranks instead of leaving them waiting
             distributed.broadcast_object((None, str(e)))
             raise
@@ -258,7 +270,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
             reals = list(zip(reals_img, reals_c, strict=True))
             gen_inputs = lambda: (  # noqa: E731
                 torch.randn(r.batch_gpu, G.z_dim, device=device),
-                run_state.random_labels(dataset, r.batch_gpu, device),
+                random_labels(dataset, r.batch_gpu, device),
             )
             skipped = [
                 step.run_phase(ph, loss, reals, gen_inputs, stats, stat_names, ada) for ph in phases
@@ -266,7 +278,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
             guard.record(torch.stack(skipped).amax())
 
             # ---- EMA of the generator --------------------------------------------------------
-            run_state.update_ema(G_ema, G, r, st.nimg)
+            ema.update_ema(G_ema, G, r, st.nimg)
 
             # ---- Bookkeeping and ADA ---------------------------------------------------------
             st.nimg += r.batch
@@ -304,8 +316,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                 "Timing/total_sec": tick_end_time - start_time,
                 "Timing/sec_per_tick": tick_sec,
                 "Timing/sec_per_kimg": tick_sec / tick_kimg,
-                "Resources/peak_cpu_mem_gb": run_state.peak_cpu_mem_gb(),
-                "Resources/peak_gpu_mem_gb": run_state.peak_gpu_mem_gb(device),
+                "Resources/peak_cpu_mem_gb": resources.peak_cpu_mem_gb(),
+                "Resources/peak_gpu_mem_gb": resources.peak_gpu_mem_gb(device),
             }
             tick_stats = stats.reduce(sorted(stat_names | {"Augment/r_t", "Loss/signs/real"}))
             tick_stats.update(
@@ -317,7 +329,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                 "cpumem %.2f gpumem %.2f augment %.3f",
                 st.tick,
                 st.nimg / 1e3,
-                run_state.format_time(tick_end_time - start_time),
+                format_time(tick_end_time - start_time),
                 tick_sec,
                 tick_sec / tick_kimg,
                 progress["Resources/peak_cpu_mem_gb"],
@@ -333,7 +345,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                 run_state.check_finite(G, D, run_dir)
                 distributed.check_in_sync(G, "G")
                 distributed.check_in_sync(D, "D")
-                rng = distributed.all_gather_object(run_state.capture_rng(device))
+                rng = distributed.all_gather_object(capture_rng(device))
                 ada_states = distributed.all_gather_object(ada.state_dict() if ada else None)
                 if rank == 0:
                     kimg = st.nimg // 1000
@@ -357,7 +369,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                         ada_states,
                     )
                     if u.metrics:
-                        run_state.run_metrics(
+                        record_metrics(
                             run_dir, path, kimg, G_ema, setup.archive, r, device, writer, st.nimg
                         )
                 distributed.barrier()

@@ -17,10 +17,19 @@ from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset, resolve_preset
 from mrisynth.errors import ConfigError
 
+# A full resume keeps the run's options, except these: always the new invocation's ...
+RESUME_PER_INVOCATION = (
+    "data", "outdir", "resume", "resume_mode", "stop_after_kimg", "workers", "device",
+    "cpu_threads", "modconv", "compile",
+)  # fmt: skip
+# ... and these, when the new command line sets them (differ from the default).
+RESUME_OVERRIDABLE = (
+    "kimg", "tick", "snap", "metrics", "precision", "max_bad_steps", "min_free_gb", "ada_kimg",
+    "p_max", "desc",
+)  # fmt: skip
 AUG_MODES = ("ada", "fixed", "noaug")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 RESUME_MODES = ("auto", "full", "weights")
-MODCONV_FORMS = ("auto", "fused", "nonfused")
 MODCONV_FORMS = ("auto", "fused", "nonfused")
 
 
@@ -64,8 +73,6 @@ class TrainOptions:
     max_bad_steps: int = 10  # consecutive non-finite steps before stopping
     min_free_gb: float | None = None  # free disk needed; None: estimated from snapshot size
     stop_after_kimg: float | None = None  # stop early, as if killed (tests, time-boxed jobs)
-    modconv: str = "auto"  # modulated-conv form in training: auto (per device) | fused | nonfused
-    compile: bool = False  # torch.compile the main G/D phases (regularisers stay eager)
     modconv: str = "auto"  # modulated-conv form in training: auto (per device) | fused | nonfused
     compile: bool = False  # torch.compile the main G/D phases (regularisers stay eager)
 
@@ -112,7 +119,8 @@ _SAVED_RANGES: dict[str, tuple[float, float]] = {
     "gamma": (0, 1e9), "min_free_gb": (0, 1e9), "stop_after_kimg": (0, 1e8),
     "seed": (0, 2**32 - 1),
 }  # fmt: skip
-_CHOICES = {"aug": AUG_MODES, "precision": PRECISIONS, "resume_mode": RESUME_MODES}
+_CHOICES = {"aug": AUG_MODES, "precision": PRECISIONS, "resume_mode": RESUME_MODES,
+            "modconv": MODCONV_FORMS}  # fmt: skip
 
 
 def check_saved_options(saved: dict[str, Any], where: str) -> None:
@@ -159,8 +167,6 @@ def resolve_options(
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.resume_mode not in RESUME_MODES:
         raise ConfigError(f"--resume-mode must be one of {', '.join(RESUME_MODES)}")
-    if opts.modconv not in MODCONV_FORMS:
-        raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
     if opts.modconv not in MODCONV_FORMS:
         raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
     if opts.kimg <= 0 or opts.tick <= 0:
@@ -234,6 +240,35 @@ def resolve_options(
         aug=opts.aug,
         p_init=opts.p if opts.p is not None else 0.0,
         ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else preset_ada_kimg,
+    )
+
+
+def merge_resume_options(saved: dict[str, Any], new: TrainOptions) -> TrainOptions:
+    """The resumed run's options: the original run's, except what the user changed and may."""
+    defaults = TrainOptions(data="")
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    merged = {k: v for k, v in saved.items() if k in fields}
+    merged["metrics"] = tuple(merged.get("metrics", ()))
+    for name in RESUME_PER_INVOCATION:
+        merged[name] = getattr(new, name)
+    for name in RESUME_OVERRIDABLE:
+        value = getattr(new, name)
+        if value != getattr(defaults, name) or name not in merged:
+            merged[name] = value
+    merged["gpus"] = new.gpus
+    return TrainOptions(**merged)
+
+
+def resolve_for_archive(opts: TrainOptions, archive, resuming: bool) -> ResolvedOptions:
+    """`resolve_options` for an opened `ImageArchive`."""
+    return resolve_options(
+        opts,
+        resolution=archive.resolution,
+        img_channels=archive.num_channels,
+        label_dim=archive.label_dim,
+        num_images=len(archive),
+        dataset_hash=archive.content_hash(),
+        resuming=resuming,
     )
 
 

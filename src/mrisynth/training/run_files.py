@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,10 +16,39 @@ import torch
 from mrisynth import atomic
 from mrisynth.errors import ConfigError, InputError
 from mrisynth.imaging import encode_png, make_grid, quantize_images
+from mrisynth.training.options import run_description
+from mrisynth.training.run_lock import RunLock, create_numbered_run
 
 log = logging.getLogger(__name__)
 
 GRID_W, GRID_H = 8, 4  # 32 fixed latents per grid
+
+
+def open_run_dir(setup, num_params: dict[str, int], cleanup: contextlib.ExitStack) -> Path:
+    """Rank 0: the folder to write to (the resumed run's on a full resume), locked for this
+    process (released by `cleanup`), checked writable and with room for snapshots."""
+    r = setup.options
+    if r.user.min_free_gb is not None:
+        need = int(r.user.min_free_gb * 1e9)
+    else:
+        need = 2 * snapshot_bytes(num_params["G"], num_params["D"]) + 50_000_000
+    if setup.full_resume:
+        run_dir = setup.resume.info.run_dir
+        check_writable(run_dir)
+        cleanup.enter_context(RunLock(run_dir))
+        check_free_space(run_dir, need)
+        for tmp in atomic.remove_stale_temps(run_dir):
+            log.info("removed %s, left by a killed write", tmp.name)
+        return run_dir
+    if not r.user.outdir:
+        raise ConfigError("--outdir is required (except when fully resuming a run)")
+    outdir = Path(r.user.outdir)
+    check_writable(outdir)
+    check_free_space(outdir, need)
+    run_dir, lock = create_numbered_run(outdir, run_description(r, setup.archive.path.stem))
+    cleanup.enter_context(lock)
+    check_writable(run_dir)
+    return run_dir
 
 
 def fakes_name(nimg: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mrisynth import untrusted as u
+from mrisynth.errors import CheckpointError
 from mrisynth.training.options import check_saved_options
 
 MAX_NIMG = 10**11  # 100 million kimg: far beyond any run
@@ -59,6 +60,14 @@ def check_resume_state(state: dict[str, Any]) -> None:
         raise u.BadValue(f"state lacks {', '.join(missing)} (needed to continue the run)")
     if len(state["rng"]) != state["world_size"]:
         raise u.BadValue("state.rng must hold one entry per process (state.world_size)")
+
+
+def check_resumable(snap) -> None:
+    """`check_resume_state` of a loaded `checkpoint.Snapshot`, as one error naming its file."""
+    try:
+        check_resume_state(snap.state)
+    except u.BadValue as e:
+        raise CheckpointError(f"{snap.info.path}: cannot continue this run ({e})") from None
 
 
 def _check_loop(loop: Any, nimg: Any) -> None:

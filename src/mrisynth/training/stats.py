@@ -96,3 +96,24 @@ class StatsWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def format_time(seconds: float) -> str:
+    """'42s', '3m 07s', '5h 02m': the tick log's elapsed time."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s // 60 % 60:02d}m"
+
+
+def record_metrics(run_dir, path, kimg, G_ema, archive, r, device, writer, nimg) -> None:
+    """Evaluate the chosen metrics on this snapshot's G_ema and log them to TensorBoard."""
+    from mrisynth.metrics.runner import evaluate_and_record
+
+    results = evaluate_and_record(run_dir, path, kimg, G_ema, archive, list(r.user.metrics), device)
+    for metric, values in results.items():
+        for key, value in values.items():
+            log.info("metric %s: %s = %.6g", metric, key, value)
+            writer.scalar(f"Metrics/{key}", value, nimg)

@@ -47,7 +47,7 @@ def phases_at(
 def adam_step(opt: torch.optim.Optimizer, skip: torch.Tensor) -> None:
     """opt.step() unless `skip` (a 0/1 device tensor) is set; no host sync with fused Adam.
 
-    Fused Adam (`training.state.lazy_adam`) reads the flag in its kernel; optimisers restored
+    Fused Adam (`training.build.lazy_adam`) reads the flag in its kernel; optimisers restored
     from snapshots of older versions may be unfused and check on the host instead.
     """
     if all(g.get("fused") for g in opt.param_groups):
