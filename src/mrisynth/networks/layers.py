@@ -175,6 +175,22 @@ class Conv2dLayer(nn.Module):
                 f"up={self.up}, down={self.down}")
 
 
+# Modulated-conv form used in training, per device (`--modconv auto`). CPU: measured with
+# benchmarks/train_speed.py, the non-fused form is faster (the grouped conv's per-sample kernels
+# cost more than scaling activations). CUDA: the reference trains non-fused as well (grouped
+# convolutions' weight gradients are slow there); fused stays the inference default.
+TRAINING_FUSED_MODCONV = {"cpu": False, "cuda": False}
+
+
+def training_fused_modconv(device_type: str, choice: str = "auto") -> bool:
+    """True for the fused (grouped-conv) form: `choice` fused | nonfused | auto (per device)."""
+    if choice == "auto":
+        return TRAINING_FUSED_MODCONV.get(device_type, False)
+    if choice not in ("fused", "nonfused"):
+        raise ConfigError(f"modconv must be auto, fused or nonfused, got {choice!r}")
+    return choice == "fused"
+
+
 def modulated_conv2d(
     x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
     up: int = 1, demodulate: bool = True, resample_filter: torch.Tensor | None = None,

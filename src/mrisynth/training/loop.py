@@ -22,6 +22,7 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
+from mrisynth.networks.layers import training_fused_modconv
 from mrisynth.training import build, checkpoint, distributed, ema, resources, run_files, step
 from mrisynth.training import state as run_state
 from mrisynth.training.data_loader import (
@@ -185,6 +186,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         r1_gamma=r.gamma,
         style_mixing_prob=r.preset.style_mixing_prob,
         pl_weight=r.preset.pl_weight,
+        fused_modconv=training_fused_modconv(device.type, u.modconv),
+        compiled=step.compile_main(G, D) if u.compile else None,
     )
     opt_G = build.lazy_adam(G, r.glr, r.g_reg_interval)
     opt_D = build.lazy_adam(D, r.dlr, r.d_reg_interval)
