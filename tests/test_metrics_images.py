@@ -139,6 +139,25 @@ def test_a_killed_evaluation_keeps_finished_metrics(tmp_path, data, monkeypatch)
     assert ev.skipped == ["body_area10"] and set(ev.results) == {"pixfd10"}
 
 
+def _png_claiming(width, height):
+    """A PNG whose header claims a huge grey image (a decompression-bomb shape), no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _bad_sets(tmp_path):
     """(name, folder or file, expected message part) for hostile --images inputs."""
     cases = [
@@ -164,6 +183,9 @@ def _bad_sets(tmp_path):
     rgba = _write_gen(tmp_path / "rgba")
     cv2.imwrite(str(rgba / "sample_04.png"), np.zeros([16, 16, 4], np.uint8))
     cases.append(("rgba", rgba, "sample_04.png"))
+    huge = _write_gen(tmp_path / "huge")
+    (huge / "sample_02.png").write_bytes(_png_claiming(100_000, 100_000))
+    cases.append(("size claim", huge, "sample_02.png"))
     partial = _write_gen(tmp_path / "partial")
     (partial / "generation.partial.json").write_text("{}")
     cases.append(("unfinished generate", partial, "unfinished `mrisynth generate`"))
