@@ -109,14 +109,17 @@ def default_output_dir(images: str | os.PathLike) -> Path:
     return path.with_name(f"{stem}-metrics")
 
 
-def _check_output_dir(out_dir: Path, images: Path) -> None:
-    """Outputs never land inside the images (that would add PNGs to them) or on a file."""
-    out, img = out_dir.resolve(), images.resolve()
-    if img.is_dir() and (out == img or img in out.parents):
-        raise ConfigError(
-            f"-o {out_dir}: inside the images folder {images}; inputs are never modified, "
-            "choose a folder outside it"
-        )
+def _check_output_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
+    """Outputs never land inside an input folder (images or training data: the audit's PNG
+    would join them) and never on a file."""
+    out = out_dir.resolve()
+    for option, path in inputs.items():
+        p = Path(path).resolve()
+        if p.is_dir() and (out == p or p in out.parents):
+            raise ConfigError(
+                f"-o {out_dir}: inside the {option} folder {path}; inputs are never modified, "
+                "choose a folder outside it"
+            )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out_dir}: exists and is not a folder")
 
@@ -210,7 +213,8 @@ def evaluate_images(
     arch = open_images(images, archive)
     specs = fit_counts(parse_metric_list(metrics, num_gen), len(arch), str(images))
     out = Path(out_dir) if out_dir is not None else default_output_dir(images)
-    _check_output_dir(out, images)
+    inputs = {"--images": images, "--data": Path(getattr(archive, "path", images))}
+    _check_output_dir(out, inputs)
     snapshot = images.resolve().name
     source = {"kind": "images", "sha256": arch.content_hash()}
     todo = [s for s in specs if force or not _recorded(out, s.name, snapshot, source["sha256"])]
