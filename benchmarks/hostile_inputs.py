@@ -3,7 +3,8 @@
 Each input is packed by a fresh `mrisynth dataset IN -o OUT` process (with a timeout, so a hang
 is counted, not waited for). Prints one line per input and the totals in the issue's form:
 inputs tried / clean errors or accepted / tracebacks / hangs / data lost, and the largest peak
-resident memory (ru_maxrss of the child, MiB). `.venv/bin/python benchmarks/hostile_inputs.py`.
+resident memory of the child (VmHWM, else ru_maxrss; MiB) beside a good archive's baseline.
+Run: `.venv/bin/python benchmarks/hostile_inputs.py`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,26 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hostile_archives import hostile_cases
+from hostile_archives import good_png, hostile_cases
 from mrisynth.hashing import sha256_file
 
+# Peak memory of the child itself: VmHWM (reset at exec) where Linux has it; ru_maxrss can carry
+# the parent's high-water mark over a fork.
 _CHILD = """
 import resource, sys
 from mrisynth.cli import main
+def peak_mib():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 try:
     main(sys.argv[1:])
 finally:
-    print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)
+    print("MAXRSS", peak_mib(), file=sys.stderr)
 """
 
 
@@ -67,6 +78,11 @@ def main() -> None:
     worst = ("", 0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        good = root / "good"
+        good.mkdir()
+        (good / "img0.png").write_bytes(good_png(0))
+        _, base, _ = attack("good", good, root / "good.zip", args.timeout)
+        print(f"baseline: a good 1-image archive peaks at {base} MiB")
         for out_name in ("out", "out.zip"):
             for name, build in sorted(hostile_cases(root / "in" / out_name).items()):
                 out = root / "work" / name / out_name
