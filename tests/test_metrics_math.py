@@ -148,6 +148,10 @@ def test_kid_rejects_bad_shapes_and_method():
         kernel_inception_distance(x, x, method="fast")
     with pytest.raises(ValueError):
         kernel_inception_distance(x, x, num_subsets=0)
+    bad = x.copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        kernel_inception_distance(bad, x)
 
 
 def test_kid_subset_size_is_capped_by_smallest_set():

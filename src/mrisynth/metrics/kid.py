@@ -134,6 +134,8 @@ def kernel_inception_distance(
     real = np.asarray(real_features)
     if gen.ndim != 2 or real.ndim != 2 or gen.shape[1] != real.shape[1]:
         raise ValueError(f"feature arrays must be [N, D] alike: {gen.shape} vs {real.shape}")
+    if not (np.isfinite(gen).all() and np.isfinite(real).all()):
+        raise ValueError("features contain NaN or inf")
     if num_subsets < 1:
         raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
     m = min(gen.shape[0], real.shape[0], max_subset_size)
