@@ -207,9 +207,7 @@ class Trust:
     confirmed: bool
 
 
-def trust_of(
-    spec: DetectorSpec, path: Path, sha256: str, confirmed: tuple[str, ...] = ()
-) -> Trust:
+def trust_of(spec: DetectorSpec, path: Path, sha256: str, confirmed: tuple[str, ...] = ()) -> Trust:
     """Published hash, user-confirmed hash, hash recorded at fetch, or nothing.
 
     A hash that contradicts the published or fetch-recorded value raises InputError.
