@@ -390,3 +390,16 @@ def test_check_metric_names_also_finds_missing_detectors_before_training(tmp_pat
         check_metric_names(["pr50k3_full"], detector_dir=tmp_path / "d")
     write_detector(tmp_path / "d" / "vgg16.pt", "vgg16")
     check_metric_names(["pr50k3_full"], detector_dir=tmp_path / "d")
+
+
+def test_pixfd_runs_without_any_detector_and_is_never_exact(setup, tmp_path, monkeypatch):
+    assert parse_metric_list("pixfd")[0].name == "pixfd1k"  # the name always says the count
+    _, archive, _, G = setup
+    monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "empty-dnnlib"))
+    opts = EvalOptions(batch_size=8)
+    out = evaluate_and_record(tmp_path, "s.safetensors", 4, G, str(archive), "pixfd32", opts=opts)
+    assert set(out) == {"pixfd32"} and out["pixfd32"]["pixfd32"] > 0
+    rec = records.read_records(tmp_path / "metric-pixfd32.jsonl")[0]
+    assert rec["reference_exact"] is False and rec["detector"] is None
+    assert rec["num_gen"] == 32 and rec["num_real"] == 24 and "not FID" in rec["caveats"][0]
