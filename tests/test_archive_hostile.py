@@ -2,7 +2,6 @@
 (inside or outside the output), leaves the input untouched, and stays within bounded memory."""
 
 import json
-import resource
 import subprocess
 import sys
 import zipfile
@@ -92,21 +91,28 @@ _PEAK_SCRIPT = """
 import resource, sys
 from click.testing import CliRunner
 from mrisynth.cli import cli
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def peak_mib():  # VmHWM is reset at exec; ru_maxrss may carry pytest's high-water mark
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+
+import cv2, numpy  # noqa: F401  (in the baseline: every run loads them)
+base = peak_mib()
 res = CliRunner().invoke(cli, ["dataset", sys.argv[1], "-o", sys.argv[2]])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(res.exit_code, base // 1024, peak // 1024)
+print(res.exit_code, base, peak_mib())
 """
 
 
-@pytest.mark.parametrize("case", ["zip-lying-member", "png-idat-bomb", "folder-1gb-json"])
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("case", ["zip-lying-member", "png-idat-bomb", "png-ihdr-100000",
+                                  "folder-1gb-json"])
 def test_bombs_stay_in_bounded_memory(tmp_path, case):
-    """Peak resident memory of a fresh process packing the bomb (ru_maxrss, MiB)."""
+    """Peak resident memory of a fresh process packing the bomb (VmHWM, MiB)."""
     source = hostile_cases(tmp_path)[case]()
     out = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT, str(source), str(tmp_path / "o.zip")],
         capture_output=True, text=True, timeout=120, check=True,
     )
     code, base, peak = (int(v) for v in out.stdout.split())
-    assert code in (0, 1) and peak - base < 200, (case, base, peak)
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024 < 1024
+    assert code in (0, 1) and peak - base < 100, (case, base, peak)
