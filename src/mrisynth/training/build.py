@@ -1,15 +1,48 @@
-"""Networks, augmentation and optimisers from the resolved options.
+"""The training state built from the resolved options: networks, augmentation, loss, optimisers.
 
 Lazy regularisation and its Adam correction follow Karras et al. 2020 (arXiv 1912.04958, App. C).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from mrisynth.networks import NetworkConfig, network_config_from_preset
-from mrisynth.training import checkpoint
+from mrisynth.networks.layers import training_fused_modconv
+from mrisynth.training import checkpoint, distributed, step
+from mrisynth.training.losses import StyleGAN2Loss
 from mrisynth.training.options import ResolvedOptions
+from mrisynth.training.state import TrainingState
+
+
+def training_state(setup, device: torch.device) -> TrainingState:
+    """The state of a new run, or of a resumed one before `TrainingState.restore`: `setup`
+    (`loop.Setup`) holds the options and G, D with any snapshot's weights already loaded."""
+    r, u = setup.options, setup.options.user
+    G, D = setup.G.to(device).train(), setup.D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if setup.resume is not None:
+        checkpoint.load_module_state(G_ema, setup.resume, "G_ema")
+    for module in (G, D, G_ema):
+        distributed.broadcast_module(module)  # every rank starts from rank 0's weights
+    G.requires_grad_(False)  # each phase enables the gradients it needs
+    D.requires_grad_(False)
+    augment_pipe, ada = build_augment(r, setup.archive.num_channels, device)
+    loss = StyleGAN2Loss(
+        G,
+        D,
+        augment_pipe,
+        r1_gamma=r.gamma,
+        style_mixing_prob=r.preset.style_mixing_prob,
+        pl_weight=r.preset.pl_weight,
+        fused_modconv=training_fused_modconv(device.type, u.modconv),
+        compiled=step.compile_main(G, D) if u.compile else None,
+    )
+    opt_G = lazy_adam(G, r.glr, r.g_reg_interval)
+    opt_D = lazy_adam(D, r.dlr, r.d_reg_interval)
+    return TrainingState(r, G, D, G_ema, opt_G, opt_D, augment_pipe, ada, loss)
 
 
 def network_configs(

@@ -8,7 +8,6 @@ run needs to continue exactly is written in every snapshot; see `training.state`
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import time
@@ -22,16 +21,13 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
-from mrisynth.networks.layers import training_fused_modconv
 from mrisynth.training import build, checkpoint, distributed, ema, resources, run_files, step
-from mrisynth.training import state as run_state
 from mrisynth.training.data_loader import (
     MirroredDataset,
     batch_stream,
     random_labels,
     to_network_range,
 )
-from mrisynth.training.losses import StyleGAN2Loss
 from mrisynth.training.options import (
     ResolvedOptions,
     TrainOptions,
@@ -165,44 +161,19 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         from mrisynth.metrics.runner import check_metric_names
 
         check_metric_names(list(u.metrics))
-    G, D = setup.G.to(device).train(), setup.D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    if setup.resume is not None:
-        checkpoint.load_module_state(G_ema, setup.resume, "G_ema")
-    for module in (G, D, G_ema):
-        distributed.broadcast_module(module)
-    G.requires_grad_(False)
-    D.requires_grad_(False)
-    params = {
-        "G": sum(p.numel() for p in G.parameters()),
-        "D": sum(p.numel() for p in D.parameters()),
-    }
 
-    augment_pipe, ada = build.build_augment(r, setup.archive.num_channels, device)
-    loss = StyleGAN2Loss(
-        G,
-        D,
-        augment_pipe,
-        r1_gamma=r.gamma,
-        style_mixing_prob=r.preset.style_mixing_prob,
-        pl_weight=r.preset.pl_weight,
-        fused_modconv=training_fused_modconv(device.type, u.modconv),
-        compiled=step.compile_main(G, D) if u.compile else None,
-    )
-    opt_G = build.lazy_adam(G, r.glr, r.g_reg_interval)
-    opt_D = build.lazy_adam(D, r.dlr, r.d_reg_interval)
-
-    # ---- Training state: fresh, or restored exactly from the snapshot (before any write) -----
-    st = run_state.LoopState()
+    # ---- Training state: new, or restored exactly from the snapshot (before any write) -------
+    ts = build.training_state(setup, device)  # networks, augmentation, loss, optimisers
     torch.manual_seed(u.seed * world + rank)
     if setup.full_resume:
-        st = run_state.restore(setup.resume, opt_G, opt_D, augment_pipe, ada, loss, rank, world)
+        ts.restore(setup.resume, rank, world)
+    G, D, G_ema, st = ts.G, ts.D, ts.G_ema, ts.counters  # short names for the loop
 
     # ---- Run folder (rank 0 creates and locks it; every rank learns its name) -----------------
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
     if rank == 0:
         try:
-            found = (str(run_files.open_run_dir(setup, params, cleanup)), None)
+            found = (str(run_files.open_run_dir(setup, ts.num_params(), cleanup)), None)
         except MrisynthError as e:  # tell the other ranks instead of leaving them waiting
             distributed.broadcast_object((None, str(e)))
             raise
@@ -267,7 +238,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
 
             # ---- G and D phases, gradients summed over micro-batches (no host sync) ---------
             phases = step.phases_at(
-                st.step, G, D, opt_G, opt_D, pl_weight=r.preset.pl_weight, gamma=r.gamma,
+                st.step, G, D, ts.opt_G, ts.opt_D, pl_weight=r.preset.pl_weight, gamma=r.gamma,
                 g_reg=r.g_reg_interval, d_reg=r.d_reg_interval,
             )  # fmt: skip
             reals = list(zip(reals_img, reals_c, strict=True))
@@ -276,7 +247,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                 random_labels(dataset, r.batch_gpu, device),
             )
             skipped = [
-                step.run_phase(ph, loss, reals, gen_inputs, stats, stat_names, ada) for ph in phases
+                step.run_phase(ph, ts.loss, reals, gen_inputs, stats, stat_names, ts.ada)
+                for ph in phases
             ]
             guard.record(torch.stack(skipped).amax())
 
@@ -286,8 +258,10 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
             # ---- Bookkeeping and ADA ---------------------------------------------------------
             st.nimg += r.batch
             st.step += 1
-            if ada is not None:
-                r_t = ada.maybe_update(augment_pipe, r.batch, st.step, distributed.all_reduce_sum)
+            if ts.ada is not None:
+                r_t = ts.ada.maybe_update(
+                    ts.augment_pipe, r.batch, st.step, distributed.all_reduce_sum
+                )
                 if r_t is not None:
                     stats.add("Augment/r_t", r_t)
                     stat_names.add("Augment/r_t")
@@ -311,7 +285,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
             tick_end_time = time.time()
             tick_sec = tick_end_time - tick_start_time
             tick_kimg = max(st.nimg - tick_start_nimg, 1) / 1e3
-            p_now = float(augment_pipe.p) if augment_pipe is not None else 0.0
+            p_now = float(ts.augment_pipe.p) if ts.augment_pipe is not None else 0.0
             progress = {
                 "Progress/tick": st.tick,
                 "Progress/kimg": st.nimg / 1e3,
@@ -345,32 +319,18 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
             if snapshot_due and st.bad_steps > 0:
                 log.warning("snapshot skipped: the last step had non-finite losses")
             elif snapshot_due:
-                run_state.check_finite(G, D, run_dir)
+                ts.check_finite(run_dir)
                 distributed.check_in_sync(G, "G")
                 distributed.check_in_sync(D, "D")
                 rng = distributed.all_gather_object(capture_rng(device))
-                ada_states = distributed.all_gather_object(ada.state_dict() if ada else None)
+                ada_states = distributed.all_gather_object(ts.ada.state_dict() if ts.ada else None)
                 if rank == 0:
                     kimg = st.nimg // 1000
                     images = run_files.generate_grid(
                         G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
                     )
                     run_files.save_image_grid(run_dir / run_files.fakes_name(st.nimg), images)
-                    path = run_state.save(
-                        run_dir,
-                        kimg,
-                        st,
-                        r,
-                        G,
-                        D,
-                        G_ema,
-                        opt_G,
-                        opt_D,
-                        augment_pipe,
-                        loss,
-                        rng,
-                        ada_states,
-                    )
+                    path = ts.save(run_dir, rng, ada_states)
                     if u.metrics:
                         record_metrics(
                             run_dir, path, kimg, G_ema, setup.archive, r, device, writer, st.nimg
