@@ -430,6 +430,7 @@ def _evaluation_folder(root: Path) -> Path:
         "detector": None,
         "reference_exact": False,
         "timestamp": 5.0,
+        "caveats": ["pixfd is standardised by **these** real images", 7],
     }
     _jsonl(out / "metric-pixfd64.jsonl", [pixfd])
     names = [f"gen_{i:03d}.png" for i in range(4)]
@@ -483,6 +484,7 @@ def test_evaluation_folder_renders_with_offline_distance_summary_and_labelled_pa
     assert "Pixel Fréchet distance (weight-free, not FID)" in page and "123.4" in page
     assert "<th>FID</th>" not in page and "not comparable with the study" in page
     assert "Table 1 has no FID, KID or precision/recall" in page
+    assert "pixfd is standardised by these real images" in page  # the record's own caveat
     # diversity next to real data, with units
     assert '<td>Body area spread (std)</td><td class="num">0.006</td>' in page
     assert "fraction of image area" in page and "Metrics evaluated once" not in page

@@ -180,10 +180,16 @@ def _diversity_html(report: Report) -> list[str]:
 
 def _intro(report: Report) -> str:
     run = report.run
-    kind = "Evaluation folder" if run.is_evaluation else "Run folder"
+    metrics = escape(", ".join(run.metrics) or "none")
+    if run.is_evaluation:
+        images = sorted({r["snapshot"] for rs in run.metrics.values() for r in rs})
+        return (
+            f"<p>Evaluation folder <code>{escape(run.run_dir, 300)}</code>: generated images "
+            f"{escape(', '.join(images) or 'unnamed', 300)}, metrics: {metrics}.</p>"
+        )
     return (
-        f"<p>{kind} <code>{escape(run.run_dir, 300)}</code>: {len(run.stats)} ticks logged, "
-        f"{len(run.snapshots)} snapshots, metrics: {escape(', '.join(run.metrics) or 'none')}.</p>"
+        f"<p>Run folder <code>{escape(run.run_dir, 300)}</code>: {len(run.stats)} ticks logged, "
+        f"{len(run.snapshots)} snapshots, metrics: {metrics}.</p>"
     )
 
 

@@ -156,7 +156,15 @@ def clean_metric_record(obj: dict[str, Any], index: int) -> dict[str, Any] | Non
         "reference_exact": obj.get("reference_exact") is True,
         "timestamp": finite(obj.get("timestamp")) or 0.0,
         "verdicts": obj.get("verdicts"),
+        "caveats": _texts(obj.get("caveats")),
     }
+
+
+def _texts(value: Any, count: int = 5) -> list[str]:
+    """A record's list of plain-text remarks (e.g. `caveats`), bounded; anything else: []."""
+    if not isinstance(value, list):
+        return []
+    return [plain(v, 300) for v in value[:count] if isinstance(v, str) and v.strip()]
 
 
 def _record_kimg(value: Any, snapshot: Any) -> float | None:

@@ -70,6 +70,7 @@ class Series:
     num_gen: int | None = None
     detector: str | None = None
     reference_exact: bool | None = None
+    notes: list[str] = field(default_factory=list)  # the records' own caveats
 
     @property
     def category(self) -> str | None:
@@ -84,12 +85,15 @@ class Series:
                     f"{self.detector}: a randomly initialised stand-in network (a "
                     "wiring check), not FID/KID/PR"
                 )
-            return notes
-        if self.category == "offline":
+            return notes + [n.rstrip(".") for n in self.notes]
+        if self.category == "offline" and self.notes:  # the metric's own words first
+            notes.append(f"{self.key}: computed without NVIDIA's detectors")
+            notes += [n.rstrip(".") for n in self.notes]
+        elif self.category == "offline":
             notes.append(
                 f"{self.key}: a weight-free distance computed without NVIDIA's detectors; not "
                 "FID and not comparable with the study's or any published FID; compare only "
-                "runs evaluated with the same image count and resolution"
+                "evaluations made the same way (image count, resolution, real set)"
             )
         elif self.reference_exact is False or self.detector is None:
             name = self.detector or "no reference detector"
@@ -98,6 +102,8 @@ class Series:
             notes.append(
                 f"{self.num_gen:,} generated images, not 50k: not comparable with the study"
             )
+        if self.category != "offline":
+            notes += [n.rstrip(".") for n in self.notes]
         return notes
 
 
@@ -120,6 +126,7 @@ def collect_series(metrics: dict[str, list[dict[str, Any]]]) -> list[Series]:
                     n = rec["num_gen"]
                     s.num_gen = n if s.num_gen is None else min(s.num_gen, n)
                 s.detector = det.get("name") if isinstance(det, dict) else s.detector
+                s.notes += [n for n in rec.get("caveats", []) if n not in s.notes]
                 exact = rec["reference_exact"]
                 s.reference_exact = exact and s.reference_exact is not False
         out.extend(by_key.values())
