@@ -27,6 +27,7 @@ BOMBS = (
     "native-4096x16",
     "pixel-length-4G",
     "deflate-bomb",
+    "header-9MiB",
     "rle-4096-valid",
 )
 

@@ -106,6 +106,15 @@ def deflate_bomb(good: Path, inflated: int = MAX_INFLATED_BYTES + 2**24) -> byte
     return head + b"".join(parts) + z.flush()
 
 
+def _tiny_elements(n: int) -> bytes:
+    """n distinct 12-byte private elements (UL): pydicom needs ~15x their size to hold them."""
+    el = np.zeros(n, dtype=[("g", "<u2"), ("e", "<u2"), ("vr", "S2"), ("len", "<u2"), ("v", "<u4")])
+    k = np.arange(n)
+    el["g"], el["e"] = 0x0009 + 2 * (k // 0xF000 % 0x3F00), 0x1000 + k % 0xF000
+    el["vr"], el["len"], el["v"] = b"UL", 4, k
+    return el.tobytes()
+
+
 def _claims(good: Path, heavy: bool = False) -> Iterator[tuple[str, bytes]]:
     """Small files that claim huge images, in every way the header allows."""
     ds = pydicom.dcmread(good)
@@ -129,6 +138,7 @@ def _claims(good: Path, heavy: bool = False) -> Iterator[tuple[str, bytes]]:
     data = good.read_bytes()
     at = data.find(b"\xe0\x7f\x10\x00OW")  # PixelData's 4-byte length: 4 GB
     yield "pixel-length-4G", data[: at + 8] + b"\xfe\xff\xff\xff" + data[at + 12 :]
+    yield "header-9MiB", data[:at] + _tiny_elements(9 * 2**20 // 12) + data[at:]
     if heavy:  # the largest slice within the limits, valid: 0.5 MB of RLE, 4096x4096
         ds = pydicom.dcmread(good)
         pixels = np.zeros((4096, 4096), dtype="<u2")
@@ -309,7 +319,7 @@ def test_prepare_survives_a_few_hundred_hostile_files(tmp_path):
     assert acc["lost"] == []
     assert all(r.strip() and "\n" not in r for r in acc["skipped"].values())
     bombs = ("rle-40000", "j2k-40000", "native-4096x16", "deflate-bomb", "pixel-length-4G")
-    bombs += ("fifo", "zero", "dangling")
+    bombs += ("fifo", "zero", "dangling", "header-9MiB")
     for name in bombs:
         assert f"{name}.dcm" in acc["skipped"], name
     assert len(acc["skipped"]) >= n_bad * 0.6  # most mutants are unusable, and said so

@@ -8,6 +8,7 @@ below are documented in README.md (`mrisynth prepare`, "Limits").
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import stat
@@ -28,6 +29,7 @@ MAX_FRAME_PIXELS = 4096 * 4096  # one frame decoded as float64 is 128 MiB
 MAX_PIXEL_BYTES = 256 * 2**20  # stored pixel data of one object, all frames
 MAX_FILE_BYTES = MAX_PIXEL_BYTES + 64 * 2**20  # a file read whole for decoding
 MAX_INFLATED_BYTES = MAX_FILE_BYTES  # a Deflated dataset once inflated
+MAX_HEADER_BYTES = 8 * 2**20  # elements before the pixel data (~35x that in memory)
 MAX_SPACING_RATIO = 8.0  # PixelSpacing row/column (isotropic resampling grows the image by it)
 SPACING_RANGE_MM = (1e-3, 1e3)
 MAX_COORDINATE_MM = 1e6  # ImagePositionPatient
@@ -254,35 +256,90 @@ def check_file_size(path: str | os.PathLike[str]) -> None:
         )
 
 
-def check_deflated(path: str | os.PathLike[str]) -> None:
-    """A Deflated file is inflated whole by pydicom on read: inflate it here first, in bounded
-    chunks, and refuse it when it grows beyond MAX_INFLATED_BYTES (a zip bomb)."""
+def _inflate(path: str | os.PathLike[str], keep: bool) -> bytes | None:
+    """None for a file that is not Deflated; else its dataset inflated in bounded chunks: with
+    `keep`, the first MAX_HEADER_BYTES of it or more (enough to read the header), else b"".
+    Raises HeaderProblem when the whole inflates beyond MAX_INFLATED_BYTES (a zip bomb)."""
     with open(path, "rb") as f:
         head = f.read(4096)
     if DeflatedExplicitVRLittleEndian.encode() not in head:
-        return
+        return None
     meta = pydicom.filereader.read_file_meta_info(path)
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return
+        return None
     group_length = int_value(meta, "FileMetaInformationGroupLength", 0, 2**20, None)
     start = 128 + 4 + 12 + group_length  # preamble, 'DICM', the group length element, the rest
-    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    inflater, total, kept, parts = zlib.decompressobj(-zlib.MAX_WBITS), 0, 0, []
     with open(path, "rb") as f:
         f.seek(start)
-        while chunk := f.read(1 << 20):
+        while (chunk := f.read(1 << 20)) and not inflater.eof:
             while chunk:
                 try:
-                    total += len(inflater.decompress(chunk, 1 << 22))
+                    out = inflater.decompress(chunk, 1 << 22)
                 except zlib.error as e:
                     raise HeaderProblem(f"corrupt Deflated data ({e})") from None
+                total += len(out)
                 if total > MAX_INFLATED_BYTES:
                     raise HeaderProblem(
                         f"Deflated data inflates to over {MAX_INFLATED_BYTES / 2**20:.0f} MiB "
                         "(the limit)"
                     )
+                if keep and kept <= MAX_HEADER_BYTES:  # enough for the header; count the rest
+                    parts.append(out)
+                    kept += len(out)
                 chunk = inflater.unconsumed_tail
-            if inflater.eof:
-                break
+    return b"".join(parts)
+
+
+def check_deflated(path: str | os.PathLike[str]) -> None:
+    """pydicom inflates a Deflated file whole in memory: make sure that stays bounded."""
+    _inflate(path, keep=False)
+
+
+class _BoundedReader:
+    """A file object that refuses to read more than `limit` bytes in all (seeks are free, so
+    values left on disk by `defer_size` do not count)."""
+
+    def __init__(self, fp: Any, limit: int) -> None:
+        self._fp, self._left = fp, limit
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        data = self._fp.read(want)  # never a huge read on a lying length
+        self._left -= len(data)
+        if self._left < 0:
+            raise HeaderProblem(
+                f"DICOM header is over {MAX_HEADER_BYTES / 2**20:.0f} MiB (the limit)"
+            )
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+def _before_pixels(tag: Any, vr: Any, length: int) -> bool:
+    return int(tag) >= 0x7FE00010
+
+
+def read_bounded_header(path: str | os.PathLike[str], defer_size: int, force: bool = False):
+    """The header (up to the pixel data) of a DICOM file, reading at most MAX_HEADER_BYTES of
+    elements: millions of tiny elements cost pydicom ~15x their size in memory and minutes of
+    parsing. A Deflated dataset is inflated here (bounded) instead of by pydicom."""
+    check_file_size(path)
+    inflated = _inflate(path, keep=True)
+    if inflated is None:
+        with open(path, "rb") as f:
+            reader = _BoundedReader(f, MAX_HEADER_BYTES)
+            return pydicom.dcmread(
+                reader, stop_before_pixels=True, defer_size=defer_size, force=force
+            )
+    meta = pydicom.filereader.read_file_meta_info(path)
+    reader = _BoundedReader(io.BytesIO(inflated), MAX_HEADER_BYTES)
+    ds = pydicom.filereader.read_dataset(
+        reader, False, True, stop_when=_before_pixels, defer_size=defer_size
+    )
+    ds.file_meta = meta
+    return ds
 
 
 def failure_reason(

@@ -20,14 +20,13 @@ from pydicom.errors import InvalidDicomError
 from mrisynth.data.dicom_checks import (
     FATAL,
     HeaderProblem,
-    check_deflated,
-    check_file_size,
     check_image_header,
     failure_reason,
     frame_count,
     optional_float,
     orientation_value,
     position_value,
+    read_bounded_header,
     spacing_value,
 )
 from mrisynth.data.enhanced import frame_fields, multiframe_problem
@@ -140,20 +139,18 @@ def iter_files(root: Path) -> Iterator[tuple[Path, str | None]]:
 def read_header(path: Path) -> pydicom.Dataset | str:
     """The header dataset, or a skip reason for files that are not DICOM images.
 
-    Large values are left on disk (`defer_size`) and a Deflated file is inflated here in
-    bounded chunks first, because pydicom would inflate all of it in memory.
+    Large values are left on disk (`defer_size`), the header's size is bounded and a Deflated
+    file is inflated in bounded chunks (see `dicom_checks.read_bounded_header`).
     """
     if path.name.upper() == "DICOMDIR":
         return "DICOMDIR (a directory index, not an image)"
     if path.suffix.lower() in NOT_DICOM_SUFFIXES:
         return f"not a DICOM file ({path.suffix.lower()})"
-    check_file_size(path)
-    check_deflated(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=DEFER_BYTES)
+        ds = read_bounded_header(path, DEFER_BYTES)
     except InvalidDicomError:
         try:  # old files without the 128-byte preamble: accept only if a SOP class parses
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=DEFER_BYTES)
+            ds = read_bounded_header(path, DEFER_BYTES, force=True)
             if "SOPClassUID" not in ds:
                 return "not a DICOM file"
         except FATAL:
