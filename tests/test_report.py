@@ -656,3 +656,19 @@ def test_plain_text_drops_markdown_and_inline_html_marks_commands():
     assert plain("a\x00b\u202ec\n# d", 10) == "a b c # d"
     assert plain("x" * 50, 10) == "xxxxxxx..."
     assert inline_html("run `a <b>` now") == "run <code>a &lt;b&gt;</code> now"
+
+
+def test_verdicts_from_run_files_are_bounded_and_mapped_to_known_values():
+    from mrisynth.report.verdicts import MAX_PER_SOURCE, clean_verdicts
+
+    assert clean_verdicts("warning", "s") == [] and clean_verdicts(None, "s") == []
+    odd = [
+        {"topic": "??", "level": "fatal", "title": "**T** `x`", "text": "y" * 5000},
+        {"topic": "copying", "level": "warning", "title": "", "text": ""},  # nothing to say
+        "not a dict",
+        {"topic": ["copying"], "level": {"a": 1}, "title": 42},
+    ]
+    got = clean_verdicts(odd + [odd[0]] * 1000, "src")
+    assert len(got) == MAX_PER_SOURCE - 2
+    assert (got[0].topic, got[0].level, got[0].title) == ("data", "info", "T 'x'")
+    assert len(got[0].text) <= 400 and (got[1].title, got[1].topic) == ("42", "data")

@@ -16,7 +16,7 @@ import numpy as np
 from mrisynth.report import figures, grids, memorisation, pairs
 from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
-from mrisynth.report.runfiles import RunFiles
+from mrisynth.report.runfiles import MAX_FILE_BYTES, RunFiles
 from mrisynth.report.tables import (
     CATEGORIES,
     BestRow,
@@ -162,7 +162,11 @@ def _tile_px(run: RunFiles) -> int | None:
 
 
 def _read(path: Path) -> bytes | None:
+    """An image file's bytes; None (logged) when unreadable or larger than a run file can be."""
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            log.warning("%s: larger than %d bytes; left out", path, MAX_FILE_BYTES)
+            return None
         return path.read_bytes()
     except OSError as e:
         log.warning("%s: unreadable (%s)", path, e)
