@@ -2,6 +2,8 @@
 (inside or outside the output), leaves the input untouched, and stays within bounded memory."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -116,3 +118,30 @@ def test_bombs_stay_in_bounded_memory(tmp_path, case):
     )
     code, base, peak = (int(v) for v in out.stdout.split())
     assert code in (0, 1) and peak - base < 100, (case, base, peak)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "fifo.zip", "link", "file-parent", "file-parent.zip"])
+def test_unusable_output_paths_are_refused_and_left_alone(tmp_path, kind):
+    """An output that is a pipe, device or link is refused, never moved away or replaced
+    (`-o /dev/null` once replaced the device node with a folder)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "img0.png").write_bytes(good_png(0))
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "target").mkdir()
+    paths = {"fifo": tmp_path / "fifo", "fifo.zip": tmp_path / "fifo.zip",
+             "link": tmp_path / "link", "file-parent": tmp_path / "afile" / "out",
+             "file-parent.zip": tmp_path / "afile" / "out.zip"}
+    out = paths[kind]
+    if kind.startswith("fifo"):
+        os.mkfifo(out)
+    elif kind == "link":
+        out.symlink_to(tmp_path / "target", target_is_directory=True)
+    res = CliRunner().invoke(cli, ["dataset", str(src), "-o", str(out)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1
+    assert (tmp_path / "afile").read_text() == "mine"
+    if kind.startswith("fifo"):
+        assert stat.S_ISFIFO(out.lstat().st_mode)
+    if kind == "link":
+        assert out.is_symlink() and not any((tmp_path / "target").iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -142,3 +143,26 @@ def test_hostile_options_are_one_line_errors(files, tmp_path, args):
     assert res.exit_code in (1, 2) and isinstance(res.exception, SystemExit), res.output
     assert "Error" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "file-parent"])
+def test_unusable_outdir_is_one_error_line(files, tmp_path, kind):
+    plain = files["empty"].parent / "plain.safetensors"
+    (tmp_path / "afile").write_text("mine")
+    out = tmp_path / "fifo" if kind == "fifo" else tmp_path / "afile" / "out"
+    if kind == "fifo":
+        os.mkfifo(out)
+    res = CliRunner().invoke(cli, ["generate", "--network", str(plain), "--outdir", str(out),
+                                   "--num", "2", "--no-progress"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.startswith("Error: ") and "--outdir" in res.output
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_symlinked_outdir_is_fine(files, tmp_path):
+    plain = files["empty"].parent / "plain.safetensors"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    res = CliRunner().invoke(cli, ["generate", "--network", str(plain), "--outdir",
+                                   str(tmp_path / "link"), "--num", "2", "--no-progress"])
+    assert res.exit_code == 0 and (tmp_path / "real" / "manifest.csv").is_file()

@@ -117,7 +117,8 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, source: str) -> bytes | None
     try:
         with zf.open(info) as f:
             data = _read_bounded(f)
-    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+            OSError) as exc:
         raise InputError(f"{source}: member {name} cannot be read ({exc})") from None
     if len(data) > MAX_MEMBER_BYTES:
         raise _too_big(source, name, len(data))
@@ -137,8 +138,11 @@ def read_folder_member(root: Path, name: str) -> bytes | None:
         return None
     if st.st_size > MAX_MEMBER_BYTES:
         raise _too_big(str(root), name, st.st_size)
-    with open(path, "rb") as f:
-        data = _read_bounded(f)
+    try:
+        with open(path, "rb") as f:
+            data = _read_bounded(f)
+    except OSError as exc:
+        raise InputError(f"{root}: '{name}' cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_MEMBER_BYTES:
         raise _too_big(str(root), name, len(data))
     return data

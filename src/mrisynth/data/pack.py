@@ -65,6 +65,10 @@ class _Part:
 
 
 def _check_destination(source: Path, dest: Path) -> None:
+    if dest.is_symlink() or (dest.exists() and not (dest.is_dir() or dest.is_file())):
+        # a device, pipe or link: replacing it would move it away (e.g. -o /dev/null)
+        raise ConfigError(f"{dest}: exists and is not a regular file or folder; choose another "
+                          "output")
     src, dst = source.resolve(), dest.resolve()
     if dst == src:
         raise ConfigError(f"{dest}: the output must differ from the source")
@@ -211,10 +215,14 @@ def _plan(
 
 def _write_part(src: ImageArchive, part: _Part, split: bool) -> PackResult:
     members = _members(src, part, split)
-    if part.dest.suffix.lower() == ".zip":
-        _write_zip(part.dest, src, members)
-    else:
-        _write_folder(part.dest, src, members)
+    try:
+        if part.dest.suffix.lower() == ".zip":
+            _write_zip(part.dest, src, members)
+        else:
+            _write_folder(part.dest, src, members)
+    except OSError as exc:  # not a full disk (that is a DiskFullError): a path we cannot use
+        raise ConfigError(f"{part.dest}: cannot be written ({exc.strerror or exc}); choose "
+                          "another output") from None
     out = ImageArchive(part.dest)
     keys = out.patient_keys
     result = PackResult(

@@ -9,7 +9,9 @@ ones; a run with other options (another model, other seeds) is refused instead o
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,18 +81,33 @@ class OutputFolder:
                     f"{self.outdir}: holds the output of another generation ({INFO_NAME}); "
                     "choose another --outdir or delete that folder"
                 )
-        with atomic.disk_full_as_error(self.outdir):
+        with self._writing():
+            if self.outdir.exists() and not self.outdir.is_dir():  # a pipe, device, ...
+                raise ConfigError(f"{self.outdir}: exists and is not a folder; choose another "
+                                  "--outdir")
             self.outdir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(plan, {"format": PLAN_FORMAT, "version": 1, "record": self.record,
-                                 "files": self.files})
+            atomic.write_json(plan, {"format": PLAN_FORMAT, "version": 1, "record": self.record,
+                                     "files": self.files})
         return set(self.done)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk stays a DiskFullError; any other OSError is an unusable --outdir."""
+        try:
+            with atomic.disk_full_as_error(self.outdir):
+                yield
+        except OSError as exc:
+            raise ConfigError(f"{self.outdir}: cannot be written ({exc.strerror or exc}); "
+                              "choose another --outdir") from None
 
     def write(self, name: str, data: bytes) -> None:
         if name not in self.done:
-            atomic.write_bytes(self.outdir / name, data)
+            with self._writing():
+                atomic.write_bytes(self.outdir / name, data)
 
     def finish(self, manifest_text: str) -> None:
         """generation.json, then manifest.csv, then the plan goes: the run is complete."""
-        atomic.write_json(self.outdir / INFO_NAME, self.record)
-        atomic.write_text(self.outdir / MANIFEST_NAME, manifest_text)
-        (self.outdir / PLAN_NAME).unlink(missing_ok=True)
+        with self._writing():
+            atomic.write_json(self.outdir / INFO_NAME, self.record)
+            atomic.write_text(self.outdir / MANIFEST_NAME, manifest_text)
+            (self.outdir / PLAN_NAME).unlink(missing_ok=True)
