@@ -134,3 +134,23 @@ def test_no_usable_slices_exits_1_with_a_hint(messy, tmp_path):
     )
     assert res.exit_code == 1
     assert "no usable t2spir slices (series found: t1_in: 1, t1_opp: 1" in res.output
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_file_without_preamble_or_meta_header_is_used(tmp_path, implicit):
+    """Old files without the 128-byte preamble and file meta: the scan accepts them (a SOP class
+    parses) and decoding needs the transfer syntax they were read with."""
+    import io
+
+    from mrisynth.data.prepare import PrepareOptions, prepare
+    from mrisynth.data.slice_pipeline import SliceOptions
+
+    ds = pydicom.dcmread(_testdata("MR_small.dcm"))
+    del ds.file_meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "old").write_bytes(buf.getvalue())
+    opts = PrepareOptions(sequence="any", slice=SliceOptions(size=16))
+    res = prepare([tmp_path / "in"], tmp_path / "out", opts)
+    assert res.num_images == 1 and res.skipped == []

@@ -132,8 +132,9 @@ def spacing_value(value: Any, keyword: str = "PixelSpacing") -> tuple[float, flo
     if not all(lo <= s <= hi for s in spacing):
         raise HeaderProblem(f"{keyword} {_show(value)} is outside {lo:g}..{hi:g} mm")
     if max(spacing) / min(spacing) > MAX_SPACING_RATIO:
-        raise HeaderProblem(f"{keyword} {_show(value)}: pixels more than {MAX_SPACING_RATIO:g}x "
-                            "longer than wide")
+        raise HeaderProblem(
+            f"{keyword} {_show(value)}: pixels more than {MAX_SPACING_RATIO:g}x longer than wide"
+        )
     return spacing  # type: ignore[return-value]
 
 

@@ -111,7 +111,7 @@ def load_secret(output: Path, user_file: Path | None) -> bytes:
         if len(key) < MIN_SECRET_BYTES:
             raise InputError(
                 f"{user_file}: a patient-key secret needs at least {MIN_SECRET_BYTES} bytes "
-                "(make one with: python -c \"import secrets; print(secrets.token_hex(32))\")"
+                '(make one with: python -c "import secrets; print(secrets.token_hex(32))")'
             )
         return key
     path = output / SECRET_FILE

@@ -172,9 +172,7 @@ def classify_groups(
     return result
 
 
-def build_series(
-    headers: list[SliceHeader], secret: bytes
-) -> tuple[list[Series], list[Skipped]]:
+def build_series(headers: list[SliceHeader], secret: bytes) -> tuple[list[Series], list[Skipped]]:
     """Group, check (orientation, matrix), sort and classify every slice; `secret` keys the
     patient keys (see `patient_key`)."""
     by_key: dict[tuple, list[SliceHeader]] = defaultdict(list)

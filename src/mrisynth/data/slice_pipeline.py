@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from mrisynth.data.dicom_checks import (
     FATAL,
@@ -78,6 +80,21 @@ def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
     return 0.0, 2.0**bits - 1
 
 
+def _with_transfer_syntax(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """A file without meta header: the transfer syntax it was read with (native pixels)."""
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        implicit, little = ds.original_encoding
+        ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else ExplicitVRLittleEndian
+            if little
+            else ExplicitVRBigEndian
+        )
+    return ds
+
+
 @functools.lru_cache(maxsize=1)  # frames of one Enhanced file are decoded once
 def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, np.ndarray]:
     """Dataset and stored pixel values ([H, W], or [F, H, W] for multi-frame).
@@ -92,7 +109,11 @@ def _read_stored(path: str, mtime_ns: int, size: int) -> tuple[pydicom.Dataset, 
         check_deflated(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path)
+            try:
+                ds = pydicom.dcmread(path)
+            except InvalidDicomError:  # no preamble: the scan accepted it with force
+                ds = pydicom.dcmread(path, force=True)
+            ds = _with_transfer_syntax(ds)
     except FATAL:
         raise
     except BaseException as e:
