@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from mrisynth.errors import CheckpointError
 from mrisynth.hashing import sha256_file
 from mrisynth.training import checkpoint as ckpt
+from mrisynth.training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 
 
 def _net(seed: int = 0) -> torch.nn.Module:
@@ -179,7 +180,7 @@ def test_optimizer_state_round_trip_continues_identically(tmp_path):
     net_a, opt_a = make()
     for k in range(3):
         step(net_a, opt_a, k)
-    tensors, meta = ckpt.optimizer_to_tensors(opt_a, "opt_G")
+    tensors, meta = optimizer_to_tensors(opt_a, "opt_G")
     path = ckpt.save_snapshot(
         tmp_path / "s",
         G=net_a,
@@ -192,7 +193,7 @@ def test_optimizer_state_round_trip_continues_identically(tmp_path):
     snap = ckpt.load_snapshot(path)
     net_b, opt_b = make()
     ckpt.load_module_state(net_b, snap, "G")
-    ckpt.optimizer_from_tensors(opt_b, snap.tensors, snap.state["opt_G"], "opt_G")
+    optimizer_from_tensors(opt_b, snap.tensors, snap.state["opt_G"], "opt_G")
     assert opt_b.param_groups[0]["betas"] == (0.0, 0.99)
     for k in range(3, 6):
         step(net_a, opt_a, k)

@@ -16,7 +16,7 @@ from tests.test_train import tiny, write_archive
 from mrisynth.cli import cli
 from mrisynth.errors import CheckpointError, MrisynthError
 from mrisynth.networks import NetworkConfig
-from mrisynth.training import checkpoint
+from mrisynth.training import checkpoint, snapshot_format
 from mrisynth.training.loop import train
 
 
@@ -47,7 +47,7 @@ def forge(weights, edit_state=None, edit_config=None, raw_state=None, raw_config
     if raw_config is not None:
         meta["G_config"] = raw_config
     texts = {k: v for k, v in meta.items() if k == "state" or k.endswith("_config")}
-    meta["digest"] = checkpoint._digest(texts, sorted(tensors), tensors.__getitem__)
+    meta["digest"] = snapshot_format.digest(texts, sorted(tensors), tensors.__getitem__)
     save_file(tensors, str(weights), metadata=meta)
 
 

@@ -14,12 +14,11 @@ Snapshots of format 1 (before the state moved into the weights file) are still r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,15 +28,21 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mrisynth import atomic
-from mrisynth import untrusted as u
-from mrisynth.errors import CheckpointError, ConfigError
-from mrisynth.hashing import sha256_file
-from mrisynth.training.snapshot_schema import check_state
+from mrisynth.errors import CheckpointError
+from mrisynth.training.snapshot_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    digest,
+    header,
+    parsed,
+    read_metadata,
+    read_sidecar_v1,
+    safetensors_call,
+    texts,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = "mrisynth-snapshot"
-FORMAT_VERSION = 2
 _SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d{6,})(?:\.(\d{3}))?\.safetensors$")
 _T = TypeVar("_T")
 
@@ -112,7 +117,7 @@ def _looks_committed(weights: Path) -> bool:
     if weights.with_suffix(".json").is_file():
         return True  # format 1's commit marker (or format 2's copy)
     try:
-        return _read_metadata(weights).get("version") == str(FORMAT_VERSION)
+        return read_metadata(weights).get("version") == str(FORMAT_VERSION)
     except CheckpointError:
         return False
 
@@ -185,7 +190,7 @@ def save_snapshot(
     texts = {f"{k}_config": json.dumps(v) for k, v in configs.items()}
     texts["state"] = json.dumps(state, allow_nan=False)
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), **texts}
-    metadata["digest"] = _digest(texts, sorted(flat), flat.__getitem__)
+    metadata["digest"] = digest(texts, sorted(flat), flat.__getitem__)
     with atomic.atomic_path(weights) as tmp:
         mode = tmp.stat().st_mode  # safetensors recreates the file with mode 0600
         save_file(flat, str(tmp), metadata=metadata)
@@ -207,145 +212,37 @@ def save_snapshot(
     return weights
 
 
-def _digest(
-    texts: dict[str, str], keys: Iterable[str], tensor: Callable[[str], torch.Tensor]
-) -> str:
-    """sha256 over the metadata texts and every tensor's name, dtype, shape and bytes."""
-    h = hashlib.sha256()
-    for key in sorted(texts):
-        h.update(f"{key}={len(texts[key])}:".encode())
-        h.update(texts[key].encode())
-    for key in keys:
-        t = tensor(key)
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}:".encode())
-        h.update(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
-    return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading (every value from the file is checked before it is used)
-
-
-def _safetensors(path: Path, what: str, fn: Callable[[], _T]) -> _T:
-    """Run a safetensors read; its errors (and Rust panics) become one CheckpointError."""
-    try:
-        return fn()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # SafetensorError, OSError, pyo3's PanicException
-        raise CheckpointError(f"{path}: cannot read {what} ({str(e)[:200]})") from None
-
-
-def _read_metadata(weights: Path) -> dict[str, str]:
-    def read() -> dict[str, str]:
-        with safe_open(str(weights), framework="pt") as f:
-            return dict(f.metadata() or {})
-
-    return _safetensors(weights, "the safetensors header", read)
-
-
-def _json_field(path: Path, raw: str, where: str) -> Any:
-    try:
-        return u.loads(raw, where)
-    except u.BadValue as e:
-        raise CheckpointError(f"{path}: {e}") from None
-
-
-def _parsed(path: Path, meta: dict[str, str]) -> tuple[dict[str, Any], dict[str, dict]]:
-    """(state, configs) of a format-2 header, schema-checked."""
-    if "state" not in meta or "digest" not in meta:
-        raise CheckpointError(f"{path}: snapshot header lacks its state (incomplete?)")
-    state = _json_field(path, meta["state"], "state")
-    configs = {}
-    for name in ("G", "D"):
-        if f"{name}_config" in meta:
-            configs[name] = _json_field(path, meta[f"{name}_config"], f"{name}_config")
-    return _checked(path, state, configs), configs
-
-
-def _checked(path: Path, state: Any, configs: dict[str, Any]) -> dict[str, Any]:
-    from mrisynth.networks import NetworkConfig  # lazy: heavy, owned elsewhere
-
-    try:
-        check_state(state)
-        for name, cfg in configs.items():
-            NetworkConfig.from_dict(u.mapping(cfg, f"{name}_config"))
-    except (u.BadValue, ConfigError) as e:
-        raise CheckpointError(f"{path}: invalid snapshot ({e})") from None
-    return state
-
-
-def _texts(meta: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in meta.items() if k == "state" or k.endswith("_config")}
-
-
-def _header(weights: Path) -> dict[str, str]:
-    """The header metadata of a snapshot file, with its format checked."""
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: snapshot not found")
-    meta = _read_metadata(weights)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{weights}: not an mrisynth training snapshot")
-    if meta.get("version") not in ("1", str(FORMAT_VERSION)):
-        version = meta.get("version")
-        raise CheckpointError(f"{weights}: snapshot format {version!r} unknown; upgrade mrisynth")
-    return meta
-
-
-def _read_sidecar_v1(weights: Path) -> dict[str, Any]:
-    """Format 1: the sidecar is the commit marker; check it and the weights' size and hash."""
-    _, sidecar = _weights_and_sidecar(weights)
-    if not sidecar.is_file():
-        raise CheckpointError(f"{weights}: its sidecar {sidecar.name} is missing (incomplete?)")
-    if sidecar.stat().st_size > u.MAX_JSON_BYTES:
-        raise CheckpointError(f"{sidecar}: sidecar too large to be a snapshot's")
-    obj = _json_field(sidecar, sidecar.read_bytes(), "sidecar")
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{sidecar}: not an mrisynth snapshot sidecar")
-    size, expected = weights.stat().st_size, obj.get("weights_bytes")
-    if size != expected:
-        raise CheckpointError(f"{weights}: truncated ({size} bytes, sidecar says {expected})")
-    if sha256_file(weights) != obj.get("weights_sha256"):
-        raise CheckpointError(f"{weights}: checksum mismatch (corrupt file)")
-    configs = obj.get("configs", {})
-    if not isinstance(configs, dict):
-        raise CheckpointError(f"{sidecar}: invalid snapshot (configs must be an object)")
-    state = obj.get("state", {})
-    if isinstance(state, dict) and "kimg" not in state:
-        state = {**state, "kimg": obj.get("kimg")}
-    return {"state": _checked(sidecar, state, configs), "configs": configs}
-
-
 def verify_snapshot(path: str | Path) -> dict[str, Any]:
     """Check a snapshot's checksum and schema without keeping its tensors.
 
     Returns `{"state": ..., "configs": ...}`.
     """
     weights, _ = _weights_and_sidecar(path)
-    meta = _header(weights)
+    meta = header(weights)
     if meta["version"] == "1":
-        return _read_sidecar_v1(weights)
-    state, configs = _parsed(weights, meta)
+        return read_sidecar_v1(weights, _weights_and_sidecar(weights)[1])
+    state, configs = parsed(weights, meta)
 
-    def digest() -> str:
+    def of_file() -> str:  # one tensor in memory at a time
         with safe_open(str(weights), framework="pt") as f:
-            return _digest(_texts(meta), sorted(f.keys()), f.get_tensor)
+            return digest(texts(meta), sorted(f.keys()), f.get_tensor)
 
-    if _safetensors(weights, "tensors", digest) != meta["digest"]:
+    if safetensors_call(weights, "tensors", of_file) != meta["digest"]:
         raise CheckpointError(f"{weights}: checksum mismatch (corrupt or edited file)")
     return {"state": state, "configs": configs}
 
 
 def _load_verified(weights: Path, device: str | torch.device) -> Snapshot:
-    meta = _header(weights)
+    meta = header(weights)
+    read = lambda: load_file(str(weights), device="cpu")  # noqa: E731
     if meta["version"] == "1":
-        checked = _read_sidecar_v1(weights)
-        tensors = _safetensors(weights, "tensors", lambda: load_file(str(weights), device="cpu"))
+        checked = read_sidecar_v1(weights, _weights_and_sidecar(weights)[1])
+        tensors = safetensors_call(weights, "tensors", read)
     else:
-        state, configs = _parsed(weights, meta)
+        state, configs = parsed(weights, meta)
         checked = {"state": state, "configs": configs}
-        tensors = _safetensors(weights, "tensors", lambda: load_file(str(weights), device="cpu"))
-        if _digest(_texts(meta), sorted(tensors), tensors.__getitem__) != meta["digest"]:
+        tensors = safetensors_call(weights, "tensors", read)
+        if digest(texts(meta), sorted(tensors), tensors.__getitem__) != meta["digest"]:
             raise CheckpointError(f"{weights}: checksum mismatch (corrupt or edited file)")
     if str(device) != "cpu":
         tensors = {k: v.to(device) for k, v in tensors.items()}
@@ -387,7 +284,7 @@ def load_generator(
     from mrisynth.networks import NetworkConfig, build_generator  # lazy: heavy, owned elsewhere
 
     p = Path(path_or_run_dir)
-    if p.is_file() and p.suffix == ".safetensors" and _read_metadata(p).get("format") != FORMAT:
+    if p.is_file() and p.suffix == ".safetensors" and read_metadata(p).get("format") != FORMAT:
         return _load_plain_network(p, device)
     snap = load_snapshot(p, device="cpu")
     if "G" not in snap.configs:
@@ -444,47 +341,3 @@ def add_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     head = prefix + "."
     return {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
-
-
-def optimizer_to_tensors(
-    opt: torch.optim.Optimizer, prefix: str
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser's state_dict into prefixed tensors and a JSON-able remainder."""
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, pstate in sd["state"].items():
-        for key, value in pstate.items():
-            if torch.is_tensor(value):
-                tensors[f"{prefix}.{idx}.{key}"] = value
-            else:
-                scalars.setdefault(str(idx), {})[key] = value
-    groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-        for g in sd["param_groups"]
-    ]
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def optimizer_from_tensors(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str
-) -> None:
-    """Inverse of `optimizer_to_tensors`: restore moments, step counts and hyper-parameters."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in strip_prefix(tensors, prefix).items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    for idx, extra in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(extra)
-    groups = []
-    for g in meta["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    try:
-        opt.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(
-            f"optimiser state {prefix!r} does not fit this network ({e})"
-        ) from None

@@ -13,6 +13,7 @@ import torch
 
 from mrisynth.errors import CheckpointError, MrisynthError
 from mrisynth.training import checkpoint
+from mrisynth.training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from mrisynth.training.options import ResolvedOptions
 from mrisynth.training.rng import restore_rng
 
@@ -64,8 +65,8 @@ class TrainingState:
     def save(self, run_dir: Path, rng: list[dict], ada_states: list) -> Path:
         """Write this tick's snapshot: every process's RNG states (`rng`) and ADA sums
         (`ada_states`) gathered by the caller, the rest from this object."""
-        tensors_G, meta_G = checkpoint.optimizer_to_tensors(self.opt_G, "opt_G")
-        tensors_D, meta_D = checkpoint.optimizer_to_tensors(self.opt_D, "opt_D")
+        tensors_G, meta_G = optimizer_to_tensors(self.opt_G, "opt_G")
+        tensors_D, meta_D = optimizer_to_tensors(self.opt_D, "opt_D")
         tensors = {**tensors_G, **tensors_D}
         if self.augment_pipe is not None:
             tensors.update(checkpoint.add_prefix(self.augment_pipe.state_dict(), "augment_pipe"))
@@ -112,8 +113,8 @@ class TrainingState:
 
     def _restore(self, snap: checkpoint.Snapshot, rank: int, world: int) -> None:
         s = snap.state
-        checkpoint.optimizer_from_tensors(self.opt_G, snap.tensors, s["opt_G"], "opt_G")
-        checkpoint.optimizer_from_tensors(self.opt_D, snap.tensors, s["opt_D"], "opt_D")
+        optimizer_from_tensors(self.opt_G, snap.tensors, s["opt_G"], "opt_G")
+        optimizer_from_tensors(self.opt_D, snap.tensors, s["opt_D"], "opt_D")
         if self.augment_pipe is not None:
             saved_p = snap.module_state("augment_pipe").get("p")
             p = saved_p if saved_p is not None else torch.tensor(s.get("augment_p", 0.0))
