@@ -179,10 +179,15 @@ def command(
         + (f", {res.num_removed} stale removed" if res.num_removed else "")
         + ")"
     )
-    if res.skipped:
+    other = [k for k in res.skipped if k.reason.startswith("not selected")]
+    bad = len(res.skipped) - len(other)
+    if bad:
         reasons = res.report["counts"]["skipped_by_reason"]
-        top = "; ".join(f"{n} x {r}" for r, n in list(reasons.items())[:4])
-        click.echo(f"skipped {len(res.skipped)} files: {top} (details in report.json)")
+        kinds = [(r, n) for r, n in reasons.items() if not r.startswith("not selected")]
+        top = "; ".join(f"{n} x {r}" for r, n in kinds[:4]) + ("; ..." if len(kinds) > 4 else "")
+        click.echo(f"skipped {bad} files: {top} (details in report.json)")
+    if other:
+        click.echo(f"{len(other)} slices of other sequences not selected (--sequence {sequence})")
     for w in res.warnings[:5]:
         click.echo(f"warning: {w}", err=True)
     if len(res.warnings) > 5:
