@@ -555,8 +555,14 @@ def test_hostile_metric_records_are_cleaned_where_they_are_read(tmp_path, monkey
     assert runfiles.clean_metric_record(frac, 0)["kimg"] == 0.16  # the name knows the fraction
     assert runfiles.clean_metric_record(frac | {"kimg": 3}, 0)["kimg"] == 3  # they disagree
     assert "huge" not in read_run(run_dir).metrics
+    for odd in ("metric-a#b.jsonl", "metric-a?b.jsonl"):  # names that would break a URL
+        rec = good | {"results": {"w1": 1.0}}
+        (run_dir / odd).write_text(json.dumps(rec) + "\n" + json.dumps(rec | {"snapshot": "s9"}))
     res = CliRunner().invoke(cli, ["report", str(run_dir), "--panel", "0"])
     assert res.exit_code == 0, res.output
+    refs = _referenced_files((run_dir / "report" / "index.html").read_text())
+    assert {"metric-a_b.png", "metric-a_b-1.png"} <= set(refs)
+    assert all((run_dir / "report" / r).is_file() for r in refs)
 
 
 def test_grids_are_enlarged_with_nearest_neighbour_and_bad_pngs_are_skipped(tmp_path):

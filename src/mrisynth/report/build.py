@@ -6,7 +6,9 @@ folder, so the HTML page only ever points at files lying next to it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +72,19 @@ class Report:
     diversity: DiversityTable | None = None
 
     def add(self, entry: FigureEntry, data: bytes) -> None:
-        self.files[entry.file] = data
-        self.entries.append(entry)
+        """Keep a figure under a file name safe in a URL and unique in the report folder."""
+        stem, _, ext = safe_file_name(entry.file).rpartition(".")
+        name, n = f"{stem}.{ext}", 1
+        while name in self.files:  # two run files that differ only in odd characters
+            name, n = f"{stem}-{n}.{ext}", n + 1
+        self.files[name] = data
+        self.entries.append(dataclasses.replace(entry, file=name))
+
+
+def safe_file_name(name: str) -> str:
+    """Letters, digits, '.', '_' and '-' only (a run file name may hold '#', '?', spaces...)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return cleaned if "." in cleaned else f"{cleaned or 'figure'}.png"
 
 
 def _ada_target(options: dict[str, Any] | None) -> float | None:
