@@ -126,13 +126,19 @@ def run_phase(
     return bad
 
 
-def compile_main(G: torch.nn.Module, D: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+def compile_main(
+    G: torch.nn.Module, D: torch.nn.Module, backend: str = "inductor"
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """torch.compile'd G.synthesis and D for the main phases (`--compile`).
 
     Random numbers (noise inputs) are drawn as in eager mode so that a compiled run follows the
-    same random stream as an eager one and resumes the same way.
+    same random stream as an eager one and resumes the same way. `backend` other than inductor
+    is for tests (aot_eager: the same graph capture and autograd, compiled in seconds).
     """
     import torch._inductor.config as inductor_config
 
     inductor_config.fallback_random = True
-    return torch.compile(G.synthesis, dynamic=False), torch.compile(D, dynamic=False)
+    return (
+        torch.compile(G.synthesis, backend=backend, dynamic=False),
+        torch.compile(D, backend=backend, dynamic=False),
+    )
