@@ -145,3 +145,11 @@ def test_unusable_output_paths_are_refused_and_left_alone(tmp_path, kind):
         assert stat.S_ISFIFO(out.lstat().st_mode)
     if kind == "link":
         assert out.is_symlink() and not any((tmp_path / "target").iterdir())
+
+
+@pytest.mark.parametrize("name", ["pipe.zip", "pipe"])
+def test_a_pipe_as_source_is_refused_without_blocking(tmp_path, name):
+    os.mkfifo(tmp_path / name)
+    res = subprocess.run([sys.executable, "-m", "mrisynth", "dataset", str(tmp_path / name), "-o",
+                          str(tmp_path / "o.zip")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and res.stderr.startswith("Error: ") and "special file" in res.stderr

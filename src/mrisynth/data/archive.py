@@ -58,6 +58,8 @@ def list_image_names(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     if path.is_dir():
         names = list_folder_members(path)
+    elif not path.is_file():
+        raise InputError(f"{path}: neither a folder nor a ZIP archive")
     else:
         try:
             with zipfile.ZipFile(path) as zf:
@@ -74,6 +76,8 @@ class ImageArchive:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"{self.path}: no such folder or ZIP archive")
+        if not (self.path.is_dir() or self.path.is_file()):  # a pipe or device would block
+            raise InputError(f"{self.path}: neither a folder nor a ZIP archive (a special file)")
         self._is_zip = self.path.is_file()
         if self._is_zip and not zipfile.is_zipfile(self.path):
             raise InputError(f"{self.path}: neither a folder nor a ZIP archive")
