@@ -58,6 +58,9 @@ def test_each_criterion_alone_rings(data):
     ):
         assert dv.collapse_verdict(base | change)["level"] == "warning", change
     assert dv.collapse_verdict(base | {"msssim_gen": 0.64})["level"] == "ok"
+    low = dv.collapse_verdict(base | {"coverage": 0.05})
+    assert low["level"] == "warning" and "cover little" in low["title"]
+    assert dv.collapse_verdict(base | {"coverage": float("nan")})["level"] == "ok"
 
 
 def test_real_pairs_are_of_different_patients():
