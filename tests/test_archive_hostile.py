@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,17 @@ def test_a_pipe_as_source_is_refused_without_blocking(tmp_path, name):
     res = subprocess.run([sys.executable, "-m", "mrisynth", "dataset", str(tmp_path / name), "-o",
                           str(tmp_path / "o.zip")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and res.stderr.startswith("Error: ") and "special file" in res.stderr
+
+
+def test_read_all_refuses_what_cannot_fit(tmp_path, monkeypatch):
+    """200 tiny PNGs that each decode to 1 MiB: read_all checks the total first."""
+    import mrisynth.data.archive as archive_mod
+
+    blank = crafted_png(1024, 1024, zlib.compress(bytes(1025 * 1024), 9))
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as zf:
+        for i in range(200):
+            zf.writestr(f"img{i:04d}.png", blank)
+    arc = ImageArchive(tmp_path / "many.zip")
+    monkeypatch.setattr(archive_mod, "_available_memory", lambda: 128 * 2**20)
+    with pytest.raises(InputError, match=r"200 images of 1x1024x1024 need 0\.2 GiB"):
+        arc.read_all()

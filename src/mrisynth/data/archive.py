@@ -202,7 +202,19 @@ class ImageArchive:
         return self._hash
 
     def read_all(self, num_threads: int = 4) -> np.ndarray:
-        """All images as uint8 [N, C, H, W] (decoding in threads: cv2 releases the GIL)."""
+        """All images as uint8 [N, C, H, W] (decoding in threads: cv2 releases the GIL).
+
+        Refused when the array would not fit in the memory available now: many small PNGs of
+        a uniform 4096 px image would otherwise ask for tens of GB.
+        """
+        need = len(self) * int(np.prod(self.image_shape))
+        free = _available_memory()
+        if free is not None and need > 0.8 * free:
+            raise InputError(
+                f"{self.path}: {len(self)} images of {'x'.join(map(str, self.image_shape))} need "
+                f"{need / 2**30:.1f} GiB in memory, {free / 2**30:.1f} GiB are available; use a "
+                "smaller archive or resolution"
+            )
         out = np.empty((len(self), *self.image_shape), dtype=np.uint8)  # [N, C, H, W]
 
         def load(i: int) -> None:
@@ -255,6 +267,18 @@ class ImageArchive:
         """Decode every image (raises InputError on the first bad one)."""
         for i in range(len(self)):
             self[i]
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_image_shape(img: np.ndarray, name: str) -> None:
