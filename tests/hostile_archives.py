@@ -65,6 +65,13 @@ def zip_slip(root: Path, name: str) -> Path:
     return _zip(root / "slip.zip", [*_good_members(), (name, good_png(9))])
 
 
+def zip_nul_name(root: Path) -> Path:
+    """A member named `x.png<NUL>../../outside.png` (zipfile shows only the part before NUL)."""
+    path = _zip(root / "nul.zip", [*_good_members(), ("x.pngQ../../outside.png", good_png(9))])
+    path.write_bytes(path.read_bytes().replace(b"x.pngQ../", b"x.png\0../"))
+    return path
+
+
 def zip_symlink(root: Path) -> Path:
     info = zipfile.ZipInfo("link.png")
     info.create_system = 3
@@ -179,6 +186,7 @@ def hostile_cases(root: Path) -> dict[str, Callable[[], Path]]:
     for label, name in slips.items():
         cases[f"slip-{label}"] = at(f"slip-{label}", lambda r, n=name: zip_slip(r, n))
     cases["zip-symlink"] = at("symlink", zip_symlink)
+    cases["slip-nul"] = at("nul", zip_nul_name)
     cases["zip-duplicate"] = at("dup", zip_duplicate)
     cases["zip-duplicate-case"] = at("dupcase", lambda r: zip_duplicate(r, "IMG0.png"))
     cases["zip-huge-member"] = at("huge", zip_huge_member)

@@ -53,7 +53,7 @@ def list_zip_members(zf: zipfile.ZipFile, source: str) -> list[str]:
     names = []
     for info in zf.infolist():
         name = info.filename
-        check_member_name(name, source)
+        check_member_name(info.orig_filename, source)  # zipfile cuts names at a NUL
         folded = name.rstrip("/").casefold()
         if folded in seen:
             raise InputError(f"{source}: refused member '{name}': the name occurs twice")
