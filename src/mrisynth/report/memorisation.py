@@ -73,7 +73,7 @@ def _copy_test_rows(test: dict[str, Any], num_gen: int | None) -> list[tuple[str
     if threshold is not None:
         pct = finite(test.get("threshold_percentile"), 0, 100)
         source = plain(test.get("threshold_source") or "", 200)
-        at = f"{pct:g}th percentile of " if pct is not None else ""
+        at = f"the lowest {pct:g} % of " if pct is not None else ""
         rows.append(("copy threshold (distance below)", f"{threshold:.3f}: {at}{source}"))
     n_flag, frac = _count(test, "num_flagged"), finite(test.get("flagged_fraction"), 0, 1)
     if n_flag is not None:
