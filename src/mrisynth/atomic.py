@@ -76,12 +76,17 @@ def disk_full_as_error(path: str | os.PathLike[str], partial: Path | None = None
 def disk_full_message(path: Path, written_bytes: int = 0) -> str:
     """'no space left on the disk while writing X (free: a MB; ...)': what to do included."""
     folder = path.parent if path.parent.exists() else Path.cwd()
-    free_mb = shutil.disk_usage(folder).free / 2**20
-    got = f"; {written_bytes / 2**20:.1f} MB of it had been written" if written_bytes else ""
+    free = shutil.disk_usage(folder).free
+    got = f"; {_size(written_bytes)} of it had been written" if written_bytes else ""
     return (
-        f"no space left on the disk while writing {path} (free now: {free_mb:.1f} MB{got}); "
+        f"no space left on the disk while writing {path} (free now: {_size(free)}{got}); "
         "free some space or choose another output folder, then run the same command again"
     )
+
+
+def _size(num_bytes: int) -> str:
+    """Bytes in a unit that shows something for small files too (KB below 1 MB)."""
+    return f"{num_bytes / 2**20:.1f} MB" if num_bytes >= 2**20 else f"{num_bytes / 2**10:.1f} KB"
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
