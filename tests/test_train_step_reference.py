@@ -292,3 +292,13 @@ def test_compiled_main_phases_match_eager():
         print(f"{name}: compiled vs eager relative gradient difference {err:.1e}")
         assert err < 1e-6
     torch.testing.assert_close(G2.mapping.w_avg, G.mapping.w_avg, rtol=0, atol=0)
+
+
+def test_tick_stats_leave_non_finite_values_out():
+    stats = TickStats()
+    stats.add("x", torch.tensor([1.0, float("nan"), 3.0, float("inf")]))
+    stats.add("x", torch.tensor([[2.0]]))
+    stats.add("y", 5.0)
+    out = stats.reduce(["x", "y", "absent"])
+    assert out["x"] == {"num": 3, "mean": 2.0, "std": pytest.approx(math.sqrt(2 / 3))}
+    assert out["y"]["num"] == 1 and "absent" not in out

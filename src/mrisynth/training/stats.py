@@ -27,11 +27,14 @@ class TickStats:
         self._sums: dict[str, torch.Tensor] = {}  # name -> float64 [3]: count, sum, sum of sq.
 
     def add(self, name: str, value: torch.Tensor | float) -> None:
-        v = torch.as_tensor(value).detach().flatten().to("cpu", torch.float64)
-        v = v[torch.isfinite(v)]
-        acc = self._sums.setdefault(name, torch.zeros(3, dtype=torch.float64))
-        count = torch.tensor(float(v.numel()), dtype=torch.float64)
-        acc += torch.stack([count, v.sum(), v.square().sum()])
+        # Sums stay on the value's device (no host sync inside a training step); non-finite
+        # values are left out of count and sums.
+        v = torch.as_tensor(value).detach().flatten().to(torch.float64)
+        ok = torch.isfinite(v)
+        v = torch.where(ok, v, 0.0)
+        step = torch.stack([ok.sum().to(torch.float64), v.sum(), v.square().sum()])
+        acc = self._sums.get(name)
+        self._sums[name] = step if acc is None else acc + step.to(acc.device)
 
     def add_dict(self, values: dict[str, torch.Tensor]) -> None:
         for name, v in values.items():
@@ -46,7 +49,8 @@ class TickStats:
         keys = sorted(self._sums) if names is None else sorted(names)
         if not keys:
             return {}
-        table = torch.stack([self._sums.get(k, torch.zeros(3, dtype=torch.float64)) for k in keys])
+        zero = torch.zeros(3, dtype=torch.float64)
+        table = torch.stack([self._sums[k].cpu() if k in self._sums else zero for k in keys])
         distributed.all_reduce_sum(table)
         out = {}
         for k, (num, total, sq) in zip(keys, table.tolist(), strict=True):
