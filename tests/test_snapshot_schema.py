@@ -22,10 +22,10 @@ from mrisynth.training.loop import train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(archive, run folder) of a real two-snapshot run."""
+    """(archive, run folder) of a real one-tick run."""
     root = tmp_path_factory.mktemp("schema")
     data = write_archive(root / "discs", n=8)
-    return data, train(tiny(data, root / "runs", kimg=0.016))
+    return data, train(tiny(data, root / "runs", kimg=0.008))
 
 
 def forge(weights, edit_state=None, edit_config=None, raw_state=None, raw_config=None) -> None:
