@@ -4,6 +4,7 @@ sub-kimg names, one-file commit, and snapshots of the older two-file format."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -205,3 +206,35 @@ def test_optimizer_state_round_trip_continues_identically(tmp_path):
 def test_save_requires_kimg(tmp_path):
     with pytest.raises(ValueError, match="kimg"):
         ckpt.save_snapshot(tmp_path / "x", G=_net(), D=None, G_ema=None, state={})
+
+
+def test_mutated_snapshot_files_are_always_one_checkpoint_error(tmp_path):
+    """Truncations, byte flips and forged header lengths anywhere in the file: never a traceback
+    of another type, never a silently different snapshot."""
+    import random
+
+    path, _ = _save(tmp_path, 4, nimg=4008)
+    good = path.read_bytes()
+    rng = random.Random(1)
+    header_len = int.from_bytes(good[:8], "little")
+    mutations = [good[:n] for n in (0, 1, 7, 8, 9, 8 + header_len // 2, 8 + header_len)]
+    mutations += [good[: rng.randrange(len(good))] for _ in range(10)]
+    for _ in range(30):
+        data = bytearray(good)
+        at = rng.randrange(8 + header_len) if rng.random() < 0.5 else rng.randrange(len(good))
+        data[at] ^= 1 << rng.randrange(8)
+        mutations.append(bytes(data))
+    for claim in (0, 7, 2**31, 2**63 - 1, len(good)):
+        mutations.append(claim.to_bytes(8, "little") + good[8:])
+    for i, data in enumerate(mutations):
+        bad = tmp_path / "bad" / f"network-snapshot-{i:06d}.safetensors"
+        bad.parent.mkdir(exist_ok=True)
+        bad.write_bytes(data)
+        with pytest.raises(CheckpointError, match=re.escape(bad.name)):
+            ckpt.load_snapshot(bad)
+        with pytest.raises(CheckpointError):
+            ckpt.verify_snapshot(bad)
+    assert len(mutations) == 52
+    with pytest.raises(CheckpointError, match=r"every snapshot is corrupt|no network-snapshot"):
+        ckpt.load_snapshot(tmp_path / "bad")  # a folder of only broken snapshots
+    assert ckpt.load_snapshot(path).info.nimg == 4008  # the original is untouched
