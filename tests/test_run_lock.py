@@ -72,6 +72,17 @@ def test_resuming_a_run_that_is_training_exits_at_once_and_writes_nothing(tmp_pa
     assert line.count("\n") == 0 and line.startswith("Error: ") and f"PID {holder.pid}" in line
     assert str(run_dir) in line and elapsed < 30
     assert _snapshot_of_files(run_dir) == before and (run_dir / "stats.jsonl").read_bytes() == stats
+    # The check comes before the data is read (minutes on a real archive): even a missing
+    # archive is reported after the lock, and a snapshot path means its run folder.
+    holder = _hold(run_dir)
+    try:
+        with pytest.raises(RunLockedError, match=f"PID {holder.pid}"):
+            train(tiny(tmp_path / "no-data", None, resume=str(run_dir / "x.safetensors")))
+        train(tiny(data, tmp_path / "weights", kimg=0.008, resume=str(run_dir),
+                   resume_mode="weights"))  # reading a run in training is fine  # fmt: skip
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
     # Once the holder is gone the same command resumes.
     resumed = train(tiny(data, tmp_path / "unused", kimg=0.024, resume=str(run_dir)))
     assert resumed == run_dir

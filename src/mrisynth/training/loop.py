@@ -21,7 +21,16 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
 from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
 from mrisynth.networks import build_discriminator, build_generator
-from mrisynth.training import build, checkpoint, distributed, ema, resources, run_files, step
+from mrisynth.training import (
+    build,
+    checkpoint,
+    distributed,
+    ema,
+    resources,
+    run_files,
+    run_lock,
+    step,
+)
 from mrisynth.training.data_loader import (
     MirroredDataset,
     batch_stream,
@@ -154,6 +163,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         torch.backends.cudnn.benchmark = True
 
     # ---- Data, options, networks, resume snapshot ---------------------------------------------
+    if rank == 0 and world == 1 and opts.resume and opts.resume_mode != "weights":
+        run_lock.refuse_if_locked(opts.resume)  # a run in training: say so before reading data
     setup = prepare(opts)
     r = setup.options
     u = r.user

@@ -25,6 +25,22 @@ class RunLockedError(ConfigError):
     """Another process is training in (or resuming) this run folder."""
 
 
+def _holder(fd: int) -> str:
+    """'PID n' of the lock file's writer (only informative: the flock is what protects)."""
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid.isdigit() else "PID unknown"
+
+
+def _locked_message(run_dir: Path, holder: str) -> str:
+    return (
+        f"{run_dir}: another mrisynth train ({holder}) is using this run folder; "
+        "wait for it to finish or stop it, then run this command again"
+    )
+
+
 class RunLock:
     """An exclusive, non-blocking lock on a run folder; `release()` or process exit frees it."""
 
@@ -36,25 +52,15 @@ class RunLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = self._holder()
+            holder = _holder(self._fd)
             os.close(self._fd)
             self._fd = None
             if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise ConfigError(f"{self.run_dir}: cannot lock the run folder ({e})") from None
-            raise RunLockedError(
-                f"{self.run_dir}: another mrisynth train ({holder}) is using this run folder; "
-                "wait for it to finish or stop it, then run this command again"
-            ) from None
+            raise RunLockedError(_locked_message(self.run_dir, holder)) from None
         with disk_full_as_error(self.path):
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def _holder(self) -> str:
-        try:
-            pid = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
-        except OSError:
-            pid = ""
-        return f"PID {pid}" if pid.isdigit() else "PID unknown"
 
     @property
     def held(self) -> bool:
@@ -70,6 +76,28 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def refuse_if_locked(resume: str | os.PathLike[str]) -> None:
+    """Fail at once when the run folder of `resume` (a run folder or a snapshot in one) is
+    being trained, before minutes of reading data; the lock itself is taken later. A shared
+    lock on a read-only descriptor: needs no write access and changes nothing."""
+    path = Path(resume)
+    run_dir = path if path.is_dir() else path.parent
+    try:
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: never trained here, or unreadable (the real lock will tell)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise RunLockedError(
+                _locked_message(run_dir, _holder(fd))
+                + " (or --resume-mode weights to start a new run from its latest snapshot)"
+            ) from None
+    finally:
+        os.close(fd)
 
 
 def create_numbered_run(outdir: Path, desc: str, attempts: int = 1000) -> tuple[Path, RunLock]:
