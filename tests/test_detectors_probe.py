@@ -1,6 +1,7 @@
 """Detector files are probed when loaded, and only confirmed hashes make records exact."""
 
 import hashlib
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -71,6 +72,15 @@ def test_trust_sources_published_user_confirmed_and_per_run(homes, monkeypatch):
     monkeypatch.setattr(detectors, "PUBLISHED_SHA256", {})
     detectors.trust_file("inception", path)
     assert load_detector_file(path, "inception").trusted
+    table = homes / "cache" / "detectors" / detectors.TRUSTED_RECORD
+    table.write_text(json.dumps({sha: "inception"}))  # hand-edited: not an entry
+    assert not load_detector_file(path, "inception").trusted
+    table.write_text(json.dumps({sha: {"detector": "vgg16"}}))  # confirmed for another kind
+    assert not load_detector_file(path, "inception").trusted
+    (homes / "d" / "sha256.json").write_text(json.dumps({path.name: "junk"}))
+    with pytest.raises(InputError, match="malformed entry"):
+        load_detector_file(path, "inception")
+    (homes / "d" / "sha256.json").unlink()
     (homes / "cache" / "detectors" / detectors.TRUSTED_RECORD).write_text("[1, 2]")
     with pytest.raises(InputError, match=r"trusted\.json"):
         load_detector_file(path, "inception")

@@ -221,13 +221,19 @@ def trust_of(spec: DetectorSpec, path: Path, sha256: str, confirmed: tuple[str, 
             )
         return Trust("published sha256", True)
     record = recorded_hashes(path.parent).get(spec.filename)
+    if record is not None and not isinstance(record, dict):
+        raise InputError(
+            f"{path.parent / SHA256_RECORD}: malformed entry for {spec.filename}; delete the "
+            f"entry and run `mrisynth weights fetch {spec.name}`"
+        )
     if record is not None and record.get("sha256") != sha256:
         raise InputError(
             f"{path}: sha256 {sha256} differs from the {record.get('sha256')} recorded when it "
             f"was fetched; delete it and run `mrisynth weights fetch {spec.name}`"
         )
     user = trusted_hashes().get(sha256)
-    if sha256 in {c.lower() for c in confirmed} or (user and user.get("detector") == spec.name):
+    by_user = isinstance(user, dict) and user.get("detector") == spec.name
+    if sha256 in {c.lower() for c in confirmed} or by_user:
         return Trust("confirmed by the user", True)
     if record is not None:
         return Trust("recorded at fetch, not confirmed (see `mrisynth weights trust`)", False)
