@@ -80,6 +80,9 @@ def test_trust_sources_published_user_confirmed_and_per_run(homes, monkeypatch):
     (homes / "d" / "sha256.json").write_text(json.dumps({path.name: "junk"}))
     with pytest.raises(InputError, match="malformed entry"):
         load_detector_file(path, "inception")
+    (homes / "d" / "sha256.json").write_text("[]")
+    with pytest.raises(InputError, match="not a JSON object"):
+        load_detector_file(path, "inception")
     (homes / "d" / "sha256.json").unlink()
     (homes / "cache" / "detectors" / detectors.TRUSTED_RECORD).write_text("[1, 2]")
     with pytest.raises(InputError, match=r"trusted\.json"):

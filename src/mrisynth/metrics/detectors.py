@@ -166,9 +166,12 @@ def recorded_hashes(folder: str | os.PathLike | None = None) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        table = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable checksum record ({e}); delete it and re-fetch") from e
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: not a JSON object; delete it and re-fetch")
+    return table
 
 
 def trusted_hashes() -> dict[str, dict]:
