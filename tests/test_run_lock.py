@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from tests.test_train import tiny, write_archive
 
 from mrisynth.cli import cli
+from mrisynth.errors import ConfigError
 from mrisynth.training.loop import train
 from mrisynth.training.run_lock import RunLock, RunLockedError, create_numbered_run
 
@@ -102,3 +103,20 @@ def test_concurrent_new_runs_never_share_a_folder(tmp_path):
         claimed = [name for names in pool.map(_claim, [str(tmp_path)] * 4) for name in names]
     assert len(claimed) == 32 and len(set(claimed)) == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:05d}-race" for i in range(32)]
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory", "fifo"])
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(tmp_path, planted):
+    run_dir, outside = tmp_path / "run", tmp_path / "precious.txt"
+    run_dir.mkdir()
+    outside.write_text("keep me")
+    lock = run_dir / ".lock"
+    if planted == "symlink":
+        lock.symlink_to(outside)
+    elif planted == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(ConfigError, match=r"\.lock.*(lock file|not a plain file)"):
+        RunLock(run_dir)
+    assert outside.read_text() == "keep me"

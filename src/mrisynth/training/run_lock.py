@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from pathlib import Path
 
 from mrisynth.atomic import disk_full_as_error
@@ -23,6 +24,23 @@ _RUN_ID = re.compile(r"^(\d+)-")
 
 class RunLockedError(ConfigError):
     """Another process is training in (or resuming) this run folder."""
+
+
+def _open_lock_file(path: Path, flags: int) -> int:
+    """Open the lock file itself: never through a symlink (a planted `.lock -> /etc/passwd`
+    must not be truncated), never a directory or device."""
+    try:
+        with disk_full_as_error(path):
+            fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        raise ConfigError(
+            f"{path}: cannot open the run's lock file ({e.strerror or e}); remove it if it is "
+            "not a plain file, then run this command again"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: the run's lock file is not a plain file; remove it and retry")
+    return fd
 
 
 def _holder(fd: int) -> str:
@@ -47,8 +65,7 @@ class RunLock:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
-        with disk_full_as_error(self.path):
-            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd: int | None = _open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -84,10 +101,9 @@ def refuse_if_locked(resume: str | os.PathLike[str]) -> None:
     lock on a read-only descriptor: needs no write access and changes nothing."""
     path = Path(resume)
     run_dir = path if path.is_dir() else path.parent
-    try:
-        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return  # no lock file: never trained here, or unreadable (the real lock will tell)
+    if not (run_dir / LOCK_NAME).is_file():
+        return  # never trained here (anything odd in its place: the real lock will tell)
+    fd = _open_lock_file(run_dir / LOCK_NAME, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as e:
