@@ -115,3 +115,15 @@ def test_images_from_a_folder_are_named_by_file():
     s = mem.audit(inputs).summary
     assert [r["feature_distance"] for r in s["images"]] == pytest.approx([0.5 * 5**0.5] * 2)
     assert s["feature"]["nearest_distance"]["max"] == pytest.approx(0.5 * 5**0.5)
+
+
+def test_audit_file_names_keep_sub_kimg_snapshots_apart():
+    assert mem.audit_stem("runs/x/network-snapshot-000000.008.safetensors") == (
+        "memorisation-network-snapshot-000000.008"
+    )
+    assert mem.audit_stem("network-snapshot-000004.safetensors") == (
+        "memorisation-network-snapshot-000004"
+    )
+    assert mem.audit_stem("gen.zip") == "memorisation-gen" and mem.audit_stem("gen") == (
+        "memorisation-gen"
+    )

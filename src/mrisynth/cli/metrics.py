@@ -254,9 +254,11 @@ def _run_images(images, data, metric_names, out_dir, device, num_gen, opts, forc
 def _full_result(folder: Path, snapshot: str, results: dict) -> dict:
     """Results plus each metric's record line (reference_exact, caveats, verdicts, ...) and
     the memorisation summary with its per-image records, as written to `folder`."""
+    from mrisynth.metrics.memorisation import audit_stem
+
     lines = {name: _last_record(folder, name, snapshot) for name in results}
     out = {"snapshot": snapshot, "results": results, "records": lines}
-    audit = folder / f"memorisation-{snapshot.split('.')[0]}.json"
+    audit = folder / f"{audit_stem(snapshot)}.json"
     if any(n.startswith("memorisation") for n in results) and audit.is_file():
         try:
             out["memorisation"] = json.loads(audit.read_text(encoding="utf-8"))
@@ -266,6 +268,8 @@ def _full_result(folder: Path, snapshot: str, results: dict) -> dict:
 
 
 def _print_results(done: list[tuple[str, dict]], folder: Path) -> None:
+    from mrisynth.metrics.memorisation import audit_stem
+
     rows = [
         (snap, key, _format(value))
         for snap, results in done
@@ -277,10 +281,11 @@ def _print_results(done: list[tuple[str, dict]], folder: Path) -> None:
     for snap, results in done:
         for name in results:
             rec = _last_record(folder, name, snap)
-            for caveat in (rec or {}).get("caveats", []):  # (warning verdicts: logged by runner)
+            caveats = (rec or {}).get("caveats")  # (warning verdicts: logged by the runner)
+            for caveat in caveats if isinstance(caveats, list) else []:
                 click.echo(f"note ({name}): {caveat}")
         if any(name.startswith("memorisation") for name in results):
-            stem = folder / f"memorisation-{snap.split('.')[0]}"
+            stem = folder / audit_stem(snap)
             click.echo(f"memorisation audit of {snap}: {stem}.json, {stem}.png")
 
 

@@ -313,3 +313,12 @@ def record_results(name: str, summary: dict) -> dict[str, float]:
         "distance_median": (summary["distances"]["generated"] or {}).get("median"),
     }
     return {f"{name}_{k}": float(v) for k, v in values.items() if v is not None}
+
+
+def audit_stem(snapshot: str) -> str:
+    """`memorisation-<snapshot>` without `.safetensors`/`.zip`, keeping any other dot, so that
+    sub-kimg snapshots (`network-snapshot-000000.008`) do not overwrite each other's audit."""
+    name = str(snapshot).replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in (".safetensors", ".zip"):
+        name = name.removesuffix(suffix)
+    return f"memorisation-{name}"

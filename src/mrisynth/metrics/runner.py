@@ -380,7 +380,7 @@ def recorder(
 
 def write_audit(folder: Path, name: str, snapshot: str, kimg: int | None, o: _Outcome) -> Path:
     """`memorisation-<snapshot stem>.json` + side-by-side `.png` next to it."""
-    stem = f"memorisation-{Path(snapshot).name.split('.')[0]}"
+    stem = mem.audit_stem(snapshot)
     ok, png = cv2.imencode(".png", o.picture)
     if not ok:
         raise RuntimeError("PNG encoding failed")
