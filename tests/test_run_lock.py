@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from tests.test_train import tiny, write_archive
 
 from mrisynth.cli import cli
-from mrisynth.errors import ConfigError
+from mrisynth.errors import ConfigError, InputError
 from mrisynth.training.loop import train
 from mrisynth.training.run_lock import RunLock, RunLockedError, create_numbered_run
 
@@ -119,4 +119,16 @@ def test_a_planted_lock_file_is_refused_and_its_target_untouched(tmp_path, plant
         os.mkfifo(lock)
     with pytest.raises(ConfigError, match=r"\.lock.*(lock file|not a plain file)"):
         RunLock(run_dir)
+    assert outside.read_text() == "keep me"
+
+
+def test_resume_refuses_a_log_that_links_outside_the_run(tmp_path):
+    data = write_archive(tmp_path / "discs", n=8)
+    run_dir = train(tiny(data, tmp_path / "runs", kimg=0.008))
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    (run_dir / "log.txt").unlink()
+    (run_dir / "log.txt").symlink_to(outside)
+    with pytest.raises(InputError, match=r"log\.txt: not a plain file"):
+        train(tiny(data, None, kimg=0.016, resume=str(run_dir)))
     assert outside.read_text() == "keep me"

@@ -36,6 +36,7 @@ def open_run_dir(setup, num_params: dict[str, int], cleanup: contextlib.ExitStac
         run_dir = setup.resume.info.run_dir
         check_writable(run_dir)
         cleanup.enter_context(RunLock(run_dir))
+        check_appendable(run_dir)
         check_free_space(run_dir, need)
         for tmp in atomic.remove_stale_temps(run_dir):
             log.info("removed %s, left by a killed write", tmp.name)
@@ -49,6 +50,14 @@ def open_run_dir(setup, num_params: dict[str, int], cleanup: contextlib.ExitStac
     cleanup.enter_context(lock)
     check_writable(run_dir)
     return run_dir
+
+
+def check_appendable(run_dir: Path) -> None:
+    """The files a resumed run appends to must be plain files in the run folder: a planted
+    symlink (`log.txt -> ~/.bashrc`) would otherwise be written through."""
+    for p in [run_dir / "log.txt", run_dir / "stats.jsonl", *run_dir.glob("metric-*.jsonl")]:
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            raise InputError(f"{p}: not a plain file; a run folder's logs must be files, not links")
 
 
 def fakes_name(nimg: int) -> str:
