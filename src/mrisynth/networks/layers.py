@@ -78,13 +78,13 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x downsampling: FIR filter with padding 1, keep every second sample. # [N,C,H/2,W/2]"""
     c = x.shape[1]
-    return F.conv2d(F.pad(x, [1, 1, 1, 1]), _depthwise(f, c, x), stride=2, groups=c)
+    return F.conv2d(x, _depthwise(f, c, x), stride=2, padding=1, groups=c)
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, pad: int) -> torch.Tensor:
     """Plain FIR filtering of every channel with symmetric zero padding `pad`."""
     c = x.shape[1]
-    return F.conv2d(F.pad(x, [pad] * 4), _depthwise(f, c, x), groups=c)
+    return F.conv2d(x, _depthwise(f, c, x), padding=pad, groups=c)
 
 
 def conv2d_resample(
@@ -108,7 +108,7 @@ def conv2d_resample(
         wt = wt.reshape(groups * n_in_g, n_out // groups, k, k).flip([2, 3])
         x = F.conv_transpose2d(x, wt, stride=2, groups=groups)  # [N, out, 2H+1, 2W+1]
         c = x.shape[1]
-        return F.conv2d(F.pad(x, [1, 1, 1, 1]), _depthwise(f * 4.0, c, x), groups=c)
+        return F.conv2d(x, _depthwise(f * 4.0, c, x), padding=1, groups=c)
     if down == 2:
         pad = 2 if k == 3 else 1
         x = filter2d(x, f, pad)
