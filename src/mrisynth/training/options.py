@@ -148,6 +148,23 @@ def check_saved_options(saved: dict[str, Any], where: str) -> None:
             u.text(value, at)
 
 
+def check_option_values(opts: TrainOptions) -> None:
+    """Numbers the user typed: finite and in range (NaN, inf, 1e30 and negative sizes refused
+    here, before they reach an int() or an allocation)."""
+    for name, (lo, hi) in _SAVED_RANGES.items():
+        value = getattr(opts, name)
+        if value is None:
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, int | float)
+        if not (ok and math.isfinite(value) and lo <= value <= hi):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} must be a number in [{_num(lo)}, {_num(hi)}], got {value!r}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
+
+
 def resolve_options(
     opts: TrainOptions,
     *,
@@ -159,6 +176,7 @@ def resolve_options(
     resuming: bool = False,
 ) -> ResolvedOptions:
     """Fill unset options from the preset and check that the result can run."""
+    check_option_values(opts)
     if opts.gpus < 1:
         raise ConfigError(f"--gpus must be >= 1, got {opts.gpus}")
     if opts.aug not in AUG_MODES:
