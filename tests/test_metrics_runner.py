@@ -403,3 +403,22 @@ def test_pixfd_runs_without_any_detector_and_is_never_exact(setup, tmp_path, mon
     rec = records.read_records(tmp_path / "metric-pixfd32.jsonl")[0]
     assert rec["reference_exact"] is False and rec["detector"] is None
     assert rec["num_gen"] == 32 and rec["num_real"] == 24 and "not FID" in rec["caveats"][0]
+
+
+def test_real_pixfd_features_are_cached_by_content_and_a_bad_cache_is_rebuilt(
+    setup, tmp_path, monkeypatch
+):
+    from mrisynth.metrics.pixfd import pixel_features
+
+    _, archive, _, _ = setup
+    monkeypatch.setenv("MRISYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    arch = ImageArchive(archive)
+    want = pixel_features(arch.read_all())
+    first = sources.real_pixel_features(arch)
+    np.testing.assert_array_equal(first, want)
+    (cached,) = (tmp_path / "cache" / "features").glob("*pixfd-v1.npz")
+    np.testing.assert_array_equal(sources.real_pixel_features(arch), want)
+    cached.write_bytes(b"not an npz")
+    np.testing.assert_array_equal(sources.real_pixel_features(arch), want)
+    np.savez(cached, features=np.full([3, 2], np.nan))  # wrong shape: rebuilt
+    np.testing.assert_array_equal(sources.real_pixel_features(arch), want)

@@ -138,9 +138,13 @@ class PixelFeatures:
     def update(self, images: np.ndarray, real: bool) -> None:
         self.features[real].append(pixel_features(images))
 
+    def generated(self) -> np.ndarray:
+        """Features of the generated side so far, [M, F]."""
+        if not self.features[False]:
+            return np.zeros([0, NUM_FEATURES], np.float64)
+        return np.concatenate(self.features[False])
+
     def compute(self) -> float:
         if not self.features[True] or not self.features[False]:
             raise ValueError("pixfd needs images on both sides")
-        real = np.concatenate(self.features[True])
-        gen = np.concatenate(self.features[False])
-        return pixel_frechet_distance(real, gen)
+        return pixel_frechet_distance(np.concatenate(self.features[True]), self.generated())

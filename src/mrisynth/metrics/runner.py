@@ -29,7 +29,7 @@ from mrisynth.metrics.feature_stats import FeatureStats
 from mrisynth.metrics.fid import fid_from_stats
 from mrisynth.metrics.kid import kernel_inception_distance
 from mrisynth.metrics.pixfd import CAVEAT as PIXFD_CAVEAT
-from mrisynth.metrics.pixfd import PixelFeatures
+from mrisynth.metrics.pixfd import PixelFeatures, pixel_frechet_distance
 from mrisynth.metrics.precision_recall import precision_recall_density_coverage
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
@@ -196,9 +196,8 @@ def _compute_one(spec, archive, generated: _Generated, pool, opts, device) -> _O
             }
         return _detector_outcome(spec, res, ext, real.num_items, opts)
     if spec.family == "pixfd":
-        for batch in sources.real_batches(archive):
-            generated.pix.update(batch, real=True)
-        value = generated.pix.compute()
+        real = sources.real_pixel_features(archive, use_cache=opts.use_cache)
+        value = pixel_frechet_distance(real, generated.pix.generated())
         return _Outcome({name: value}, None, len(archive), caveats=[PIXFD_CAVEAT])
     if spec.family in ("intensity_hist", "body_area"):
         acc = generated.hist if spec.family == "intensity_hist" else generated.area
