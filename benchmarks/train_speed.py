@@ -2,10 +2,11 @@
 
 Writes a synthetic archive of random discs and trains a few ticks once per path (each in its
 own process, so peak memory is its own): `auto` = what `mrisynth train` does by default
-(modulated-conv form chosen per device, eager), `fused` / `nonfused` = the other form forced,
-`compile` = auto + `--compile`. Prints per path the median wall s/kimg of the ticks after the
-first (start-up and the tick-0 snapshot excluded), the process CPU s/kimg over the same ticks,
-and peak memory (resident for CPU, allocated for CUDA). Examples:
+(modulated-conv form and memory format chosen per device, eager), `fused` / `nonfused` = that
+form forced, `contiguous` = auto without channels-last, `compile` = auto + `--compile`. Prints
+per path the median wall s/kimg of the ticks after the first (start-up and the tick-0 snapshot
+excluded), the process CPU s/kimg over the same ticks, and peak memory (resident for CPU,
+allocated for CUDA). Examples:
 
     .venv/bin/python benchmarks/train_speed.py --threads 1                  # tiny, 32x32, CPU
     .venv/bin/python benchmarks/train_speed.py --device cuda --cfg paper256 --res 256 \\
@@ -32,6 +33,7 @@ PATHS = {  # name -> TrainOptions overrides
     "auto": {},
     "fused": {"modconv": "fused"},
     "nonfused": {"modconv": "nonfused"},
+    "contiguous": {},  # auto, but no channels-last on CPU (the networks' config default)
     "compile": {"compile": True},
 }
 
@@ -66,8 +68,12 @@ def run_one(args: argparse.Namespace) -> dict:
     """Train once with path `args.path`; returns its measurements (runs in a child process)."""
     import torch
 
+    from mrisynth.networks import layers
     from mrisynth.training.loop import train
     from mrisynth.training.options import TrainOptions
+
+    if args.path == "contiguous":
+        layers.TRAINING_CHANNELS_LAST.clear()
 
     clock = TickClock()
     logging.getLogger("mrisynth.training.loop").addHandler(clock)
@@ -113,7 +119,7 @@ def main() -> None:
     ap.add_argument("--aug", default="ada", choices=["ada", "noaug"])
     ap.add_argument("--p", type=float, default=0.2, help="initial augment p (ADA work counted)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads [half the cores]")
-    ap.add_argument("--paths", default="auto,fused,compile", help=f"of {', '.join(PATHS)}")
+    ap.add_argument("--paths", default="auto,fused,contiguous", help=f"of {', '.join(PATHS)}")
     ap.add_argument("--repeats", type=int, default=1, help="runs per path (median reported)")
     ap.add_argument("--path", default=None, help=argparse.SUPPRESS)  # child process
     args = ap.parse_args()

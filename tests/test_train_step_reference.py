@@ -49,7 +49,7 @@ class LinearSynthesis(nn.Module):
         self.weight = nn.Parameter(torch.randn(num_ws, w_dim, res * res, dtype=F64))
         self.bias = nn.Parameter(torch.randn(res * res, dtype=F64))  # like ToRGB's bias
 
-    def forward(self, ws, fused_modconv=None):
+    def forward(self, ws, fused_modconv=None, channels_last=None):
         img = torch.einsum("nkd,kdp->np", ws, self.weight) + self.bias
         return img.reshape(-1, 1, self.res, self.res)
 

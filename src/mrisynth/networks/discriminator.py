@@ -16,7 +16,7 @@ from mrisynth.errors import ConfigError
 from mrisynth.networks.config import NetworkConfig
 from mrisynth.networks.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
 from mrisynth.networks.mapping import MappingNetwork
-from mrisynth.networks.synthesis import block_dtype
+from mrisynth.networks.synthesis import block_dtype, block_memory_format
 
 
 class DiscriminatorBlock(nn.Module):
@@ -43,10 +43,10 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(
         self, x: torch.Tensor | None, img: torch.Tensor, force_fp32: bool = False,
+        channels_last: bool | None = None,
     ) -> torch.Tensor:  # img: [N, C, res, res] -> [N, out, res/2, res/2]
         dtype = block_dtype(self.use_reduced, self.mixed_precision, img.device, force_fp32)
-        fmt = (torch.channels_last if self.channels_last and dtype != torch.float32
-               else torch.contiguous_format)
+        fmt = block_memory_format(self.channels_last, dtype, channels_last)
         if self.in_channels == 0:
             x = self.fromrgb(img.to(dtype=dtype, memory_format=fmt))  # [N, tmp, res, res]
         else:
@@ -115,16 +115,17 @@ class Discriminator(nn.Module):
 
     def forward(
         self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool = False,
-        **_unused: object,
+        channels_last: bool | None = None, **_unused: object,
     ) -> torch.Tensor:
-        """Extra keyword arguments (e.g. update_emas) are accepted and ignored."""
+        """Extra keyword arguments (e.g. update_emas) are accepted and ignored. channels_last:
+        None = the config's memory format, True / False = channels-last in every block / none."""
         size = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != size:
             raise ConfigError(f"discriminator expects images [N, {size[0]}, {size[1]}, "
                               f"{size[2]}], got {list(img.shape)}")
         x = None
         for res in self.block_resolutions:
-            x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
+            x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32, channels_last=channels_last)
         cmap = None
         if self.c_dim > 0:
             if c is None:

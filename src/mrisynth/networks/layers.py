@@ -180,6 +180,9 @@ class Conv2dLayer(nn.Module):
 # cost more than scaling activations). CUDA: the reference trains non-fused as well (grouped
 # convolutions' weight gradients are slow there); fused stays the inference default.
 TRAINING_FUSED_MODCONV = {"cpu": False, "cuda": False}
+# Memory format in training (None: the config's, channels-last in reduced-precision blocks only).
+# CPU: channels-last in every block, ~12% less time for G + D at 32x32 (oneDNN convolutions).
+TRAINING_CHANNELS_LAST = {"cpu": True}
 
 
 def training_fused_modconv(device_type: str, choice: str = "auto") -> bool:
@@ -189,6 +192,11 @@ def training_fused_modconv(device_type: str, choice: str = "auto") -> bool:
     if choice not in ("fused", "nonfused"):
         raise ConfigError(f"modconv must be auto, fused or nonfused, got {choice!r}")
     return choice == "fused"
+
+
+def training_channels_last(device_type: str) -> bool | None:
+    """Memory format for training on `device_type` (the networks' `channels_last` argument)."""
+    return TRAINING_CHANNELS_LAST.get(device_type)
 
 
 def modulated_conv2d(

@@ -25,6 +25,14 @@ def block_dtype(use_reduced: bool, mixed_precision: str, device: torch.device,
     return torch.float32
 
 
+def block_memory_format(cfg_channels_last: bool, dtype: torch.dtype,
+                        channels_last: bool | None = None) -> torch.memory_format:
+    """channels_last None: the config's choice (reduced-precision blocks only); True / False:
+    every block / none (training on CPU uses every block: ~12% faster with oneDNN)."""
+    use = (cfg_channels_last and dtype != torch.float32) if channels_last is None else channels_last
+    return torch.channels_last if use else torch.contiguous_format
+
+
 class SynthesisBlock(nn.Module):
     """One resolution: [const] or up-conv + conv, then ToRGB added to the upsampled image."""
 
@@ -53,11 +61,11 @@ class SynthesisBlock(nn.Module):
     def forward(
         self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
         noise_mode: str = "random", fused: bool = True, force_fp32: bool = False,
+        channels_last: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """ws: [N, num_conv + 1, w_dim]; x: [N, in, res/2, res/2]; img: [N, C, res/2, res/2]."""
         dtype = block_dtype(self.use_reduced, self.mixed_precision, ws.device, force_fp32)
-        fmt = (torch.channels_last if self.channels_last and dtype != torch.float32
-               else torch.contiguous_format)
+        fmt = block_memory_format(self.channels_last, dtype, channels_last)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)  # [N, out, 4, 4]
@@ -101,13 +109,15 @@ class SynthesisNetwork(nn.Module):
 
     def forward(
         self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None,
-        force_fp32: bool = False, update_emas: bool = False,
+        force_fp32: bool = False, update_emas: bool = False, channels_last: bool | None = None,
     ) -> torch.Tensor:
         """Differentiable w.r.t. ws (path-length regularisation and style mixing use that).
 
         Block i reads ws[:, k : k + num_conv + 1]: its ToRGB shares the w of the next block's
         first conv. fused_modconv: None = the config's choice. update_emas is accepted for
         call compatibility and has no effect here (only the mapping tracks an average).
+        channels_last: None = the config's memory format, True / False = channels-last in
+        every block / in none.
         """
         del update_emas
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
@@ -121,7 +131,7 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             x, img = block(x, img, block_ws, noise_mode=noise_mode, fused=fused,
-                           force_fp32=force_fp32)
+                           force_fp32=force_fp32, channels_last=channels_last)
             w_idx += block.num_conv
         return img  # [N, C, H, W]
 

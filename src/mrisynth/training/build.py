@@ -10,7 +10,7 @@ import copy
 import torch
 
 from mrisynth.networks import NetworkConfig, network_config_from_preset
-from mrisynth.networks.layers import training_fused_modconv
+from mrisynth.networks.layers import training_channels_last, training_fused_modconv
 from mrisynth.training import checkpoint, distributed, step
 from mrisynth.training.losses import StyleGAN2Loss
 from mrisynth.training.options import ResolvedOptions
@@ -38,6 +38,7 @@ def training_state(setup, device: torch.device) -> TrainingState:
         style_mixing_prob=r.preset.style_mixing_prob,
         pl_weight=r.preset.pl_weight,
         fused_modconv=training_fused_modconv(device.type, u.modconv),
+        channels_last=training_channels_last(device.type),
         compiled=step.compile_main(G, D) if u.compile else None,
     )
     opt_G = lazy_adam(G, r.glr, r.g_reg_interval)

@@ -25,7 +25,8 @@ PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 class StyleGAN2Loss:
     """Accumulates gradients for one phase and one micro-batch; returns the values to log.
 
-    `fused_modconv` picks the modulated-conv form used in training (None: the network config's);
+    `fused_modconv` picks the modulated-conv form used in training (None: the network config's),
+    `channels_last` the networks' memory format (None: the config's);
     `compiled` holds torch.compile'd G.synthesis and D for the main phases (the regularisers need
     double backward, which compiled graphs do not give, so they stay eager).
     """
@@ -42,13 +43,14 @@ class StyleGAN2Loss:
         pl_batch_shrink: int = 2,
         pl_decay: float = 0.01,
         fused_modconv: bool | None = None,
+        channels_last: bool | None = None,
         compiled: tuple[torch.nn.Module, torch.nn.Module] | None = None,
     ) -> None:
         self.G, self.D, self.augment_pipe = G, D, augment_pipe
         self.r1_gamma = r1_gamma
         self.style_mixing_prob = style_mixing_prob
         self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
-        self.fused_modconv = fused_modconv
+        self.fused_modconv, self.channels_last = fused_modconv, channels_last
         self.main_synthesis, self.main_D = compiled if compiled else (G.synthesis, D)
         device = next(G.parameters()).device
         self.pl_mean = torch.zeros([], device=device)  # running mean of path lengths
@@ -73,14 +75,14 @@ class StyleGAN2Loss:
             take = torch.arange(num_ws, device=ws.device)[None, :, None] >= cutoff
             ws = torch.where(take, ws2, ws)
         synthesis = self.main_synthesis if main else self.G.synthesis
-        img = synthesis(ws, fused_modconv=self.fused_modconv)  # [N, C, H, W]
+        img = synthesis(ws, fused_modconv=self.fused_modconv, channels_last=self.channels_last)
         return img, ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor, main: bool = False) -> torch.Tensor:
         """img [N, C, H, W] -> logits [N, 1], augmented first when a pipe is set."""
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        return (self.main_D if main else self.D)(img, c)
+        return (self.main_D if main else self.D)(img, c, channels_last=self.channels_last)
 
     # -- one phase, one micro-batch ------------------------------------------------------------
     def accumulate_gradients(
