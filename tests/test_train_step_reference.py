@@ -144,9 +144,14 @@ def reference_phase_loss(phase, G, D, real, z, gain, pl_mean):
 
 
 @pytest.mark.parametrize("phase,gain", [("Gmain", 1), ("Greg", 4), ("Dmain", 1), ("Dreg", 16)])
-def test_each_phase_gradient_agrees_with_the_reference_formula(phase, gain):
+@pytest.mark.parametrize("fast", [False, True], ids=["as-config", "cpu-choice"])
+def test_each_phase_gradient_agrees_with_the_reference_formula(phase, gain, fast):
+    """`fast`: the CPU training choice (non-fused modconv, channels-last) against the
+    formula evaluated with the config's (fused, contiguous) networks."""
     G, D = tiny_nets()
-    loss = StyleGAN2Loss(G, D, r1_gamma=0.5, style_mixing_prob=0.0)
+    loss = StyleGAN2Loss(G, D, r1_gamma=0.5, style_mixing_prob=0.0,
+                         fused_modconv=False if fast else None,
+                         channels_last=True if fast else None)  # fmt: skip
     loss.pl_mean.fill_(0.3)
     module = G if phase.startswith("G") else D
     module.requires_grad_(True)
@@ -159,7 +164,8 @@ def test_each_phase_gradient_agrees_with_the_reference_formula(phase, gain):
     torch.manual_seed(5)  # same noise inputs in the same order
     reference_phase_loss(phase, G, D, real, z, gain, torch.tensor(0.3)).backward()
     err = rel_err(ours, grads(module))
-    print(f"{phase}: relative gradient difference to the reference formula {err:.1e}")
+    print(f"{phase} {'cpu-choice' if fast else 'as-config'}: relative gradient difference to "
+          f"the reference formula {err:.1e}")  # fmt: skip
     assert err < 1e-5
 
 
