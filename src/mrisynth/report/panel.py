@@ -8,8 +8,9 @@ is a likely copy of a training slice.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from mrisynth.report.figures import figure_png, new_figure
+from mrisynth.report.figures import figure_png
 
 
 def _standardise(images: np.ndarray) -> np.ndarray:
@@ -57,8 +58,12 @@ def _show(ax, image: np.ndarray) -> None:
 PER_ROW = 4  # pairs per row: each tile stays >= ~200 px wide on a 1100 px page
 
 
-def _short(text: str, limit: int = 22) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(text: str, limit: int = 26) -> str:
+    """Head and tail of a long name: the tail tells slices of one series apart."""
+    if len(text) <= limit:
+        return text
+    half = (limit - 1) // 2
+    return text[:half] + "…" + text[-(limit - 1 - half) :]
 
 
 def real_vs_generated_figure(
@@ -78,28 +83,35 @@ def real_vs_generated_figure(
     n = len(generated)
     cols = min(n, PER_ROW)
     bands = -(-n // cols)
-    fig, axes = new_figure(2 * bands, cols, (2.6 * cols, 5.6 * bands))
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for i in range(n):
-        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
-        top.set_visible(True)
-        bottom.set_visible(True)
-        _show(top, generated[i])
-        top.set_title(f"generated, seed {seeds[i]}", fontsize=9)
-        j = int(idx[i])
-        who = []
-        if patient_keys is not None and j < len(patient_keys):
-            who.append(f"patient {_short(str(patient_keys[j]))}")
-        if train_names is not None and j < len(train_names):
-            who.append(_short(str(train_names[j])))
-        who.append(f"NCC {ncc[i]:.3f} (1 - NCC = {1 - ncc[i]:.3f})")
-        _show(bottom, train[j])
-        bottom.set_xlabel("\n".join(who), fontsize=8)
-        if i % cols == 0:
-            top.set_ylabel("generated", fontsize=9)
-            bottom.set_ylabel("nearest training image", fontsize=9)
+    # One sub-figure per band of pairs, so the gap between bands is wider than within a pair.
+    fig = Figure(figsize=(2.6 * cols, 5.4 * bands), layout="constrained")
+    subs = fig.subfigures(bands, 1, hspace=0.04, squeeze=False)[:, 0]
+    for b, sub in enumerate(subs):
+        axes = sub.subplots(2, cols, squeeze=False)
+        for c in range(cols):
+            i = b * cols + c
+            if i >= n:
+                axes[0, c].set_visible(False)
+                axes[1, c].set_visible(False)
+                continue
+            _show(axes[0, c], generated[i])
+            axes[0, c].set_title(f"generated, seed {seeds[i]}", fontsize=9)
+            j = int(idx[i])
+            _show(axes[1, c], train[j])
+            axes[1, c].set_xlabel(_pair_label(j, ncc[i], train_names, patient_keys), fontsize=8)
+        axes[0, 0].set_ylabel("generated", fontsize=9)
+        axes[1, 0].set_ylabel("nearest training image", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return figure_png(fig)
+
+
+def _pair_label(j: int, ncc: float, names: list[str] | None, patient_keys: list[str] | None) -> str:
+    """Patient key and file name of training image j (when known), NCC and 1 - NCC."""
+    who = []
+    if patient_keys is not None and j < len(patient_keys):
+        who.append(f"patient {_short(str(patient_keys[j]))}")
+    if names is not None and j < len(names):
+        who.append(_short(str(names[j])))
+    who.append(f"NCC {ncc:.3f} (1 - NCC = {1 - ncc:.3f})")
+    return "\n".join(who)
