@@ -289,6 +289,9 @@ def test_report_of_an_empty_folder_and_a_missing_one(tmp_path):
     assert _referenced_files(page) == [] and "No stats.jsonl" in page
     res = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
     assert res.exit_code != 0
+    for bad in ("-1", "100000", "x"):
+        res = CliRunner().invoke(cli, ["report", str(tmp_path), "--panel", bad])
+        assert res.exit_code != 0 and "--panel" in res.output
 
 
 def test_nearest_by_ncc_finds_a_planted_copy():

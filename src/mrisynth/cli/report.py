@@ -11,6 +11,7 @@ import click
 log = logging.getLogger(__name__)
 
 _DATA_KEYS = ("data", "data_path", "dataset", "training_data")
+MAX_PANEL = 64  # pairs in Figure 4: more would not be readable on a page
 
 
 def data_path_from_options(options: dict[str, Any] | None, run_dir: Path) -> Path | None:
@@ -93,11 +94,10 @@ def write_report(
 
     run = read_run(run_dir)
     outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
-    panel = (
-        _panel(run, Path(data) if data else None, panel_images, device) if panel_images else None
-    )
+    wanted = panel_images > 0 and not run.is_evaluation  # an evaluation has no generator
+    panel = _panel(run, Path(data) if data else None, panel_images, device) if wanted else None
     report = build_report(run, panel)
-    if panel is None and panel_images:
+    if panel is None and wanted:
         report.notes.append(
             "Figure 4 (real vs generated) left out: it needs a snapshot and the "
             "training archive (pass --data ARCHIVE)."
@@ -127,10 +127,10 @@ def write_report(
 @click.option(
     "--panel",
     "panel_images",
-    type=int,
+    type=click.IntRange(0, MAX_PANEL),
     default=8,
     show_default=True,
-    help="Generated images in the real-vs-generated panel (0 = leave it out).",
+    help=f"Generated images in the real-vs-generated panel (0: none, at most {MAX_PANEL}).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def command(
