@@ -681,3 +681,12 @@ def test_verdicts_from_run_files_are_bounded_and_mapped_to_known_values():
     assert len(got) == MAX_PER_SOURCE - 2
     assert (got[0].topic, got[0].level, got[0].title) == ("data", "info", "T 'x'")
     assert len(got[0].text) <= 400 and (got[1].title, got[1].topic) == ("42", "data")
+
+
+def test_a_snapshot_without_its_json_copy_still_counts(tmp_path):
+    # a kill between the snapshot's rename (the commit) and its .json copy leaves a valid
+    # snapshot alone; the report must list it like any other
+    run = _make_run(tmp_path, with_metrics=False)
+    last = sorted(run.glob("network-snapshot-*.safetensors"))[-1]
+    last.with_suffix(".json").unlink()
+    assert last in [p for _, p in read_run(run).snapshots]

@@ -211,7 +211,7 @@ def read_run(run_dir: str | Path) -> RunFiles:
             records = [r for r in cleaned if r is not None]
             if records:
                 run.metrics[m.group(1)] = sorted(records, key=record_order)
-        elif (m := _SNAPSHOT_RE.match(p.name)) and p.with_suffix(".json").is_file():
+        elif m := _SNAPSHOT_RE.match(p.name):  # one file commits a snapshot; the .json is a copy
             run.snapshots.append((_name_kimg(m), p))
         elif p.name.startswith("memorisation") and p.suffix == ".json":
             obj = _read_json(p)
