@@ -89,31 +89,32 @@ def filter2d(x: torch.Tensor, f: torch.Tensor, pad: int) -> torch.Tensor:
 
 def conv2d_resample(
     x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
-    groups: int = 1,
+    groups: int = 1, bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Convolution with optional 2x up- or downsampling around it (kernel 1 or 3).
 
     up=2: transposed conv (stride 2) with the spatially flipped kernel, then the FIR filter
     (gain 4) with padding 1, so the result equals zero-insertion + FIR + 'same' conv.
     down=2: FIR filter (padding 2 for 3x3, 1 for 1x1), then a stride-2 conv without padding.
-    w: [out, in/groups, k, k].
+    w: [out, in/groups, k, k]; bias [out], added by the last convolution (one pass fewer).
     """
     k = w.shape[-1]
     if up == 2:
         if k == 1:
-            return upsample2d(F.conv2d(x, w, groups=groups), f)
+            y = upsample2d(F.conv2d(x, w, groups=groups), f)
+            return y if bias is None else y + bias.reshape(1, -1, 1, 1)
         n_out, n_in_g = w.shape[0], w.shape[1]
         # conv_transpose2d expects [in, out/groups, k, k].
         wt = w.reshape(groups, n_out // groups, n_in_g, k, k).transpose(1, 2)
         wt = wt.reshape(groups * n_in_g, n_out // groups, k, k).flip([2, 3])
         x = F.conv_transpose2d(x, wt, stride=2, groups=groups)  # [N, out, 2H+1, 2W+1]
         c = x.shape[1]
-        return F.conv2d(x, _depthwise(f * 4.0, c, x), padding=1, groups=c)
+        return F.conv2d(x, _depthwise(f * 4.0, c, x), bias, padding=1, groups=c)
     if down == 2:
         pad = 2 if k == 3 else 1
         x = filter2d(x, f, pad)
-        return F.conv2d(x, w, stride=2, groups=groups)
-    return F.conv2d(x, w, padding=k // 2, groups=groups)
+        return F.conv2d(x, w, bias, stride=2, groups=groups)
+    return F.conv2d(x, w, bias, padding=k // 2, groups=groups)
 
 
 class FullyConnectedLayer(nn.Module):
@@ -166,9 +167,10 @@ class Conv2dLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:  # [N, C, H, W]
         w = self.weight.to(x.dtype) * self.weight_gain
-        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down)
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, bias=b)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, self.activation, gain=gain, clamp=clamp)
+        return bias_act(x, None, self.activation, gain=gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_channels}, out={self.out_channels}, act={self.activation}, "
