@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from mrisynth.metrics.msssim import WEIGHTS, ms_ssim, num_scales
+from mrisynth.metrics.msssim import ms_ssim, num_scales
+
+# Published exponents (Wang, Simoncelli & Bovik 2003), typed here, not imported: the module's own
+# constant must not be its own reference).
+PUBLISHED_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def _reference(a: np.ndarray, b: np.ndarray, scales: int) -> float:
@@ -21,7 +25,7 @@ def _reference(a: np.ndarray, b: np.ndarray, scales: int) -> float:
                 out += win[dy, dx] * img[dy : dy + h, dx : dx + w]
         return out
 
-    weights = np.array(WEIGHTS[:scales]) / np.sum(WEIGHTS[:scales])
+    weights = np.array(PUBLISHED_WEIGHTS[:scales]) / np.sum(PUBLISHED_WEIGHTS[:scales])
     value = 1.0
     for j in range(scales):
         ma, mb = local_mean(a), local_mean(b)
