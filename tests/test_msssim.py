@@ -6,7 +6,7 @@ import pytest
 from mrisynth.metrics.msssim import ms_ssim, num_scales
 
 # Published exponents (Wang, Simoncelli & Bovik 2003), typed here, not imported: the module's own
-# constant must not be its own reference).
+# constant must not be its own reference.
 PUBLISHED_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
