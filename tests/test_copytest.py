@@ -179,3 +179,18 @@ def test_hostile_images(data):
         )
     ).summary  # a single patient: no between-patient pairs, fall back to other images
     assert one["copy_test"]["threshold"] is not None
+
+
+def test_a_low_z_u_without_flagged_images_says_it_is_not_proof_of_a_copy():
+    from mrisynth.metrics.audit_verdicts import copy_verdicts
+
+    block = {
+        "value": -3.9, "p_value": 5e-5, "threshold": 0.36, "threshold_percentile": 1.0,
+        "num_flagged": 0, "flagged_fraction": 0.0, "holdout": True,
+        "cells": [{"cell": 0, "num_gen": 256, "num_holdout": 32, "z": -3.9}],
+    }
+    (v,) = copy_verdicts(block, 256)
+    assert v["level"] == "warning" and "1 region, 32 held-out images" in v["text"]
+    assert "No single image is a near-copy" in v["text"]
+    (v,) = copy_verdicts(block | {"num_flagged": 3, "flagged_fraction": 3 / 256}, 256)
+    assert "No single image" not in v["text"]

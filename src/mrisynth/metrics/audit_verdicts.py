@@ -16,6 +16,26 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _support(copy_test: dict) -> str:
+    """', over K regions and H held-out images': how much the statistic rests on."""
+    cells = copy_test.get("cells") or []
+    held = sum(int(c.get("num_holdout", 0)) for c in cells)
+    if not cells:
+        return ""
+    return f"; {len(cells)} region{'s' if len(cells) > 1 else ''}, {held} held-out images"
+
+
+def _no_single_copy(num_flagged: int) -> str:
+    """Why a low Z_U with no flagged image is over-fitting evidence, not proof of a copy."""
+    if num_flagged:
+        return ""
+    return (
+        " No single image is a near-copy: the generator sits close to typical training "
+        "anatomy, which a collapsed or over-fitted generator also does; read this with the "
+        "diversity verdict and inspect the closest pairs."
+    )
+
+
 def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
     """Verdicts from the `copy_test` block of an audit summary."""
     out: list[dict] = []
@@ -36,7 +56,7 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
             }
         )
     value, p = copy_test["value"], copy_test["p_value"]
-    stat = f"Meehan Z_U {_fmt(value, '.2f')} (p {_fmt(p)})."
+    stat = f"Meehan Z_U {_fmt(value, '.2f')} (p {_fmt(p)}{_support(copy_test)})."
     if value is not None and p is not None and p < P_COPYING:
         out.append(
             {
@@ -44,7 +64,7 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
                 "level": "warning",
                 "title": "Data-copying: generated images sit closer to training patients "
                 "than new patients do",
-                "text": f"{stat} {flags}",
+                "text": f"{stat} {flags}{_no_single_copy(n_flag)}",
             }
         )
     elif frac > FLAGGED_WARN:
