@@ -177,3 +177,22 @@ def test_sigkill_at_many_moments_never_loses_a_committed_snapshot(tmp_path):
     kimgs = [round(t["Progress/kimg"]["mean"] * 1000) for t in ticks]
     assert kimgs == list(range(8, kimgs[-1] + 1, 8))  # every tick once, none lost or doubled
     assert [t["Progress/tick"]["mean"] for t in ticks] == list(range(len(ticks)))
+
+
+def _logged_kimgs(run_dir) -> list[float]:
+    lines = (run_dir / "stats.jsonl").read_text().splitlines()
+    return [json.loads(x)["Progress/kimg"]["mean"] for x in lines]
+
+
+def test_ticks_logged_after_the_resumed_snapshot_are_logged_once(tmp_path):
+    """A run that ends (or dies) ticks after its last snapshot: a resume drops those stats
+    lines and logs the ticks again, so each kimg appears once."""
+    from tests.test_train import tiny
+
+    data = write_archive(tmp_path / "discs", n=8)
+    base = dict(kimg=1, tick=0.008, snap=2)
+    run_dir = train(tiny(data, tmp_path / "runs", stop_after_kimg=0.032, **base))
+    assert _logged_kimgs(run_dir) == [0.008, 0.016, 0.024, 0.032]  # no snapshot at 0.032
+    assert checkpoint.load_snapshot(run_dir).state["nimg"] == 24
+    train(tiny(data, None, resume=str(run_dir), stop_after_kimg=0.048, **base))
+    assert _logged_kimgs(run_dir) == [0.008, 0.016, 0.024, 0.032, 0.04, 0.048]
