@@ -38,6 +38,7 @@ def test_killed_generate_resumes_without_loss(tmp_path):
     kept = {p.name: p.stat().st_ino for p in out.iterdir()
             if p.name.startswith("seed") and not p.name.endswith(".tmp")}
     assert 4 < len(kept) < 120
+    (out / ".seed0059.png.x1y2z3.tmp").write_bytes(b"half")  # as a kill mid-write leaves
     assert CliRunner().invoke(cli, [*args, "--outdir", str(out)]).exit_code == 0
     reference = tmp_path / "reference"
     assert CliRunner().invoke(cli, [*args, "--outdir", str(reference)]).exit_code == 0
@@ -46,3 +47,43 @@ def test_killed_generate_resumes_without_loss(tmp_path):
     for name in names:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     assert all((out / n).stat().st_ino == ino for n, ino in kept.items())
+
+
+# In a child (an audit hook cannot be removed): every file opened for writing in OUT.
+_OPENED_FOR_WRITING = """
+import os, sys
+from click.testing import CliRunner
+from mrisynth.cli import cli
+out = os.path.realpath(sys.argv[1])
+seen = []
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path, mode, flags = os.path.realpath(os.fsdecode(args[0])), args[1], args[2]
+        writing = (mode is not None and any(c in mode for c in "wax+")) or (
+            mode is None and flags & (os.O_WRONLY | os.O_RDWR))
+        if writing and os.path.dirname(path) == out:
+            seen.append(os.path.basename(path))
+sys.addaudithook(hook)
+res = CliRunner().invoke(cli, sys.argv[2:] + ["--outdir", out])
+assert res.exit_code == 0, res.output
+print("\\n".join(seen))
+"""
+
+
+def test_no_output_file_is_ever_written_under_its_final_name(tmp_path):
+    """What lets a killed run resume: a file that has its final name is complete, because
+    every file (images, plan, records, manifest) is written to a temp name and renamed."""
+    G = tiny_generator()
+    snap = save_snapshot(tmp_path / "run" / "network-snapshot-000012.safetensors", G=G, D=None,
+                         G_ema=G, state={"kimg": 12})  # fmt: skip
+    out = tmp_path / "out"
+    args = ["generate", "--network", str(snap), "--seeds", "0-2", "--format", "png",
+            "--format", "dicom", "--grid", "--no-progress", "--device", "cpu"]  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", _OPENED_FOR_WRITING, str(out), *args],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    written = [n for n in res.stdout.split("\n") if n]
+    final = sorted(os.listdir(out))
+    assert len(final) >= 8 and len(written) >= len(final)
+    assert not set(written) & set(final), set(written) & set(final)
+    assert all(n.startswith(".") and n.endswith(".tmp") for n in written), written
