@@ -322,5 +322,8 @@ def test_prepare_survives_a_few_hundred_hostile_files(tmp_path):
     bombs += ("fifo", "zero", "dangling", "header-9MiB")
     for name in bombs:
         assert f"{name}.dcm" in acc["skipped"], name
+    # refused by the header checks, not by whatever the decoder or the memory cap did later
+    assert "claims 40000x40000" in acc["skipped"]["j2k-40000.dcm"]
+    assert "Rows 40000 is outside" in acc["skipped"]["rle-40000.dcm"]
     assert len(acc["skipped"]) >= n_bad * 0.6  # most mutants are unusable, and said so
     assert run["peak_mb"] < 512
