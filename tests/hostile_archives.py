@@ -4,7 +4,6 @@ benchmarks/hostile_inputs.py. Each builder writes one input under `root` and ret
 from __future__ import annotations
 
 import functools
-import json
 import os
 import struct
 import zipfile
@@ -230,7 +229,3 @@ def folder_with_sparse_json(root: Path) -> Path:
         f.write(b'{"labels": [')
         f.truncate(2**30)
     return src
-
-
-def labels_json(names: list[str], labels: list) -> str:
-    return json.dumps({"labels": [[n, v] for n, v in zip(names, labels, strict=True)]})

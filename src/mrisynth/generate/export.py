@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -108,26 +107,6 @@ def image_files(
 
 def grid_file(images: list[np.ndarray], cols: int | None) -> OutputFile:
     return OutputFile(GRID_NAME, encode_png(make_grid(np.stack(images), cols)))
-
-
-def export_images(
-    samples: Iterable[tuple[int, np.ndarray]], plan: ExportPlan, opts: SamplingOptions
-) -> Iterator[OutputFile]:
-    """Yield the files for each `(seed, uint8 [C, H, W])`, then the grid if asked for.
-
-    Manifest rows are collected in `plan.rows` (in output order) as the files are yielded.
-    """
-    plan.check()
-    grid_images: list[np.ndarray] = []
-    for instance, (seed, img) in enumerate(samples, start=1):
-        for item in image_files(seed, img, instance, plan, opts):
-            assert item.row is not None
-            plan.rows.append(item.row)
-            yield item
-        if plan.grid:
-            grid_images.append(img)
-    if plan.grid and grid_images:
-        yield grid_file(grid_images, plan.grid_cols)
 
 
 def manifest_csv(rows: list[dict[str, str]]) -> str:

@@ -163,28 +163,25 @@ def recorded_hashes(folder: str | os.PathLike | None = None) -> dict[str, dict]:
     """What `weights fetch` recorded in `folder` (default: the cache):
     {file name: {"sha256", "url", "size", "fetched"}}."""
     path = Path(folder if folder is not None else detector_cache_dir()) / SHA256_RECORD
-    if not path.is_file():
-        return {}
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable checksum record ({e}); delete it and re-fetch") from e
-    if not isinstance(table, dict):
-        raise InputError(f"{path}: not a JSON object; delete it and re-fetch")
-    return table
+    return _read_record(path, "delete it and re-fetch")
 
 
 def trusted_hashes() -> dict[str, dict]:
     """sha256 -> {"detector", "file", "trusted"} confirmed with `mrisynth weights trust`."""
     path = detector_cache_dir() / TRUSTED_RECORD
+    return _read_record(path, "delete it and re-run `weights trust`")
+
+
+def _read_record(path: Path, fix: str) -> dict[str, dict]:
+    """A JSON object this module wrote (empty when absent); a broken one is one Error line."""
     if not path.is_file():
         return {}
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise InputError(f"{path}: unreadable ({e}); delete it and re-run `weights trust`") from e
+        raise InputError(f"{path}: unreadable ({e}); {fix}") from e
     if not isinstance(table, dict):
-        raise InputError(f"{path}: not a JSON object; delete it and re-run `weights trust`")
+        raise InputError(f"{path}: not a JSON object; {fix}")
     return table
 
 

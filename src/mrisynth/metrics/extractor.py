@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +54,6 @@ class FeatureExtractor:
         with torch.no_grad():
             feats = self.net(x.to(self.device), return_features=True)
         return feats.to(torch.float32).cpu().numpy()
-
-    def features_of(self, batches: Iterable[torch.Tensor | np.ndarray]) -> np.ndarray:
-        """Features of an iterable of uint8 batches, concatenated: [N, D]."""
-        out = [self(b) for b in batches]
-        return np.concatenate(out) if out else np.zeros([0, self.feature_dim], np.float32)
 
     def record(self) -> dict:
         """The `"detector"` entry of a metric record."""
