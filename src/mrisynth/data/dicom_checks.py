@@ -322,7 +322,9 @@ def _before_pixels(tag: Any, vr: Any, length: int) -> bool:
     return int(tag) >= 0x7FE00010
 
 
-def read_bounded_header(path: str | os.PathLike[str], defer_size: int, force: bool = False):
+def read_bounded_header(
+    path: str | os.PathLike[str], defer_size: int, force: bool = False
+) -> pydicom.FileDataset:
     """The header (up to the pixel data) of a DICOM file, reading at most MAX_HEADER_BYTES of
     elements: millions of tiny elements cost pydicom ~15x their size in memory and minutes of
     parsing. A Deflated dataset is inflated here (bounded) instead of by pydicom."""

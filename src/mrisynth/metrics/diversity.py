@@ -35,12 +35,16 @@ MS-SSIM gap, +0.20, and area-spread ratio, 0.44, stay under the collapse thresho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mrisynth.errors import ConfigError
 from mrisynth.metrics import body_features as bf
 from mrisynth.metrics.msssim import WINDOW, ms_ssim
+
+if TYPE_CHECKING:
+    from mrisynth.data.archive import ImageArchive
 
 MSSSIM_GAP = 0.25
 SPREAD_RATIO = 0.25
@@ -179,14 +183,14 @@ def collapse_verdict(res: dict[str, float]) -> dict:
 MAX_REAL = 5000  # real images drawn (seeded) from a larger archive: coverage is quadratic
 
 
-def archive_patient_keys(archive) -> list[str] | None:
+def archive_patient_keys(archive: ImageArchive) -> list[str] | None:
     """Per-image patient keys of an archive (its manifest), or None."""
     keys = getattr(archive, "patient_keys", None)
     return list(keys) if isinstance(keys, list | tuple) else None
 
 
 def diversity_vs_archive(
-    gen: np.ndarray, archive, seed: int = 0, max_real: int = MAX_REAL
+    gen: np.ndarray, archive: ImageArchive, seed: int = 0, max_real: int = MAX_REAL
 ) -> DiversityResult:
     """`diversity` of generated images against (at most `max_real` of) an archive's images."""
     from mrisynth.metrics.sources import read_real_images

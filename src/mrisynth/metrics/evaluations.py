@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,6 +37,9 @@ from mrisynth.metrics.runner import (
     recorder,
 )
 
+if TYPE_CHECKING:
+    from mrisynth.data.archive import ImageArchive
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ImagesEvaluation", "default_output_dir", "evaluate_images", "evaluate_snapshots"]
@@ -51,7 +55,7 @@ def _shared_extractors(specs, device, opts: EvalOptions | None) -> EvalOptions:
 
 def evaluate_snapshots(
     network: str | os.PathLike,
-    data,
+    data: str | os.PathLike | ImageArchive,
     metrics: list[str] | str,
     device: str | torch.device = "cpu",
     num_gen: int | None = None,
@@ -124,7 +128,7 @@ def _check_output_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
         raise ConfigError(f"-o {out_dir}: exists and is not a folder")
 
 
-def open_images(images: str | os.PathLike, train) -> object:
+def open_images(images: str | os.PathLike, train: ImageArchive) -> ImageArchive:
     """The images as an ImageArchive, checked against the training data's size and channels."""
     from mrisynth.data.archive import ImageArchive
     from mrisynth.generate.output_folder import PLAN_NAME
@@ -199,7 +203,7 @@ class ImagesEvaluation:
 
 def evaluate_images(
     images: str | os.PathLike,
-    data,
+    data: str | os.PathLike | ImageArchive,
     metrics: list[str] | str,
     out_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,6 +34,9 @@ from mrisynth.metrics.pixfd import PixelFeatures, pixel_frechet_distance
 from mrisynth.metrics.precision_recall import precision_recall_density_coverage
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
+
+if TYPE_CHECKING:
+    from mrisynth.data.archive import ImageArchive
 
 __all__ = ["EvalOptions", "check_metric_names", "compute_metrics", "evaluate_and_record"]
 
@@ -282,7 +286,7 @@ def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
 
 def compute_metrics(
     source,
-    archive,
+    archive: ImageArchive,
     specs: list[MetricSpec],
     device: str | torch.device = "cpu",
     opts: EvalOptions | None = None,
@@ -319,7 +323,7 @@ def compute_metrics(
     return out
 
 
-def open_archive(data):
+def open_archive(data: str | os.PathLike | ImageArchive) -> ImageArchive:
     if isinstance(data, str | os.PathLike):
         from mrisynth.data.archive import ImageArchive
 
@@ -332,7 +336,7 @@ def evaluate_and_record(
     snapshot: str | os.PathLike,
     kimg: int,
     G: torch.nn.Module,
-    data,
+    data: str | os.PathLike | ImageArchive,
     metrics: list[str] | str,
     device: str | torch.device = "cpu",
     num_gen: int | None = None,

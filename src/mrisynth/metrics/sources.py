@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from mrisynth.imaging import quantize_images
 from mrisynth.metrics.detectors import cache_dir
 from mrisynth.metrics.extractor import FeatureExtractor
 from mrisynth.metrics.feature_stats import FeatureStats
+
+if TYPE_CHECKING:
+    from mrisynth.data.archive import ImageArchive
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ class FolderImages:
             yield GeneratedBatch([self.archive.names[i] for i in idx], [None] * len(idx), imgs)
 
 
-def real_batches(archive, batch_size: int = 64, indices=None) -> Iterator[np.ndarray]:
+def real_batches(archive: ImageArchive, batch_size: int = 64, indices=None) -> Iterator[np.ndarray]:
     """uint8 [B, C, H, W] batches of the archive in order (or of `indices`)."""
     order = range(len(archive)) if indices is None else indices
     order = list(order)
@@ -121,7 +125,7 @@ def features_cache_path(dataset_hash: str, extractor: FeatureExtractor) -> Path:
 
 
 def real_features(
-    archive, extractor: FeatureExtractor, batch_size: int = 64, use_cache: bool = True
+    archive: ImageArchive, extractor: FeatureExtractor, batch_size: int = 64, use_cache: bool = True
 ) -> FeatureStats:
     """Features (and float64 moments) of every training image, cached on disk.
 
@@ -149,7 +153,7 @@ def real_features(
     return stats
 
 
-def real_pixel_features(archive, use_cache: bool = True) -> np.ndarray:
+def real_pixel_features(archive: ImageArchive, use_cache: bool = True) -> np.ndarray:
     """pixfd features [N, F] of every training image, cached like detector features (keyed by
     the archive's content hash and the feature version): 4 ms per 256 px image adds up when
     every snapshot of a run is evaluated."""
@@ -173,7 +177,7 @@ def real_pixel_features(archive, use_cache: bool = True) -> np.ndarray:
     return feats
 
 
-def read_real_images(archive, indices=None) -> np.ndarray:
+def read_real_images(archive: ImageArchive, indices=None) -> np.ndarray:
     """uint8 [N, C, H, W] of the whole archive (or of `indices`)."""
     if indices is None and hasattr(archive, "read_all"):
         return archive.read_all()
@@ -181,7 +185,7 @@ def read_real_images(archive, indices=None) -> np.ndarray:
     return np.stack([archive[i] for i in idx])
 
 
-def patient_keys(archive) -> list[str] | None:
+def patient_keys(archive: ImageArchive) -> list[str] | None:
     """Per-image pseudonymous patient key from the archive's manifest.csv, if carried along."""
     text = archive.manifest_text() if hasattr(archive, "manifest_text") else None
     if not text:

@@ -6,6 +6,7 @@ Lazy regularisation and its Adam correction follow Karras et al. 2020 (arXiv 191
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +16,9 @@ from mrisynth.training import checkpoint, distributed, step
 from mrisynth.training.losses import StyleGAN2Loss
 from mrisynth.training.options import ResolvedOptions
 from mrisynth.training.state import TrainingState
+
+if TYPE_CHECKING:
+    from mrisynth.training.augment import AdaController, AugmentPipe
 
 
 def training_state(setup, device: torch.device) -> TrainingState:
@@ -59,7 +63,9 @@ def network_configs(
     return cfg, cfg
 
 
-def build_augment(r: ResolvedOptions, num_channels: int, device: torch.device):
+def build_augment(
+    r: ResolvedOptions, num_channels: int, device: torch.device
+) -> tuple[AugmentPipe | None, AdaController | None]:
     """(AugmentPipe or None, AdaController or None) for --aug ada|fixed|noaug."""
     if r.aug == "noaug":
         return None, None

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset, resolve_preset
 from mrisynth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mrisynth.data.archive import ImageArchive
 
 # A full resume keeps the run's options, except these: always the new invocation's ...
 RESUME_PER_INVOCATION = (
@@ -277,7 +280,9 @@ def merge_resume_options(saved: dict[str, Any], new: TrainOptions) -> TrainOptio
     return TrainOptions(**merged)
 
 
-def resolve_for_archive(opts: TrainOptions, archive, resuming: bool) -> ResolvedOptions:
+def resolve_for_archive(
+    opts: TrainOptions, archive: ImageArchive, resuming: bool
+) -> ResolvedOptions:
     """`resolve_options` for an opened `ImageArchive`."""
     return resolve_options(
         opts,

@@ -7,11 +7,14 @@ one error naming it, never a traceback, a huge allocation or a wiped `stats.json
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mrisynth import untrusted as u
 from mrisynth.errors import CheckpointError
 from mrisynth.training.options import check_saved_options
+
+if TYPE_CHECKING:
+    from mrisynth.training.checkpoint import Snapshot
 
 MAX_NIMG = 10**11  # 100 million kimg: far beyond any run
 MAX_WORLD = 4096
@@ -62,7 +65,7 @@ def check_resume_state(state: dict[str, Any]) -> None:
         raise u.BadValue("state.rng must hold one entry per process (state.world_size)")
 
 
-def check_resumable(snap) -> None:
+def check_resumable(snap: Snapshot) -> None:
     """`check_resume_state` of a loaded `checkpoint.Snapshot`, as one error naming its file."""
     try:
         check_resume_state(snap.state)

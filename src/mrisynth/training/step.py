@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
 from mrisynth.training import distributed
 from mrisynth.training.losses import StyleGAN2Loss
 from mrisynth.training.stats import TickStats
+
+if TYPE_CHECKING:
+    from mrisynth.training.augment import AdaController
 
 __all__ = ["NonFiniteGuard", "Phase", "compile_main", "phases_at", "run_phase"]
 
@@ -32,7 +36,16 @@ class Phase:
 
 
 def phases_at(
-    step: int, G, D, opt_G, opt_D, *, pl_weight: float, gamma: float, g_reg: int, d_reg: int
+    step: int,
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    *,
+    pl_weight: float,
+    gamma: float,
+    g_reg: int,
+    d_reg: int,
 ) -> list[Phase]:
     """The phases of optimisation step `step` (regularisers every g_reg / d_reg steps)."""
     phases = [Phase("Gmain", G, opt_G, 1)]
@@ -89,7 +102,7 @@ def run_phase(
     gen_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor]],
     stats: TickStats,
     stat_names: set[str],
-    ada=None,
+    ada: AdaController | None = None,
 ) -> torch.Tensor:
     """Accumulate the phase's gradients over the micro-batches and update; returns the 0/1
     device flag "this phase's losses were not finite (on some rank), update skipped"."""
