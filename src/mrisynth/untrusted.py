@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # Large enough for any real run or network, small enough that nothing sized from it explodes.
@@ -78,7 +78,7 @@ def sequence(value: Any, where: str, min_len: int = 0, max_len: int = 1_000_000)
     return value
 
 
-def optional(check, value: Any, where: str, *args: Any, **kwargs: Any) -> Any:
+def optional(check: Callable[..., Any], value: Any, where: str, *args: Any, **kwargs: Any) -> Any:
     """`check(value, where, ...)` unless value is None (JSON null)."""
     return None if value is None else check(value, where, *args, **kwargs)
 
