@@ -150,6 +150,10 @@ def command(**kw) -> None:
     # Progress lines by default, from rank 0 only (torchrun sets RANK in every process).
     rank0 = os.environ.get("RANK", "0") == "0"
     logging.getLogger("mrisynth.training").setLevel(logging.INFO if rank0 else logging.WARNING)
-    run_dir = train(opts)
-    if distributed.is_main():
+    try:
+        run_dir = train(opts)
+        main = distributed.is_main()
+    finally:
+        distributed.shutdown()  # leave the process group cleanly (a no-op in one process)
+    if main:
         click.echo(str(run_dir))
