@@ -218,7 +218,7 @@ def test_cli_prepare_then_dataset(phantom, tmp_path):
     )
     assert res.exit_code == 1 and "Error: --percentiles must be LOW,HIGH" in res.output
     res = runner.invoke(cli, ["prepare", str(root), "-o", str(tmp_path / "o2"), "--norm", "x"])
-    assert res.exit_code == 2  # click rejects the choice
+    assert res.exit_code == 1 and "Error: Invalid value for '--norm'" in res.output
 
 
 def _secret(tmp_path):

@@ -10,12 +10,13 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mrisynth.errors import DiskFullError
+from mrisynth.errors import ConfigError, DiskFullError
 
 # errno values that mean "the disk (or the user's quota) is full": turned into DiskFullError.
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -33,9 +34,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temp file is removed and `path` is left untouched.
     """
     path = Path(path)
+    _refuse_special(path)
     with disk_full_as_error(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        except OSError as e:
+            if is_disk_full(e):
+                raise
+            raise ConfigError(f"{path}: cannot be written ({e.strerror or e}); choose another "
+                              "output") from None
         os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
@@ -48,6 +56,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    """A folder, pipe or device at `path` is never replaced (the rename would swap a device
+    node such as /dev/null for a regular file when run as root). A link is replaced itself."""
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
+        raise ConfigError(f"{path}: exists and is {kind}, not a file; choose another output")
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -122,6 +142,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line (for .jsonl logs); a single write() of a short line is not torn."""
     path = Path(path)
+    _refuse_special(path)
     with disk_full_as_error(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:

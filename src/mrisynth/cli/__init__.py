@@ -18,13 +18,35 @@ from mrisynth.errors import MrisynthError
 
 
 class _Group(click.Group):
-    """Turns MrisynthError into a one-line `Error: ...` and exit status 1."""
+    """Every problem a user can cause is one line `Error: ...` and exit status 1.
+
+    MrisynthError carries its own message; click's usage errors (bad option values, missing
+    arguments) lose their multi-line usage banner; an OSError naming a path (a folder that
+    cannot be created, a read-only file system) is the last resort, so that no path the user
+    types ends in a traceback.
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MrisynthError as e:
             raise click.ClickException(str(e)) from None
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `mrisynth weights` alone (click >= 8.2)
+                raise
+            raise click.ClickException(_usage_line(e)) from None
+        except OSError as e:
+            if e.filename is None:
+                raise
+            raise click.ClickException(
+                f"{e.filename}: {e.strerror or e}; check the path and its permissions"
+            ) from None
+
+
+def _usage_line(e: click.UsageError) -> str:
+    """click's message plus where to read the command's options, on one line."""
+    cmd = e.ctx.command_path if e.ctx is not None else "mrisynth"
+    return f"{e.format_message()} (see `{cmd} --help`)"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,25 +13,58 @@ SMALL_MATRICES = (64, 72, 80)
 SMALL_SLICES = (8, 12)
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
+MAX_MATRIX = 1024  # pixels per side; CHAOS is 256-320
+MAX_SLICES = 512  # per patient
+LAYOUT = "Train_Sets"  # the only entry of a phantom tree's root
+
+
+def _matrix_sizes(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+        sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers, got '{text}'") from None
+        raise ConfigError(f"--matrix must be comma-separated integers, got '{text}'") from None
+    if not sizes or not all(16 <= v <= MAX_MATRIX for v in sizes):
+        raise ConfigError(f"--matrix {text}: each size must be in 16..{MAX_MATRIX}")
+    return sizes
 
 
 def _slice_range(text: str) -> tuple[int, int]:
     lo, _, hi = text.partition("-")
     try:
-        return int(lo), int(hi or lo)
+        rng = int(lo), int(hi or lo)
     except ValueError:
         raise ConfigError(f"--slices must be N or MIN-MAX, got '{text}'") from None
+    if not 1 <= rng[0] <= rng[1] <= MAX_SLICES:
+        raise ConfigError(f"--slices {text}: need 1 <= MIN <= MAX <= {MAX_SLICES}")
+    return rng
+
+
+def _check_output(output: Path) -> None:
+    """A new or empty folder, or an earlier phantom tree (which --patients extends): files are
+    never mixed into someone else's folder."""
+    if output.is_dir() and any(p.name != LAYOUT for p in output.iterdir()):
+        raise ConfigError(
+            f"{output}: folder is not empty and is not a phantom tree (only {LAYOUT}/); "
+            "choose a new folder"
+        )
 
 
 @click.command("phantom")
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--patients", default=8, show_default=True, help="Number of patients.")
-@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option(
+    "--patients",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Number of patients (1-1000).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Random seed (same seed, same files).",
+)
 @click.option(
     "--matrix",
     default="256,288,320",
@@ -46,6 +79,7 @@ def _slice_range(text: str) -> tuple[int, int]:
     "--workers",
     default=1,
     show_default=True,
+    type=click.IntRange(1, 64),
     help="Processes writing patients in parallel (same files as 1).",
 )
 @click.option(
@@ -72,8 +106,9 @@ def command(
     """
     from mrisynth.data.phantom_dicom import write_phantom_tree
 
-    sizes = SMALL_MATRICES if small else _int_list(matrix, "--matrix")
+    sizes = SMALL_MATRICES if small else _matrix_sizes(matrix)
     num_slices = SMALL_SLICES if small else _slice_range(slices)
+    _check_output(output)
     start = time.perf_counter()
     written = write_phantom_tree(
         output,

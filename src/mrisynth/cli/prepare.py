@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mrisynth.cli.params import RegularFile
 from mrisynth.errors import ConfigError
 
 SEQUENCES = ("t1-in", "t1-opp", "t2spir", "any")
@@ -99,7 +100,7 @@ def _percentiles(text: str) -> tuple[float, float]:
 )
 @click.option(
     "--patient-key-secret",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=RegularFile(),
     default=None,
     help="File holding the secret (>= 16 bytes) that keys patient_key (HMAC-SHA256). Default: "
     "a random secret kept in OUTPUT/.mrisynth-secret. Give the same file to several prepares "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mrisynth.cli.params import RegularFile
+
 
 @click.group("weights")
 def command() -> None:
@@ -77,7 +79,7 @@ def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool
 
 
 @command.command("trust")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=RegularFile())
 @click.option(
     "--as",
     "kind",

@@ -1,0 +1,117 @@
+"""A hostile tester's command lines for every sub-command: each gives ONE line `Error: ...`
+naming what was typed, exit status 1, no traceback, and leaves the paths it was handed alone."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+from tests.metric_runs import runner_setup
+
+from mrisynth.cli import cli
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    """A folder holding a run with snapshots, its archive, and things that are not what a
+    command expects: a text file, an empty folder, a FIFO, a folder of another tool."""
+    root = runner_setup(tmp_path_factory.mktemp("hostile"))[0]  # archive/, 00000-tiny/
+    (root / "file.txt").write_text("hello\n")
+    (root / "empty").mkdir()
+    (root / "other").mkdir()
+    (root / "other" / "notes.txt").write_text("someone else's\n")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def run_cli(fx, args: list[str]):
+    cwd = os.getcwd()
+    os.chdir(fx)
+    try:
+        return CliRunner().invoke(cli, args)
+    finally:
+        os.chdir(cwd)
+
+
+def assert_one_error_line(res, *expected: str) -> str:
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, res.output
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+# (command line, text the Error line must contain)
+USAGE = [
+    (["train", "--data", "archive", "--outdir", "r", "--batch", "0"], "'--batch'"),
+    (["dataset", "nope", "-o", "d.zip"], "'nope'"),
+    (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--format", "jpg"],
+     "'jpg'"),
+    (["report", "file.txt"], "'file.txt'"),
+    (["metrics", "--network", "00000-tiny", "--copy-ncc", "0.9"], "--copy-ncc"),
+    (["bogus"], "bogus"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "text"), USAGE)
+def test_usage_errors_are_one_line_exit_1(fx, args, text):
+    line = assert_one_error_line(run_cli(fx, args), text)
+    assert "--help" in line  # says where the options are listed
+
+
+SPECIAL_FILES = [
+    (["prepare", "empty", "-o", "p", "--patient-key-secret", "fifo"], "fifo: not a regular file"),
+    (["weights", "trust", "fifo", "--as", "inception"], "fifo: not a regular file"),
+    (["metrics", "--network", "00000-tiny", "--data", "archive", "--metrics", "body_area4",
+      "--json", "fifo"], "fifo"),
+    (["phantom", "fifo", "--small", "--patients", "1"], "fifo"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("args", "text"), SPECIAL_FILES)
+def test_a_fifo_is_refused_never_read_or_replaced(fx, args, text):
+    assert_one_error_line(run_cli(fx, args), text)
+    assert stat.S_ISFIFO((fx / "fifo").lstat().st_mode)
+
+
+UNWRITABLE = [
+    ["phantom", "/proc/mrisynth-x", "--small", "--patients", "1"],
+    ["prepare", "empty", "-o", "/proc/mrisynth-x"],
+    ["report", "00000-tiny", "--outdir", "/proc/mrisynth-x", "--panel", "0"],
+    ["demo", "--quick", "--outdir", "/proc/mrisynth-x"],
+]
+
+
+@pytest.mark.parametrize("args", UNWRITABLE)
+def test_an_output_that_cannot_be_created_is_one_error_line(fx, args):
+    assert_one_error_line(run_cli(fx, args), "/proc/mrisynth-x")
+
+
+PHANTOM = [
+    (["--patients", "100000000"], "--patients"),
+    (["--patients", "0"], "--patients"),
+    (["--seed", "-1"], "--seed"),
+    (["--matrix", "100000"], "--matrix"),
+    (["--matrix", "0"], "--matrix"),
+    (["--slices", "1000000"], "--slices"),
+    (["--slices", "9-3"], "--slices"),
+    (["--workers", "100000"], "--workers"),
+]
+
+
+@pytest.mark.parametrize(("extra", "text"), PHANTOM)
+def test_phantom_sizes_are_bounded_before_writing(fx, tmp_path, extra, text):
+    assert_one_error_line(run_cli(fx, ["phantom", str(tmp_path / "ph"), *extra]), text)
+    assert not (tmp_path / "ph").exists()
+
+
+def test_phantom_never_writes_into_a_folder_of_something_else(fx):
+    assert_one_error_line(run_cli(fx, ["phantom", "other", "--small", "--patients", "1"]),
+                          "other", "not empty")  # fmt: skip
+    assert sorted(p.name for p in (fx / "other").iterdir()) == ["notes.txt"]
