@@ -115,3 +115,44 @@ def test_phantom_never_writes_into_a_folder_of_something_else(fx):
     assert_one_error_line(run_cli(fx, ["phantom", "other", "--small", "--patients", "1"]),
                           "other", "not empty")  # fmt: skip
     assert sorted(p.name for p in (fx / "other").iterdir()) == ["notes.txt"]
+
+
+def _listing(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*"))
+
+
+# Outputs pointed at an input or at someone else's folder: refused, the folder untouched.
+# (synthetic PNGs in a training folder would be packed as real ones; the report's enlarged grids
+# are named like the run's own reals.png and fakes-*.png)
+INTO_INPUTS = [
+    (["generate", "--network", "00000-tiny", "--outdir", "archive", "--seeds", "0"], "archive"),
+    (["generate", "--network", "00000-tiny", "--outdir", "00000-tiny", "--seeds", "0"],
+     "00000-tiny"),
+    (["report", "00000-tiny", "--outdir", "00000-tiny", "--panel", "0"], "inside an input"),
+    (["report", "00000-tiny", "--outdir", "archive", "--panel", "0"], "not an earlier report"),
+    (["report", "00000-tiny", "--outdir", "archive/x", "--panel", "0", "--data", "archive"],
+     "inside an input"),
+    (["demo", "--quick", "--outdir", "other"], "not an earlier demo"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "text"), INTO_INPUTS)
+def test_outputs_never_go_into_inputs_or_foreign_folders(fx, args, text):
+    before = {d: _listing(fx / d) for d in ("archive", "00000-tiny", "other")}
+    assert_one_error_line(run_cli(fx, args), text)
+    assert {d: _listing(fx / d) for d in before} == before
+
+
+WRONG_VALUES = [
+    (["report", "empty"], "no run files"),
+    (["report", "00000-tiny", "--device", "tpu", "--panel", "0"], "--device"),
+    (["demo", "--outdir", "d1", "--kimg", "nan"], "--kimg"),
+    (["demo", "--outdir", "d2", "--kimg", "-1"], "--kimg"),
+    (["demo", "--outdir", "d3", "--kimg", "inf"], "--kimg"),
+]
+
+
+@pytest.mark.parametrize(("args", "text"), WRONG_VALUES)
+def test_wrong_values_stop_before_any_work(fx, args, text):
+    assert_one_error_line(run_cli(fx, args), text)
+    assert not any((fx / d).exists() for d in ("d1", "d2", "d3", "empty/report"))

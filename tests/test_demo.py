@@ -18,6 +18,7 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     (out / "samples").mkdir(parents=True)
     (out / "samples" / "seed000099.png").write_bytes(b"from an earlier, larger demo")
+    (out / ".mrisynth-demo").write_text("")  # the earlier demo's marker
     res = CliRunner().invoke(cli, ["demo", "--quick", "--outdir", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()

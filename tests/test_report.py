@@ -113,7 +113,10 @@ def test_report_without_metrics_or_data(tmp_path):
 
 def test_report_of_an_empty_folder_and_a_missing_one(tmp_path):
     res = CliRunner().invoke(cli, ["report", str(tmp_path), "--panel", "0"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1 and "no run files in it" in res.output  # a mistyped folder
+    assert not (tmp_path / "report").exists()
+    (tmp_path / "stats.jsonl").write_text("")  # an empty run still gets its page
+    res = CliRunner().invoke(cli, ["report", str(tmp_path), "--panel", "0"])
     page = (tmp_path / "report" / "index.html").read_text()
     assert referenced_files(page) == [] and "No stats.jsonl" in page
     res = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
@@ -228,8 +231,10 @@ def test_summary_box_shows_the_latest_snapshot_and_says_what_was_not_run(tmp_pat
     md = (run_dir / "report" / "report.md").read_text()
     assert md.index("## Summary") < md.index("## Best snapshot")
 
-    res = CliRunner().invoke(cli, ["report", str(tmp_path / "archive"), "--panel", "0"])
-    page = (tmp_path / "archive" / "report" / "index.html").read_text()
+    (tmp_path / "bare").mkdir()  # a run with no metric records
+    (tmp_path / "bare" / "stats.jsonl").write_text("")
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "bare"), "--panel", "0"])
+    page = (tmp_path / "bare" / "report" / "index.html").read_text()
     assert "No copy test was run" in page and "No diversity metric was run" in page
 
 

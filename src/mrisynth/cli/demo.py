@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from mrisynth.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def run_demo(
 
     device = resolve_device(device).type  # auto -> cuda or cpu, named in the step lines
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_outdir(out)
     for own in ("phantom", "samples"):  # the demo's own folders: a smaller re-run leaves no extras
         if (out / own).is_dir():
             shutil.rmtree(out / own)
@@ -230,6 +233,24 @@ def run_demo(
     return page
 
 
+MARKER = ".mrisynth-demo"
+
+
+def _claim_outdir(out: Path) -> None:
+    """The demo rewrites its folders (phantom/ and samples/ are deleted first), so it only
+    runs in a new or empty folder or an earlier demo's (its marker, or prepare's in
+    prepared/ for demos from before the marker)."""
+    from mrisynth import atomic
+
+    ours = (out / MARKER).is_file() or (out / "prepared" / ".mrisynth-prepare").is_file()
+    if out.is_dir() and any(out.iterdir()) and not ours:
+        raise ConfigError(
+            f"--outdir {out}: folder is not empty and is not an earlier demo's (the demo "
+            "replaces its phantom/ and samples/ folders); choose a new folder"
+        )
+    atomic.write_text(out / MARKER, "mrisynth demo output: re-runs rewrite this folder\n")
+
+
 class _TickEcho(logging.Handler):
     """Echo the training loop's per-tick lines (tick, kimg, sec/kimg, augment p) compactly."""
 
@@ -273,6 +294,8 @@ def command(outdir: str, quick: bool, kimg: float | None, device: str) -> None:
     """
     _quiet_console()
     plan = QUICK if quick else FULL
+    if kimg is not None and not (math.isfinite(kimg) and 0 < kimg <= 1e6):
+        raise ConfigError(f"--kimg must be a number in (0, 1000000], got {kimg}")
     if kimg is not None:
         plan = dataclasses.replace(plan, kimg=kimg)
     run_demo(outdir, plan, device=device)

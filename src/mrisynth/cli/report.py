@@ -71,6 +71,45 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     )
 
 
+def _check_run(run: Any) -> None:
+    """A folder with none of a run's files is a mistyped path, not an empty report."""
+    from mrisynth.errors import InputError
+
+    patterns = ("training_options.json", "stats.jsonl", "reals.png", "fakes-*.png",
+                "metric-*.jsonl", "network-snapshot-*", "memorisation-*.json")  # fmt: skip
+    if any(next(run.run_dir.glob(p), None) for p in patterns):
+        return
+    runs = sorted(p.name for p in run.run_dir.iterdir() if (p / "training_options.json").is_file())
+    hint = (
+        f"it holds runs: give one of them, e.g. {run.run_dir / runs[-1]}"
+        if runs
+        else "give a folder made by `mrisynth train` or by `mrisynth metrics --images ... -o OUT`"
+    )
+    raise InputError(
+        f"{run.run_dir}: no run files in it (training_options.json, stats.jsonl, "
+        f"metric-*.jsonl, snapshots); {hint}"
+    )
+
+
+def _check_outdir(outdir: Path, run_dir: Path, data: str | Path | None) -> None:
+    """The report never writes over its inputs: its enlarged grids are named like the run's
+    own reals.png and fakes-*.png, and PNGs in a data folder would be packed as training
+    images. An existing folder must be empty or an earlier report."""
+    from mrisynth.errors import ConfigError
+
+    out = outdir.resolve()
+    inputs = [run_dir.resolve()] + ([Path(data).resolve()] if data else [])
+    if any(out == p or p in out.parents for p in inputs if p.is_dir()) and out != (
+        run_dir.resolve() / "report"
+    ):
+        raise ConfigError(f"--outdir {outdir}: inside an input folder; choose another folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise ConfigError(
+            f"--outdir {outdir}: folder is not empty and is not an earlier report (no "
+            "summary.json); choose a new folder"
+        )
+
+
 def write_report(
     run_dir: str | Path,
     outdir: str | Path | None = None,
@@ -93,7 +132,9 @@ def write_report(
     from mrisynth.report.runfiles import read_run
 
     run = read_run(run_dir)
+    _check_run(run)
     outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
+    _check_outdir(outdir, run.run_dir, data)
     wanted = panel_images > 0 and not run.is_evaluation  # an evaluation has no generator
     panel = _panel(run, Path(data) if data else None, panel_images, device) if wanted else None
     report = build_report(run, panel)
@@ -144,5 +185,8 @@ def command(
     \b
         mrisynth report runs/00000-tiny     # -> runs/00000-tiny/report/index.html
     """
+    from mrisynth.devices import resolve_device
+
+    resolve_device(device)  # a bad --device is an error even when Figure 4 is left out
     page = write_report(run_dir, outdir, data=data, panel_images=panel_images, device=device)
     click.echo(f"Report: {page}")

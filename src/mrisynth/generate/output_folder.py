@@ -81,6 +81,12 @@ class OutputFolder:
                     f"{self.outdir}: holds the output of another generation ({INFO_NAME}); "
                     "choose another --outdir or delete that folder"
                 )
+        elif self.outdir.is_dir() and any(self.outdir.iterdir()):
+            # e.g. a prepare folder or a run: synthetic PNGs there would pass for real ones
+            raise ConfigError(
+                f"{self.outdir}: folder is not empty and is not a `mrisynth generate` output; "
+                "choose a new --outdir"
+            )
         with self._writing():
             if self.outdir.exists() and not self.outdir.is_dir():  # a pipe, device, ...
                 raise ConfigError(f"{self.outdir}: exists and is not a folder; choose another "
