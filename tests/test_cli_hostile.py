@@ -156,3 +156,33 @@ WRONG_VALUES = [
 def test_wrong_values_stop_before_any_work(fx, args, text):
     assert_one_error_line(run_cli(fx, args), text)
     assert not any((fx / d).exists() for d in ("d1", "d2", "d3", "empty/report"))
+
+
+METRICS = [
+    (["--network", "00000-tiny", "--data", "archive", "--metrics", ","], "no metric name"),
+    (["--network", "00000-tiny", "--data", "archive", "--metrics", "body_area",
+      "--num-gen", "1000000000000"], "--num-gen"),  # was a MemoryError traceback
+    (["--network", "00000-tiny", "--data", "archive", "--metrics", "body_area99999999999"],
+     "body_area99999999999"),
+    (["--network", "00000-tiny", "--data", "archive", "--metrics", "body_area4", "--json",
+      "no/such/x.json"], "no folder"),  # said only after the whole evaluation
+    (["--images", "archive", "--data", "archive", "--metrics", "body_area4", "-o", "00000-tiny"],
+     "training run folder"),  # image records were appended to the run's own
+    (["--images", "archive", "--data", "archive", "--metrics", "body_area4", "-o", "other"],
+     "not an earlier evaluation"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "text"), METRICS)
+def test_metrics_refuses_before_evaluating(fx, args, text):
+    before = {d: _listing(fx / d) for d in ("archive", "00000-tiny", "other")}
+    assert_one_error_line(run_cli(fx, ["metrics", *args]), text)
+    assert {d: _listing(fx / d) for d in before} == before
+
+
+def test_metrics_names_the_run_archive_it_cannot_find(fx, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_options.json").write_text('{"user": {"data": "data/train.zip"}}')
+    res = run_cli(fx, ["metrics", "--network", str(run), "--metrics", "body_area4"])
+    assert_one_error_line(res, "data/train.zip", "training_options.json", "--data")

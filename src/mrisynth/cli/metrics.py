@@ -23,6 +23,11 @@ def _data_from_run(network: Path) -> str:
         except ValueError as e:
             raise InputError(f"{opts_path}: not JSON ({e}); pass --data") from None
         data = (opts.get("user") or {}).get("data") or opts.get("data")
+        if data and not Path(data).exists():
+            raise InputError(
+                f"{data} (the training archive named in {opts_path}) is not there from the "
+                f"current folder {Path.cwd()}; pass --data ARCHIVE"
+            )
         if data:
             return str(data)
     raise ConfigError(f"{network}: cannot tell which archive it was trained on; pass --data")
@@ -172,6 +177,10 @@ def command(
 
     if (network is None) == (images is None):
         raise ConfigError("give either --network (a snapshot or run) or --images (DIR or ZIP)")
+    if best is None and not any(n.strip() for n in metric_names.split(",")):
+        raise ConfigError(f"--metrics {metric_names!r}: no metric name given (e.g. fid50k_full)")
+    if json_out not in (None, "-"):
+        _check_json_target(Path(json_out))
     if out_dir is not None and images is None:
         raise ConfigError("-o/--out is for --images; a run's records go into the run folder")
     if best is not None:
@@ -229,9 +238,44 @@ def _sha256_arg(value: str) -> str:
     return v
 
 
+def _check_json_target(path: Path) -> None:
+    """Checked before the evaluation, not after it: an unusable --json would waste it."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--json {path}: exists and is not a file; choose another file name")
+    if not path.resolve().parent.is_dir():
+        raise ConfigError(f"--json {path}: no folder {path.parent}; create it or choose another")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """-o holds evaluations only: never a training run (the images' records would be mixed
+    with the run's own per-snapshot records) or a non-empty folder of something else."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if (out_dir / "training_options.json").exists() or any(
+        out_dir.glob("network-snapshot-*")
+    ):
+        raise ConfigError(
+            f"-o {out_dir}: a training run folder; its records would mix with the run's. "
+            "Choose a folder of its own"
+        )
+    if not any(out_dir.glob("metric-*.jsonl")) and not any(out_dir.glob("memorisation-*")):
+        raise ConfigError(
+            f"-o {out_dir}: folder is not empty and is not an earlier evaluation (no "
+            "metric-*.jsonl); choose a new folder"
+        )
+
+
 def _run_images(images, data, metric_names, out_dir, device, num_gen, opts, force, json_out):
     from mrisynth.devices import resolve_device
     from mrisynth.metrics.evaluations import evaluate_images
+
+    inputs = [Path(images).resolve(), Path(data).resolve()]
+    if out_dir is not None and not any(_within(out_dir.resolve(), p) for p in inputs):
+        _check_out_dir(out_dir)  # (-o inside an input: evaluate_images says so)
 
     ev = evaluate_images(
         images, data, metric_names, out_dir, resolve_device(device), num_gen, opts, force

@@ -99,6 +99,9 @@ class MetricSpec:
         return replace(self, num_gen=num_gen, count_in_name=True)
 
 
+MAX_NUM_GEN = 1_000_000  # 20x the study's 50k; a larger count asked for memory it never got
+
+
 def parse_metric_name(name: str) -> MetricSpec:
     """Turn a metric name into a spec; ConfigError for unknown or malformed names."""
     for family, pattern in _PATTERNS:
@@ -107,8 +110,8 @@ def parse_metric_name(name: str) -> MetricSpec:
             continue
         token = m.group("n")
         num = parse_count(token) if token else DEFAULT_PIXEL_COUNT
-        if num < 2:
-            raise ConfigError(f"metric {name!r}: needs at least 2 generated images")
+        if not 2 <= num <= MAX_NUM_GEN:
+            raise ConfigError(f"metric {name!r}: needs 2..{MAX_NUM_GEN:,} generated images")
         k = int(m.group("k")) if "k" in pattern.groupindex else 3
         if k < 1:
             raise ConfigError(f"metric {name!r}: k must be >= 1")
@@ -140,6 +143,6 @@ def parse_metric_list(names: list[str] | str, num_gen: int | None = None) -> lis
         names = [n for n in names.split(",")]
     names = [n.strip() for n in names if n.strip()]
     check_metric_names(names)
-    if num_gen is not None and num_gen < 2:
-        raise ConfigError(f"--num-gen must be >= 2, got {num_gen}")
+    if num_gen is not None and not 2 <= num_gen <= MAX_NUM_GEN:
+        raise ConfigError(f"--num-gen must be in 2..{MAX_NUM_GEN:,}, got {num_gen}")
     return [parse_metric_name(n).with_num_gen(num_gen) for n in names]
