@@ -186,3 +186,23 @@ def test_metrics_names_the_run_archive_it_cannot_find(fx, tmp_path):
     (run / "training_options.json").write_text('{"user": {"data": "data/train.zip"}}')
     res = run_cli(fx, ["metrics", "--network", str(run), "--metrics", "body_area4"])
     assert_one_error_line(res, "data/train.zip", "training_options.json", "--data")
+
+
+TRAIN_AND_GENERATE = [
+    (["train", "--data", "archive", "--outdir", "runs", "--cfg", "tiny", "--desc", "../../evil"],
+     "--desc"),  # was a FileNotFoundError traceback (the run folder escaped --outdir)
+    (["train", "--data", "archive", "--outdir", "runs", "--cfg", "tiny", "--desc", "a/b"],
+     "--desc"),
+    (["train", "--data", "archive", "--outdir", "runs", "--cfg", "tiny", "--resume", "nope"],
+     "nope: not found"),  # said 'nope.safetensors: snapshot not found'
+    (["train", "--data", "archive", "--outdir", "runs", "--cfg", "tiny", "--resume", "fifo"],
+     "fifo: not a snapshot"),
+    (["generate", "--network", "file.txt", "--outdir", "g", "--seeds", "0"],
+     "file.txt: not a snapshot"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "text"), TRAIN_AND_GENERATE)
+def test_train_and_generate_name_what_was_typed(fx, args, text):
+    assert_one_error_line(run_cli(fx, args), text)
+    assert not (fx / "runs").exists() and not (fx / "g").exists()

@@ -12,6 +12,12 @@ import click
 from mrisynth.errors import MrisynthError
 
 
+def _default_workers() -> int:
+    """NVIDIA's 3, but no more than the CPUs this process may use (PyTorch warns beyond)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(3, cpus or 1)
+
+
 @click.command("train")
 @click.option("--data", required=True, type=click.Path(), help="Training archive (folder or ZIP).")
 @click.option("--outdir", type=click.Path(), help="Parent folder of run folders.")
@@ -67,8 +73,8 @@ from mrisynth.errors import MrisynthError
 )
 @click.option(
     "--workers",
-    default=3,
-    show_default=True,
+    default=_default_workers,
+    show_default="3, at most the CPU count",
     type=click.IntRange(min=0),
     help="Data-loading processes per GPU.",
 )

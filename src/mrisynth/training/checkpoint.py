@@ -146,8 +146,9 @@ def resolve_snapshot(path_or_run_dir: str | Path) -> Path:
     if p.is_dir():
         return latest_snapshot(p)
     weights, _ = _weights_and_sidecar(p)
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: snapshot not found")
+    if not weights.is_file():  # name what the user typed, not the derived .safetensors path
+        what = "not a snapshot (.safetensors) or run folder" if p.exists() else "not found"
+        raise CheckpointError(f"{p}: {what}; give a run folder or a network-snapshot file")
     return weights
 
 

@@ -235,6 +235,9 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     start_time = tick_start_time = time.time()
     tick_start_nimg = st.nimg
     done = st.nimg >= total_nimg
+    if done:
+        log.warning("%s is already at %.3f kimg (--kimg %g): nothing to train; pass a larger "
+                    "--kimg to continue it", run_dir, st.nimg / 1e3, u.kimg)
     guard = step.NonFiniteGuard(device, st.bad_steps)
 
     try:

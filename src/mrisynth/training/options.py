@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,14 @@ def check_option_values(opts: TrainOptions) -> None:
         if not (ok and math.isfinite(value) and lo <= value <= hi):
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag} must be a number in [{_num(lo)}, {_num(hi)}], got {value!r}")
+    if opts.desc is not None and not _DESC.fullmatch(opts.desc):
+        raise ConfigError(  # it becomes part of a folder name: '../x' or '/' escaped --outdir
+            f"--desc {opts.desc!r}: use 1-100 letters, digits, '.', '_', '+' or '-' "
+            "(not starting with '.')"
+        )
+
+
+_DESC = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,99}")
 
 
 def _num(x: float) -> str:
