@@ -206,3 +206,20 @@ TRAIN_AND_GENERATE = [
 def test_train_and_generate_name_what_was_typed(fx, args, text):
     assert_one_error_line(run_cli(fx, args), text)
     assert not (fx / "runs").exists() and not (fx / "g").exists()
+
+
+def test_weights_fetch_removes_a_download_that_is_no_detector(fx, tmp_path):
+    page = tmp_path / "error.html"
+    page.write_text("<html>404 Not Found</html>")  # what a wrong mirror URL gives
+    args = ["weights", "fetch", "inception", "--url", page.as_uri(), "--dest", str(tmp_path / "w")]
+    assert_one_error_line(run_cli(fx, args), page.as_uri(), "not the Inception")
+    assert not (tmp_path / "w" / "inception-2015-12-05.pt").exists()
+
+
+def test_metrics_images_says_why_a_generate_grid_folder_is_refused(fx, tmp_path):
+    gen = tmp_path / "gen"
+    args = ["generate", "--network", "00000-tiny", "--outdir", str(gen), "--seeds", "0-2", "--grid",
+            "--no-progress"]  # fmt: skip
+    assert run_cli(fx, args).exit_code == 0
+    res = run_cli(fx, ["metrics", "--images", str(gen), "--data", "archive", "--metrics", "pixfd"])
+    assert_one_error_line(res, "grid.png", "without --grid")

@@ -130,7 +130,7 @@ def test_quantisation_matches_reference_formula():
 
 
 def test_cli_weights_status_and_fetch(homes, tmp_path):
-    src = _write_script(tmp_path / "m" / "v.pt")
+    src = _write_script(tmp_path / "m" / "v.pt", "vgg16")  # fetch probes what it downloaded
     runner = CliRunner()
     out = runner.invoke(cli, ["weights", "status"])
     assert out.exit_code == 0 and "vgg16: MISSING" in out.output

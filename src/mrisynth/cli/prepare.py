@@ -163,7 +163,7 @@ def command(
         raise ConfigError("--hide-source-paths and --keep-source-paths contradict each other")
     if hide_source_paths:
         click.echo("note: --hide-source-paths is the default now; the flag is ignored", err=True)
-    if size & (size - 1):
+    if 8 <= size <= 4096 and size & (size - 1):  # (other sizes: one Error line below)
         click.echo(
             f"note: --size {size} is not a power of two; `mrisynth dataset` and training "
             "need one (e.g. 64, 128, 256)",

@@ -70,12 +70,31 @@ def fetch(names: tuple[str, ...], url: str | None, dest: str | None, force: bool
             click.echo(f"{spec.name}: already present at {present} (use --force to re-download)")
             continue
         result = fetch_detector(spec, url=url, dest_dir=dest)
+        _probe_or_remove(result.path, spec, url or spec.url)
         click.echo(f"{spec.name}: {result.path} ({result.size} bytes) sha256 {result.sha256}")
         click.echo(
             "  not confirmed yet: compare the sha256 with one you trust, then run "
             f"`mrisynth weights trust {result.path}` (until then metrics say reference_exact "
             "false)"
         )
+
+
+def _probe_or_remove(path, spec, source: str) -> None:
+    """A download that is not the detector (an HTML error page, a wrong mirror file) is removed
+    at once, instead of failing every later metric run."""
+    from pathlib import Path
+
+    from mrisynth.errors import InputError
+    from mrisynth.metrics.extractor import load_detector_file
+
+    try:
+        load_detector_file(path, spec.name)
+    except InputError as e:
+        Path(path).unlink(missing_ok=True)
+        raise InputError(
+            f"{source}: the downloaded file is not the {spec.title} detector, removed ({e}); "
+            "check --url"
+        ) from None
 
 
 @command.command("trust")
