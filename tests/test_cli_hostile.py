@@ -223,3 +223,9 @@ def test_metrics_images_says_why_a_generate_grid_folder_is_refused(fx, tmp_path)
     assert run_cli(fx, args).exit_code == 0
     res = run_cli(fx, ["metrics", "--images", str(gen), "--data", "archive", "--metrics", "pixfd"])
     assert_one_error_line(res, "grid.png", "without --grid")
+
+
+def test_train_never_puts_a_run_inside_its_data_folder(fx):
+    args = ["train", "--data", "archive", "--outdir", "archive/runs", "--cfg", "tiny"]
+    assert_one_error_line(run_cli(fx, args), "--outdir archive/runs", "inside the --data")
+    assert not (fx / "archive" / "runs").exists()

@@ -217,8 +217,12 @@ def command(
         device=device,
         progress=not no_progress,
     )
+    from mrisynth.training.checkpoint import snapshot_nimg
+
     what = " + ".join(record["formats"]) + (" + grid" if grid else "")
+    nimg = snapshot_nimg(record["snapshot"])  # the name keeps sub-kimg: 0.2, not 0
+    kimg = f"{nimg / 1000:g}" if nimg is not None else record["kimg"]
     click.echo(
         f"Wrote {record['num_images']} synthetic images ({what}) from "
-        f"{record['snapshot']} (kimg {record['kimg']}) to {outdir}"
+        f"{record['snapshot']} (kimg {kimg}) to {outdir}"
     )

@@ -18,6 +18,19 @@ def _default_workers() -> int:
     return min(3, cpus or 1)
 
 
+def _check_outdir_outside_data(outdir: str | None, data: str) -> None:
+    """Run folders hold PNG grids: inside a data folder they would be read as training images."""
+    from pathlib import Path
+
+    if outdir is None or not Path(data).is_dir():
+        return
+    out, src = Path(outdir).resolve(), Path(data).resolve()
+    if out == src or src in out.parents:
+        raise MrisynthError(
+            f"--outdir {outdir}: inside the --data folder {data}; choose a folder outside it"
+        )
+
+
 @click.command("train")
 @click.option("--data", required=True, type=click.Path(), help="Training archive (folder or ZIP).")
 @click.option("--outdir", type=click.Path(), help="Parent folder of run folders.")
@@ -133,6 +146,7 @@ def command(**kw) -> None:
     from mrisynth.training.options import TrainOptions
 
     dry_run = kw.pop("dry_run")
+    _check_outdir_outside_data(kw["outdir"], kw["data"])
     kw["metrics"] = tuple(m.strip() for m in kw["metrics"].split(",") if m.strip())
     opts = TrainOptions(**kw)
     if dry_run:
