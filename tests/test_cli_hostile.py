@@ -229,3 +229,17 @@ def test_train_never_puts_a_run_inside_its_data_folder(fx):
     args = ["train", "--data", "archive", "--outdir", "archive/runs", "--cfg", "tiny"]
     assert_one_error_line(run_cli(fx, args), "--outdir archive/runs", "inside the --data")
     assert not (fx / "archive" / "runs").exists()
+
+
+def test_metrics_refuses_data_of_another_size_than_the_generator(fx, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8), "L").save(small / f"{i}.png")
+    before = _listing(fx / "00000-tiny")
+    args = ["metrics", "--network", "00000-tiny", "--data", str(small), "--metrics", "body_area4"]
+    assert_one_error_line(run_cli(fx, args), "8x8", "16x16", "--data")
+    assert _listing(fx / "00000-tiny") == before  # no record computed against the wrong set

@@ -99,11 +99,25 @@ def evaluate_snapshots(
             )
         if G is None:
             G, _ = load_generator(path, device=device)
+        _check_shapes(G, archive, path)
         results = evaluate_and_record(
             info.run_dir, path, info.kimg, G, archive, todo, device, None, opts
         )
         done.append((path.name, results))
     return done
+
+
+def _check_shapes(G, archive: ImageArchive, snapshot: Path) -> None:
+    """Generated and real images of one size and channel count (a 16 px --data against a 32 px
+    run gave numbers, recorded beside the run's real ones)."""
+    shape = (int(G.img_channels), int(G.img_resolution), int(G.img_resolution))
+    if tuple(archive.image_shape) != shape:
+        c, r, _ = archive.image_shape
+        raise InputError(
+            f"{getattr(archive, 'path', '--data')}: images are {r}x{r} with {c} channel(s) but "
+            f"{snapshot.name} generates {shape[1]}x{shape[1]} with {shape[0]}; pass the run's "
+            "training archive with --data"
+        )
 
 
 def default_output_dir(images: str | os.PathLike) -> Path:
