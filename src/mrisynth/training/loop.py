@@ -153,10 +153,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         )
     opts = dataclasses.replace(opts, gpus=world)
     device = cuda_device or torch.device("cpu")
-    if device.type == "cpu":
-        log.info(
-            "CPU training with %d torch thread(s)", resources.set_cpu_threads(opts.cpu_threads)
-        )
+    threads = resources.set_cpu_threads(opts.cpu_threads) if device.type == "cpu" else None
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -224,6 +221,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     tick_nimg = max(int(u.tick * 1000), 1)
     stats = TickStats()
     stat_names: set[str] = set()
+    if threads is not None:  # said once the inputs are checked (not before an Error line)
+        log.info("CPU training with %d torch thread(s)", threads)
     log.info(
         "training %s for %g kimg on %d %s process(es); run folder %s",
         r.preset.name,
