@@ -188,9 +188,13 @@ def command(
             raise ConfigError("--best needs --network with a run folder")
         if not network.is_dir():
             raise ConfigError(f"--best needs a run folder, got the file {network}")
+        from mrisynth.training.checkpoint import snapshot_nimg
+
         b = records.best_snapshot(network, best)
         way = "highest" if b.higher_is_better else "lowest"
-        click.echo(f"{b.snapshot}\tkimg {b.kimg}\t{b.key} = {_format(b.value)} ({way})")
+        nimg = snapshot_nimg(b.snapshot)  # the name keeps sub-kimg: 0.112, not 0
+        kimg = f"{nimg / 1000:g}" if nimg is not None else b.kimg
+        click.echo(f"{b.snapshot}\tkimg {kimg}\t{b.key} = {_format(b.value)} ({way})")
         return
 
     from mrisynth.devices import resolve_device
