@@ -243,3 +243,8 @@ def test_metrics_refuses_data_of_another_size_than_the_generator(fx, tmp_path):
     args = ["metrics", "--network", "00000-tiny", "--data", str(small), "--metrics", "body_area4"]
     assert_one_error_line(run_cli(fx, args), "8x8", "16x16", "--data")
     assert _listing(fx / "00000-tiny") == before  # no record computed against the wrong set
+
+
+def test_prepare_workers_are_bounded(fx, tmp_path):
+    res = run_cli(fx, ["prepare", "empty", "-o", str(tmp_path / "p"), "--workers", "100000"])
+    assert_one_error_line(res, "--workers")  # a fork pool started all 100000 processes at once

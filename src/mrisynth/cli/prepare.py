@@ -79,7 +79,11 @@ def _percentiles(text: str) -> tuple[float, float]:
     help="Resample non-square pixels (PixelSpacing) to square before fitting.",
 )
 @click.option(
-    "--workers", default=1, show_default=True, help="Processes decoding series in parallel."
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes decoding series in parallel (at most one per series).",
 )
 @click.option(
     "--strict",

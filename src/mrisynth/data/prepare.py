@@ -202,7 +202,8 @@ def _crashed(series: Series, exc: BaseException) -> _SeriesOut:
 def _in_pool(series: list[Series], opts: PrepareOptions, workers: int, bar) -> list:
     """process_series in worker processes; a series whose worker died is None (retried alone)."""
     outs: list[_SeriesOut | None] = [None] * len(series)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # never more processes than series: a fork pool starts all of them at once (--workers 1e5)
+    with ProcessPoolExecutor(max_workers=min(workers, len(series))) as pool:
         futures = {pool.submit(process_series, s, opts): i for i, s in enumerate(series)}
         for fut in as_completed(futures):
             try:
