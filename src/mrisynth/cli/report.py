@@ -108,6 +108,12 @@ def _check_outdir(outdir: Path, run_dir: Path, data: str | Path | None) -> None:
             f"--outdir {outdir}: folder is not empty and is not an earlier report (no "
             "summary.json); choose a new folder"
         )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--outdir {outdir}: exists and is not a folder; choose another")
+    try:  # now, not after Figure 4 has been computed
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--outdir {outdir}: cannot be created ({e.strerror or e})") from None
 
 
 def write_report(
