@@ -68,7 +68,7 @@ def test_holdout_count_parsing():
     assert num_holdout_patients("2", 10) == 2
     assert num_holdout_patients("0.2", 10) == 2
     assert num_holdout_patients("0.01", 10) == 1
-    for bad in ("0", "-1", "nan", "inf", "abc", "1.5", "10", "1e30"):
+    for bad in ("0", "-1", "nan", "inf", "abc", "1.5", "10", "1e30", "1.0", "2.0"):
         with pytest.raises(ConfigError):
             num_holdout_patients(bad, 10)
 
