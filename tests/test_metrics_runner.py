@@ -27,6 +27,7 @@ RECORD_KEYS = {
     "detector",
     "reference_exact",
     "timestamp",
+    "data",
 }
 
 
@@ -102,6 +103,15 @@ def test_run_folder_is_evaluated_incrementally(setup, tmp_path):
     ]
     lines = records.read_records(run / "metric-intensity_hist8.jsonl")
     assert [r["kimg"] for r in lines] == [0, 4, 8]
+    # against other real images nothing counts as evaluated yet: all three again
+    other = shutil.copytree(archive, tmp_path / "other")
+    (other / "img000.png").unlink()
+    (other / "manifest.csv").write_text(
+        "\n".join(x for x in (other / "manifest.csv").read_text().splitlines() if "img000" not in x)
+    )
+    assert len(evaluate_snapshots(run, str(other), "intensity_hist8")) == 3
+    lines = records.read_records(run / "metric-intensity_hist8.jsonl")
+    assert len({r["data"]["sha256"] for r in lines}) == 2
 
 
 def _fake_records(run, name, values, key_suffixes=("",)):

@@ -85,7 +85,9 @@ def evaluate_snapshots(
         todo = [
             s.name
             for s in specs
-            if force or path.name not in records.recorded_snapshots(info.run_dir, s.name)
+            if force
+            or path.name
+            not in records.recorded_snapshots(info.run_dir, s.name, archive.content_hash())
         ]
         if not todo:
             log.info("%s: all metrics already recorded; skipped", path.name)
@@ -235,7 +237,8 @@ def evaluate_images(
     _check_output_dir(out, inputs)
     snapshot = images.resolve().name
     source = {"kind": "images", "sha256": arch.content_hash()}
-    todo = [s for s in specs if force or not _recorded(out, s.name, snapshot, source["sha256"])]
+    data_sha256 = archive.content_hash()
+    todo = [s for s in specs if force or not _recorded(out, s.name, snapshot, source, data_sha256)]
     skipped = [s.name for s in specs if s not in todo]
     if not todo:
         return ImagesEvaluation(snapshot, out, {}, skipped)
@@ -248,17 +251,19 @@ def evaluate_images(
         todo,
         device,
         opts,
-        recorder(out, snapshot, None, source),
+        recorder(out, snapshot, None, source, data_sha256),
     )
     return ImagesEvaluation(
         snapshot, out, {name: o.results for name, o in outcomes.items()}, skipped
     )
 
 
-def _recorded(folder: Path, name: str, snapshot: str, sha256: str) -> bool:
-    """A record of `name` for these exact images (same folder name and content hash)."""
+def _recorded(folder: Path, name: str, snapshot: str, source: dict, data_sha256: str) -> bool:
+    """A record of `name` for these exact images (same folder name and content hash) against
+    the same real images (records from before data hashes count as a match)."""
     for r in records.read_records(records.metric_file(folder, name)):
         src = r.get("source")
-        if r["snapshot"] == snapshot and isinstance(src, dict) and src.get("sha256") == sha256:
+        same_images = isinstance(src, dict) and src.get("sha256") == source["sha256"]
+        if r["snapshot"] == snapshot and same_images and records.same_data(r, data_sha256):
             return True
     return False

@@ -39,6 +39,7 @@ def make_record(
     reference_exact: bool,
     caveats: list[str] | None = None,
     source: dict | None = None,
+    data_sha256: str | None = None,
 ) -> dict:
     record = {
         "metric": name,
@@ -55,6 +56,8 @@ def make_record(
         record["caveats"] = list(caveats)
     if source is not None:
         record["source"] = source
+    if data_sha256 is not None:
+        record["data"] = {"sha256": data_sha256}  # which real images it was measured against
     return record
 
 
@@ -84,9 +87,23 @@ def read_records(path: str | Path) -> list[dict]:
     return records
 
 
-def recorded_snapshots(run_dir: str | Path, name: str) -> set[str]:
-    """Snapshot file names already evaluated for metric `name`."""
-    return {r["snapshot"] for r in read_records(metric_file(run_dir, name))}
+def recorded_snapshots(
+    run_dir: str | Path, name: str, data_sha256: str | None = None
+) -> set[str]:
+    """Snapshot file names already evaluated for metric `name` (against the real images with
+    content hash `data_sha256` when given; records from before data hashes count as a match)."""
+    return {
+        r["snapshot"]
+        for r in read_records(metric_file(run_dir, name))
+        if data_sha256 is None or same_data(r, data_sha256)
+    }
+
+
+def same_data(record: dict, data_sha256: str) -> bool:
+    """The record was measured against these real images (or predates data hashes)."""
+    data = record.get("data")
+    recorded = data.get("sha256") if isinstance(data, dict) else None
+    return recorded is None or recorded == data_sha256
 
 
 def higher_is_better(key: str) -> bool:

@@ -349,13 +349,18 @@ def evaluate_and_record(
     archive = open_archive(data)
     specs = parse_metric_list(metrics, num_gen)
     snap = Path(snapshot).name
-    on_done = None if run_dir is None else recorder(Path(run_dir), snap, kimg)
+    data_sha256 = archive.content_hash()
+    on_done = None if run_dir is None else recorder(Path(run_dir), snap, kimg, None, data_sha256)
     outcomes = compute_metrics(G, archive, specs, device, opts, on_done)
     return {name: o.results for name, o in outcomes.items()}
 
 
 def recorder(
-    folder: Path, snapshot: str, kimg: int | None, source: dict | None = None
+    folder: Path,
+    snapshot: str,
+    kimg: int | None,
+    source: dict | None = None,
+    data_sha256: str | None = None,
 ) -> Callable[[MetricSpec, _Outcome], None]:
     """`on_done` for compute_metrics: one `metric-<name>.jsonl` line (+ memorisation files)."""
 
@@ -371,6 +376,7 @@ def recorder(
             o.reference_exact,
             caveats=o.caveats,
             source=source,
+            data_sha256=data_sha256,
         )
         if o.verdicts:
             line["verdicts"] = o.verdicts
