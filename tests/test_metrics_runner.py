@@ -148,6 +148,15 @@ def test_best_snapshot_by_precision_and_by_lowest_fid(tmp_path):
     assert out.exit_code == 0 and "network-snapshot-000040" in out.output
 
 
+def test_best_snapshot_by_audit_keys_goes_the_right_way(tmp_path):
+    suffixes = ("_distance_median", "_threshold")
+    _fake_records(tmp_path, "memorisation64", [(0, 0.5), (4, 0.7), (8, 0.2)], suffixes)
+    best = records.best_snapshot(tmp_path, "memorisation64_distance_median")
+    assert (best.kimg, best.higher_is_better) == (4, True)  # the least copy-like snapshot
+    with pytest.raises(InputError, match="describes the real data"):
+        records.best_snapshot(tmp_path, "memorisation64_threshold")
+
+
 def test_memorisation_flags_a_generated_image_planted_in_the_training_set(setup, tmp_path):
     _, archive, _, G = setup
     data = shutil.copytree(archive, tmp_path / "data")

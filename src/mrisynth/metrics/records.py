@@ -21,7 +21,17 @@ from mrisynth.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-HIGHER_IS_BETTER = ("_precision", "_recall", "_density", "_coverage")
+HIGHER_IS_BETTER = (
+    "_precision",
+    "_recall",
+    "_density",
+    "_coverage",
+    "_distance_median",  # memorisation: farther from the nearest training image
+    "_zu",  # Meehan Z_U: negative = data-copying
+    "_zu_p",
+)
+# Keys that describe the real data or a calibration, not the generator: no "best" snapshot.
+NO_DIRECTION = ("_threshold", "_holdout_flagged_fraction", "_real")
 
 
 def metric_file(run_dir: str | Path, name: str) -> Path:
@@ -159,6 +169,11 @@ def best_snapshot(run_dir: str | Path, metric: str) -> BestSnapshot:
             latest[r["snapshot"]] = r
     if not latest:
         raise InputError(f"{metric_file(run_dir, name)}: no finite {key} values")
+    if key.endswith(NO_DIRECTION):
+        raise InputError(
+            f"--best {metric}: {key} describes the real data or a calibration, not the "
+            "generator, so no snapshot is best by it; choose a key of the generated images"
+        )
     up = higher_is_better(key)
     best = (max if up else min)(latest.values(), key=lambda r: r["results"][key])
     return BestSnapshot(key, best["results"][key], best["snapshot"], best["kimg"], name, up)
