@@ -314,7 +314,7 @@ def compute_metrics(
         generated = _generate_group(source, num, noise, needs, pool, opts)
         for spec in group:
             out[spec.name] = _compute_one(spec, archive, generated, pool, opts, device)
-            log.info("%s: %s", spec.name, out[spec.name].results)
+            log.debug("%s: %s", spec.name, out[spec.name].results)  # callers print them
             for v in out[spec.name].verdicts:  # mode collapse, data-copying: say it loudly
                 if v.get("level") == "warning":
                     log.warning("%s: %s. %s", spec.name, v["title"], v["text"])
