@@ -49,3 +49,11 @@ def test_report_survives_hostile_and_old_audit_files():
         rows.values()
     )
     assert report_mem.histogram_figure(old) is not None
+
+
+def test_the_audit_of_a_sub_kimg_snapshot_shows_its_fraction():
+    from mrisynth.report.memorisation import _sizes
+
+    rows = dict(_sizes({"snapshot": "network-snapshot-000000.200.safetensors", "kimg": 0}))
+    assert rows["kimg"] == "0.2"
+    assert "kimg" not in dict(_sizes({"snapshot": "s", "kimg": True}))  # not a number

@@ -12,7 +12,7 @@ from typing import Any
 
 from mrisynth.report.figures import histogram_figure as draw_histogram
 from mrisynth.report.plaintext import plain
-from mrisynth.report.runfiles import finite
+from mrisynth.report.runfiles import finite, record_kimg
 
 _QUANTILES = ("min", "p05", "median", "p95", "max")
 _MAX_LISTED = 5  # flagged images named in the table
@@ -37,9 +37,10 @@ def _count(obj: dict[str, Any], key: str) -> int | None:
 
 def _sizes(obj: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
-    for key, label in (("snapshot", "snapshot"), ("kimg", "kimg")):
-        if isinstance(obj.get(key), str | int | float) and not isinstance(obj.get(key), bool):
-            rows.append((label, plain(obj[key], 80)))
+    if isinstance(obj.get("snapshot"), str):
+        rows.append(("snapshot", plain(obj["snapshot"], 80)))
+    if (kimg := record_kimg(obj.get("kimg"), obj.get("snapshot"))) is not None:
+        rows.append(("kimg", f"{kimg:g}"))  # the fraction from a sub-kimg snapshot's name
     for key, label in (
         ("num_gen", "generated images"),
         ("num_train", "training images"),

@@ -148,7 +148,7 @@ def clean_metric_record(obj: dict[str, Any], index: int) -> dict[str, Any] | Non
     return {
         "metric": plain(obj.get("metric", ""), 120),
         "snapshot": plain(snapshot, 200) if isinstance(snapshot, str) else f"record {index}",
-        "kimg": _record_kimg(obj.get("kimg"), snapshot),
+        "kimg": record_kimg(obj.get("kimg"), snapshot),
         "results": results,
         "num_gen": _count(obj.get("num_gen")),
         "num_real": _count(obj.get("num_real")),
@@ -167,7 +167,7 @@ def _texts(value: Any, count: int = 5) -> list[str]:
     return [plain(v, 300) for v in value[:count] if isinstance(v, str) and v.strip()]
 
 
-def _record_kimg(value: Any, snapshot: Any) -> float | None:
+def record_kimg(value: Any, snapshot: Any) -> float | None:
     """The record's kimg, refined by a snapshot name that has the fraction (`000000.160`):
     records store whole kimg, so two early snapshots would otherwise share kimg 0."""
     kimg = finite(value, 0, MAX_KIMG)
