@@ -192,5 +192,6 @@ def test_a_low_z_u_without_flagged_images_says_it_is_not_proof_of_a_copy():
     (v,) = copy_verdicts(block, 256)
     assert v["level"] == "warning" and "1 region, 32 held-out images" in v["text"]
     assert "No single image is a near-copy" in v["text"]
+    assert v["title"].startswith("Possible data-copying")
     (v,) = copy_verdicts(block | {"num_flagged": 3, "flagged_fraction": 3 / 256}, 256)
     assert "No single image" not in v["text"]

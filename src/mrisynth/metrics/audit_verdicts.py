@@ -62,8 +62,8 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
             {
                 "topic": "copying",
                 "level": "warning",
-                "title": "Data-copying: generated images sit closer to training patients "
-                "than new patients do",
+                "title": f"{'Data-copying' if n_flag else 'Possible data-copying'}: generated "
+                "images sit closer to training patients than new patients do",
                 "text": f"{stat} {flags}{_no_single_copy(n_flag)}",
             }
         )
