@@ -349,8 +349,9 @@ def evaluate_and_record(
     archive = open_archive(data)
     specs = parse_metric_list(metrics, num_gen)
     snap = Path(snapshot).name
-    data_sha256 = archive.content_hash()
-    on_done = None if run_dir is None else recorder(Path(run_dir), snap, kimg, None, data_sha256)
+    on_done = None
+    if run_dir is not None:  # records say which real images they were measured against
+        on_done = recorder(Path(run_dir), snap, kimg, None, archive.content_hash())
     outcomes = compute_metrics(G, archive, specs, device, opts, on_done)
     return {name: o.results for name, o in outcomes.items()}
 
