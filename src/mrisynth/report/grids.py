@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
 
-import cv2
 import numpy as np
 
+from mrisynth.data.png import decode_checked, read_png_header
+from mrisynth.errors import InputError
 from mrisynth.imaging import encode_png
 
 log = logging.getLogger(__name__)
@@ -26,30 +26,23 @@ MIN_TILE_PX = 128  # on-screen width of one tile
 MAX_FACTOR = 16
 MAX_SIDE_PX = 16384  # decoded or enlarged, per side
 MAX_PIXELS = 48 * 2**20
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, or None when `data` is not a PNG."""
-    if len(data) < 24 or not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
 
 
 def decode_png(data: bytes) -> np.ndarray | None:
-    """uint8 [C, H, W] (C = 1 or 3, RGB) of a plausible PNG, else None (the reason logged)."""
-    size = png_size(data)
-    if size is None:
-        log.warning("not a PNG image; left out")
-        return None
-    w, h = size
-    if not (0 < w <= MAX_SIDE_PX and 0 < h <= MAX_SIDE_PX and w * h <= MAX_PIXELS):
-        log.warning("PNG claims %dx%d pixels, more than a grid has; left out", w, h)
-        return None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.shape[:2] != (h, w):
-        log.warning("PNG could not be decoded (truncated or corrupt); left out")
+    """uint8 [C, H, W] (C = 1 or 3, RGB) of a plausible PNG, else None (the reason logged).
+
+    Decoded through `mrisynth.data.png` (header, chunks and pixel stream checked first), with
+    the report's own tighter size limits applied to the header before anything is decoded.
+    """
+    try:
+        header = read_png_header(data, "grid PNG")
+        w, h = header.width, header.height
+        if not (w <= MAX_SIDE_PX and h <= MAX_SIDE_PX and w * h <= MAX_PIXELS):
+            log.warning("PNG claims %dx%d pixels, more than a grid has; left out", w, h)
+            return None
+        _, img = decode_checked(data, "grid PNG")
+    except InputError as exc:
+        log.warning("%s; left out", exc)
         return None
     if img.dtype != np.uint8:  # 16-bit: keep the high byte's meaning
         img = (img.astype(np.float64) / 257).round().astype(np.uint8)
