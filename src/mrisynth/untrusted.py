@@ -8,12 +8,17 @@ checked before anything is sized from them, so a tampered file cannot ask for te
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Large enough for any real run or network, small enough that nothing sized from it explodes.
 MAX_JSON_BYTES = 32 * 2**20
+MAX_JSONL_BYTES = 64 * 2**20  # a whole log or record file (one line per tick or evaluation)
 
 
 class BadValue(Exception):
@@ -38,9 +43,13 @@ def number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) 
     """A finite int or float in [lo, hi] (NaN and infinities refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadValue(f"{where} must be a number, got {_show(value)}")
-    if not math.isfinite(value) or not lo <= value <= hi:
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond any float
+        x = math.inf
+    if not math.isfinite(x) or not lo <= x <= hi:
         raise BadValue(f"{where} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
-    return float(value)
+    return x
 
 
 def boolean(value: Any, where: str) -> bool:
@@ -92,8 +101,11 @@ def scalar(value: Any, where: str) -> Any:
     return text(value, where, max_len=256)
 
 
-def loads(raw: str | bytes, where: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """json.loads with a size bound, NaN/Infinity refused and deep nesting as a BadValue."""
+def loads(
+    raw: str | bytes, where: str, max_bytes: int = MAX_JSON_BYTES, allow_nan: bool = False
+) -> Any:
+    """json.loads with a size bound, deep nesting as a BadValue and NaN/Infinity refused
+    (kept as floats with `allow_nan`, for files whose readers filter values themselves)."""
     if len(raw) > max_bytes:
         raise BadValue(f"{where} is {len(raw)} bytes of JSON (at most {max_bytes})")
 
@@ -101,8 +113,40 @@ def loads(raw: str | bytes, where: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
         raise BadValue(f"{where} holds {name}, which is not a number")
 
     try:
-        return json.loads(raw, parse_constant=no_constants)
+        return json.loads(raw, parse_constant=None if allow_nan else no_constants)
     except RecursionError:
         raise BadValue(f"{where} is nested too deeply to be ours") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadValue(f"{where} is not valid JSON ({e})") from None
+
+
+def read_jsonl(path: Path, max_bytes: int = MAX_JSONL_BYTES) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file anyone could have written (run logs, metric records).
+
+    A missing, unreadable or oversized file reads as empty; torn, malformed or absurdly nested
+    lines and lines that are not objects are skipped; each case is logged. NaN is kept (the
+    readers filter values themselves).
+    """
+    try:
+        if not path.is_file():
+            return []
+        size = path.stat().st_size
+        if size > max_bytes:
+            log.warning("%s: %d bytes, more than such a file holds; left out", path, size)
+            return []
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        log.warning("%s: unreadable (%s); left out", path, e)
+        return []
+    objects = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line, f"{path}:{n}", max_bytes, allow_nan=True)
+        except BadValue as e:
+            log.warning("%s; line skipped", e)
+            continue
+        if isinstance(obj, dict):
+            objects.append(obj)
+    return objects

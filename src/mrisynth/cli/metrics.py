@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from mrisynth import untrusted
 from mrisynth.errors import ConfigError, InputError
 
 
@@ -19,8 +20,8 @@ def _data_from_run(network: Path) -> str:
     opts_path = run_dir / "training_options.json"
     if opts_path.is_file():
         try:
-            opts = json.loads(opts_path.read_text())
-        except ValueError as e:
+            opts = untrusted.loads(opts_path.read_text(), str(opts_path), allow_nan=True)
+        except (ValueError, untrusted.BadValue) as e:
             raise InputError(f"{opts_path}: not JSON ({e}); pass --data") from None
         data = (opts.get("user") or {}).get("data") or opts.get("data")
         if data and not Path(data).exists():
@@ -314,8 +315,10 @@ def _full_result(folder: Path, snapshot: str, results: dict) -> dict:
     audit = folder / f"{audit_stem(snapshot)}.json"
     if any(n.startswith("memorisation") for n in results) and audit.is_file():
         try:
-            out["memorisation"] = json.loads(audit.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            out["memorisation"] = untrusted.loads(
+                audit.read_text(encoding="utf-8"), str(audit), allow_nan=True
+            )
+        except (OSError, ValueError, untrusted.BadValue) as e:
             raise InputError(f"{audit}: unreadable ({e})") from None
     return out
 

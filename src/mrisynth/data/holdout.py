@@ -7,7 +7,6 @@ find the holdout with `find_holdout(train_archive)`, which guarantees the two sh
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mrisynth import untrusted
 from mrisynth.data.archive import LABELS_NAME, ImageArchive
+from mrisynth.data.members import MAX_MEMBER_BYTES
 from mrisynth.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ def holdout_record(archive: ImageArchive) -> dict | None:
     if data is None:
         return None
     try:
-        meta = json.loads(data.decode("utf-8")).get(META_KEY)
-    except (ValueError, AttributeError):
+        meta = untrusted.loads(data, LABELS_NAME, MAX_MEMBER_BYTES, allow_nan=True).get(META_KEY)
+    except (ValueError, AttributeError, untrusted.BadValue):
         return None
     rec = meta.get("holdout") if isinstance(meta, dict) else None
     return rec if isinstance(rec, dict) else None

@@ -19,7 +19,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from mrisynth import atomic
+from mrisynth import atomic, untrusted
 from mrisynth.data.manifest import read_manifest
 from mrisynth.errors import ConfigError, DiskFullError, InputError
 
@@ -67,8 +67,9 @@ def unfinished(folder: Path) -> str | None:
     if not marker.is_file():
         return None
     try:
-        complete = json.loads(marker.read_text(encoding="utf-8")).get("complete")
-    except (OSError, ValueError, AttributeError):
+        text = marker.read_text(encoding="utf-8")
+        complete = untrusted.loads(text, str(marker), allow_nan=True).get("complete")
+    except (OSError, ValueError, AttributeError, untrusted.BadValue):
         complete = False
     if complete is True:
         return None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import logging
 import os
 import urllib.request
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mrisynth import atomic, hashing
+from mrisynth import atomic, hashing, untrusted
 from mrisynth.errors import ConfigError, InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -177,8 +176,8 @@ def _read_record(path: Path, fix: str) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        table = untrusted.loads(path.read_text(), str(path), allow_nan=True)
+    except (OSError, ValueError, untrusted.BadValue) as e:
         raise InputError(f"{path}: unreadable ({e}); {fix}") from e
     if not isinstance(table, dict):
         raise InputError(f"{path}: not a JSON object; {fix}")

@@ -1,25 +1,22 @@
 """`metric-<name>.jsonl` in a run folder: one line per evaluated snapshot (DEVELOPERS.md).
 
 Line: `{"metric", "snapshot" (file name), "kimg" (null for --images), "results": {key: float},
-"num_gen", "num_real", "detector": {"name", "sha256"} | null, "reference_exact", "timestamp"}`
-plus, when there is something to say, `"caveats": [str]` (why a number is not the reference's)
-and `"source": {"kind": "images", "sha256"}` for images evaluated from a folder or ZIP. Also
-the best-snapshot query (the study kept the snapshot with the best precision).
+"num_gen", "num_real", "detector": {"name", "sha256"} | null, "reference_exact", "timestamp",
+"data": {"sha256"}}` plus, when there is something to say, `"caveats": [str]` (why a number is
+not the reference's) and `"source": {"kind": "images", "sha256"}` for images evaluated from a
+folder or ZIP. Also the best-snapshot query (the study kept the snapshot with the best precision).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrisynth import atomic
+from mrisynth import atomic, untrusted
 from mrisynth.errors import ConfigError, InputError
-
-log = logging.getLogger(__name__)
 
 HIGHER_IS_BETTER = (
     "_precision",
@@ -80,21 +77,11 @@ def append_record(run_dir: str | Path, record: dict) -> Path:
 
 def read_records(path: str | Path) -> list[dict]:
     """All records of one metric file; a torn or foreign line is skipped with a warning."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            log.warning("%s:%d: not JSON; skipped", path, lineno)
-            continue
-        if isinstance(obj, dict) and "snapshot" in obj and isinstance(obj.get("results"), dict):
-            records.append(obj)
-    return records
+    return [
+        obj
+        for obj in untrusted.read_jsonl(Path(path))
+        if "snapshot" in obj and isinstance(obj.get("results"), dict)
+    ]
 
 
 def recorded_snapshots(

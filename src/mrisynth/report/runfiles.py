@@ -6,7 +6,6 @@ lines in .jsonl files (a run killed mid-write) are skipped with a warning, never
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrisynth import untrusted
 from mrisynth.errors import InputError
 from mrisynth.report.plaintext import plain
 
@@ -60,64 +60,35 @@ MAX_COUNT = 10**9
 MAX_RESULT_KEYS = 200
 
 
-def _read_text(path: Path) -> str | None:
-    """A run file's text, or None (logged) when it is unreadable or implausibly large."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """JSON objects of a .jsonl file; malformed lines are logged and skipped."""
+    return untrusted.read_jsonl(path, MAX_FILE_BYTES)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A run file's JSON object, or None (logged) when unreadable, oversized or malformed."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             log.warning("%s: %d bytes, more than a run file holds; left out", path, size)
             return None
-        return path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        obj = untrusted.loads(text, str(path), MAX_FILE_BYTES, allow_nan=True)
     except OSError as e:
         log.warning("%s: unreadable (%s); left out", path, e)
         return None
-
-
-def _parse(text: str) -> Any:
-    """json.loads that also turns absurd nesting (RecursionError) into a decode failure."""
-    try:
-        return json.loads(text)
-    except RecursionError as e:
-        raise json.JSONDecodeError("nested too deeply", text[:20], 0) from e
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON objects of a .jsonl file; malformed lines are logged and skipped."""
-    records: list[dict[str, Any]] = []
-    for n, line in enumerate((_read_text(path) or "").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = _parse(line)
-        except (json.JSONDecodeError, ValueError):
-            log.warning("%s:%d: skipping a malformed line", path, n)
-            continue
-        if isinstance(obj, dict):
-            records.append(obj)
-    return records
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    text = _read_text(path)
-    if text is None:
-        return None
-    try:
-        obj = _parse(text)
-    except (json.JSONDecodeError, ValueError) as e:
-        log.warning("%s: unreadable JSON (%s); left out of the report", path, e)
+    except untrusted.BadValue as e:
+        log.warning("%s; left out of the report", e)
         return None
     return obj if isinstance(obj, dict) else None
 
 
 def finite(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:
     """A real number within [low, high] as float, else None (bools, strings, NaN, inf)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
     try:
-        x = float(value)
-    except OverflowError:  # an int too large for a float
+        return untrusted.number(value, "value", low, high)
+    except untrusted.BadValue:
         return None
-    return x if math.isfinite(x) and low <= x <= high else None
 
 
 def _count(value: Any) -> int | None:

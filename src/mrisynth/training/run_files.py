@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrisynth import atomic
+from mrisynth import atomic, untrusted
 from mrisynth.errors import ConfigError, InputError
 from mrisynth.imaging import encode_png, make_grid, quantize_images
 from mrisynth.training.options import run_description
@@ -124,18 +123,22 @@ def drop_stats_after(path: Path, nimg: int) -> int:
     if not path.is_file():
         return 0
     keep, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # surrogateescape: foreign bytes in the file are kept as they are, never a decode error
+    for line in path.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
         try:
-            kimg = json.loads(line)["Progress/kimg"]["mean"]
-        except (ValueError, KeyError, TypeError):
-            keep.append(line)
+            kimg = untrusted.number(
+                untrusted.loads(line, str(path), allow_nan=True)["Progress/kimg"]["mean"], "kimg"
+            )
+        except (untrusted.BadValue, KeyError, TypeError):
+            keep.append(line)  # not a tick line of ours: left as it is
             continue
         if kimg * 1000 > nimg + 0.5:
             dropped += 1
         else:
             keep.append(line)
     if dropped:
-        atomic.write_text(path, "".join(x + "\n" for x in keep))
+        text = "".join(x + "\n" for x in keep)
+        atomic.write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
     return dropped
 
 
