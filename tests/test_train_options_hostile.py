@@ -17,6 +17,7 @@ HOSTILE = [
     ("--seed", "-1"), ("--seed", "99999999999"), ("--batch", "100000000"),
     ("--cbase", "99999999999"), ("--cmax", "100000"), ("--map-depth", "1000"),
     ("--mbstd-group", "100000"), ("--batch-gpu", "100000000"),
+    ("--seed", "1" + "0" * 400), ("--gpus", "1" + "0" * 400),  # ints beyond any float
 ]  # fmt: skip
 
 

@@ -25,42 +25,43 @@ class BadValue(Exception):
     """A value of the wrong type or outside its range; the message says where and what."""
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
+def shown(value: Any) -> str:
+    """A short repr for messages (long or huge values cut)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def integer(value: Any, where: str, lo: int = 0, hi: int = 2**62) -> int:
     """An int (not a bool, not a float) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadValue(f"{where} must be an integer, got {_show(value)}")
+        raise BadValue(f"{where} must be an integer, got {shown(value)}")
     if not lo <= value <= hi:
-        raise BadValue(f"{where} must be in [{lo}, {hi}], got {_show(value)}")
+        raise BadValue(f"{where} must be in [{lo}, {hi}], got {shown(value)}")
     return value
 
 
 def number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) -> float:
     """A finite int or float in [lo, hi] (NaN and infinities refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadValue(f"{where} must be a number, got {_show(value)}")
+        raise BadValue(f"{where} must be a number, got {shown(value)}")
     try:
         x = float(value)
     except OverflowError:  # an int beyond any float
         x = math.inf
     if not math.isfinite(x) or not lo <= x <= hi:
-        raise BadValue(f"{where} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
+        raise BadValue(f"{where} must be a finite number in [{lo:g}, {hi:g}], got {shown(value)}")
     return x
 
 
 def boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise BadValue(f"{where} must be true or false, got {_show(value)}")
+        raise BadValue(f"{where} must be true or false, got {shown(value)}")
     return value
 
 
 def text(value: Any, where: str, max_len: int = 4096) -> str:
     if not isinstance(value, str):
-        raise BadValue(f"{where} must be a string, got {_show(value)}")
+        raise BadValue(f"{where} must be a string, got {shown(value)}")
     if len(value) > max_len:
         raise BadValue(f"{where} is {len(value)} characters long (at most {max_len})")
     return value
@@ -69,7 +70,7 @@ def text(value: Any, where: str, max_len: int = 4096) -> str:
 def choice(value: Any, where: str, allowed: Sequence[Any]) -> Any:
     if isinstance(value, bool) != any(isinstance(a, bool) for a in allowed) or value not in allowed:
         names = ", ".join(map(repr, allowed))
-        raise BadValue(f"{where} must be one of {names}, got {_show(value)}")
+        raise BadValue(f"{where} must be one of {names}, got {shown(value)}")
     return value
 
 

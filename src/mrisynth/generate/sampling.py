@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,13 +80,11 @@ def sample_images(
     seeds: list[int],
     opts: SamplingOptions = SamplingOptions(),
     device: torch.device | str = "cpu",
-    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(seed, uint8 image [C, H, W])` for each seed, in order, batch by batch.
 
     With noise_mode="const" an image depends only on its seed (and psi/class), not on the
     batch it was drawn in; with "random" the noise is seeded from the batch's first seed.
-    `on_batch(n)` is called after each batch (for a progress bar).
     """
     opts.check(int(G.c_dim))
     device = torch.device(device)
@@ -108,8 +106,6 @@ def sample_images(
                 noise_mode=opts.noise_mode,
             )
         yield from zip(batch_seeds, quantize(img), strict=True)
-        if on_batch is not None:
-            on_batch(len(batch_seeds))
     log.info(
         "sampled %d images (psi=%s, noise=%s)", len(seeds), opts.truncation_psi, opts.noise_mode
     )

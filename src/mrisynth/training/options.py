@@ -157,12 +157,13 @@ def check_option_values(opts: TrainOptions) -> None:
     here, before they reach an int() or an allocation)."""
     for name, (lo, hi) in _SAVED_RANGES.items():
         value = getattr(opts, name)
-        if value is None:
-            continue
-        ok = not isinstance(value, bool) and isinstance(value, int | float)
-        if not (ok and math.isfinite(value) and lo <= value <= hi):
+        try:
+            u.optional(u.number, value, name, lo, hi)
+        except u.BadValue:
             flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} must be a number in [{_num(lo)}, {_num(hi)}], got {value!r}")
+            raise ConfigError(
+                f"{flag} must be a number in [{_num(lo)}, {_num(hi)}], got {u.shown(value)}"
+            ) from None
     if opts.desc is not None and not _DESC.fullmatch(opts.desc):
         raise ConfigError(  # it becomes part of a folder name: '../x' or '/' escaped --outdir
             f"--desc {opts.desc!r}: use 1-100 letters, digits, '.', '_', '+' or '-' "
@@ -188,9 +189,7 @@ def resolve_options(
     resuming: bool = False,
 ) -> ResolvedOptions:
     """Fill unset options from the preset and check that the result can run."""
-    check_option_values(opts)
-    if opts.gpus < 1:
-        raise ConfigError(f"--gpus must be >= 1, got {opts.gpus}")
+    check_option_values(opts)  # ranges of gpus, kimg, tick, snap, p, ...
     if opts.aug not in AUG_MODES:
         raise ConfigError(f"--aug must be one of {', '.join(AUG_MODES)}, got {opts.aug!r}")
     if opts.precision not in PRECISIONS:
@@ -199,16 +198,10 @@ def resolve_options(
         raise ConfigError(f"--resume-mode must be one of {', '.join(RESUME_MODES)}")
     if opts.modconv not in MODCONV_FORMS:
         raise ConfigError(f"--modconv must be one of {', '.join(MODCONV_FORMS)}")
-    if opts.kimg <= 0 or opts.tick <= 0:
-        raise ConfigError("--kimg and --tick must be > 0")
-    if opts.snap < 0:
-        raise ConfigError("--snap must be >= 0")
     if opts.cond and label_dim == 0:
         raise ConfigError(f"--cond: the archive {opts.data} has no labels (dataset.json)")
     if opts.aug == "fixed" and opts.p is None:
         raise ConfigError("--aug fixed needs --p (the constant augmentation probability)")
-    if opts.p is not None and not 0 <= opts.p <= 1:
-        raise ConfigError(f"--p must be in [0, 1], got {opts.p}")
     gpus = opts.gpus
     preset = resolve_preset(opts.cfg, resolution, gpus)
 
