@@ -66,3 +66,14 @@ def test_resume_drops_only_its_own_later_ticks_and_keeps_foreign_bytes(tmp_path)
     path.write_bytes(b"\n".join([tick(0), tick(4), *foreign, tick(8)]) + b"\n")
     assert drop_stats_after(path, nimg=4000) == 1
     assert path.read_bytes() == b"\n".join([tick(0), tick(4), *foreign]) + b"\n"
+
+
+def test_huge_integers_in_json_are_refused_not_raised():
+    with pytest.raises(untrusted.BadValue, match="not valid JSON"):  # json's 4300-digit limit
+        untrusted.loads('{"a": ' + "9" * 5000 + "}", "x")
+    from mrisynth.data.labels import label_table, parse_dataset_json
+    from mrisynth.errors import InputError
+
+    obj = parse_dataset_json(('{"labels": [["a.png", [1' + "0" * 400 + "]]]}").encode(), "d")
+    with pytest.raises(InputError, match="finite numbers"):  # was an OverflowError
+        label_table(obj, "d")

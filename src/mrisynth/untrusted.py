@@ -117,7 +117,7 @@ def loads(
         return json.loads(raw, parse_constant=None if allow_nan else no_constants)
     except RecursionError:
         raise BadValue(f"{where} is nested too deeply to be ours") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # also UnicodeDecodeError and ints over 4300 digits
         raise BadValue(f"{where} is not valid JSON ({e})") from None
 
 

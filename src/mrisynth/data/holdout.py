@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisynth import untrusted
-from mrisynth.data.archive import LABELS_NAME, ImageArchive
-from mrisynth.data.members import MAX_MEMBER_BYTES
+from mrisynth.data.archive import ImageArchive
+from mrisynth.data.labels import META_KEY
 from mrisynth.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
 HOLDOUT_SUFFIX = "-holdout"
-META_KEY = "mrisynth"  # top-level key of dataset.json beside NVIDIA's "labels"
 
 
 def holdout_path(train_archive: str | os.PathLike[str]) -> Path:
@@ -81,13 +79,7 @@ def check_disjoint(train: ImageArchive, held: ImageArchive) -> None:
 
 def holdout_record(archive: ImageArchive) -> dict | None:
     """The `{"num_patients", "seed", "archive", ...}` record in an archive's dataset.json."""
-    data = archive.read_member(LABELS_NAME)
-    if data is None:
-        return None
-    try:
-        meta = untrusted.loads(data, LABELS_NAME, MAX_MEMBER_BYTES, allow_nan=True).get(META_KEY)
-    except (ValueError, AttributeError, untrusted.BadValue):
-        return None
+    meta = archive.dataset_json().get(META_KEY)  # checked and cached when the archive opened
     rec = meta.get("holdout") if isinstance(meta, dict) else None
     return rec if isinstance(rec, dict) else None
 

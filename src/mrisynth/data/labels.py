@@ -9,23 +9,23 @@ is read only up to `MAX_MEMBER_BYTES` (archive.py), and classes / float dims up 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from mrisynth import untrusted
 from mrisynth.errors import InputError
 
 MAX_LABEL_DIM = 1024  # classes, or floats per label
+META_KEY = "mrisynth"  # top-level key of dataset.json beside NVIDIA's "labels"
 LabelValue = int | list[float]
 
 
 def parse_dataset_json(data: bytes, source: str) -> dict:
     """Bytes -> the top-level JSON object; InputError for anything else."""
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    try:  # NaN is let through here: the label schema below refuses it with a clearer reason
+        obj = untrusted.loads(data.decode("utf-8"), source, len(data), allow_nan=True)
+    except (UnicodeDecodeError, untrusted.BadValue) as exc:
         raise InputError(f"{source}: not valid UTF-8 JSON ({str(exc)[:100]})") from None
     if not isinstance(obj, dict):
         raise InputError(f"{source}: must be a JSON object like {{\"labels\": [...]}}")
@@ -63,10 +63,10 @@ def _check_label(value: object, where: str) -> LabelValue:
     if isinstance(value, list):
         if not 0 < len(value) <= MAX_LABEL_DIM:
             raise InputError(f"{where}: a float label needs 1..{MAX_LABEL_DIM} values")
-        ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        if not ok or not all(math.isfinite(v) for v in value):
-            raise InputError(f"{where}: float labels must be finite numbers")
-        return [float(v) for v in value]
+        try:
+            return [untrusted.number(v, where) for v in value]
+        except untrusted.BadValue:  # also ints beyond any float, which math.isfinite overflows on
+            raise InputError(f"{where}: float labels must be finite numbers") from None
     raise InputError(f"{where}: {type(value).__name__} is neither a class nor a list of floats")
 
 
@@ -81,7 +81,7 @@ def labels_for(table: dict[str, LabelValue], names: Sequence[str], source: str) 
 def declared_classes(obj: dict) -> int | None:
     """`{"mrisynth": {"num_classes": K}}`: the class count of a split archive (a holdout may not
     contain the highest class, but its one-hot width must match training's)."""
-    meta = obj.get("mrisynth")
+    meta = obj.get(META_KEY)
     k = meta.get("num_classes") if isinstance(meta, dict) else None
     ok = isinstance(k, int) and not isinstance(k, bool) and 0 < k <= MAX_LABEL_DIM
     return k if ok else None

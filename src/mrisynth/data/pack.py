@@ -24,12 +24,11 @@ import numpy as np
 from mrisynth import atomic
 from mrisynth.data.archive import LABELS_NAME, MANIFEST_NAME, ImageArchive
 from mrisynth.data.holdout import (
-    META_KEY,
     choose_holdout_patients,
     holdout_path,
     num_holdout_patients,
 )
-from mrisynth.data.labels import labels_to_array
+from mrisynth.data.labels import META_KEY, labels_to_array
 from mrisynth.data.manifest import labels_from_manifest
 from mrisynth.errors import ConfigError, InputError
 
