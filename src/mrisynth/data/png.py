@@ -157,3 +157,15 @@ def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if img.shape[2] == 3:
         return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB [3, H, W]
     raise InputError(f"{name}: {img.shape[2]} channels; training archives need 1 (grey) or 3 (RGB)")
+
+
+def as_uint8_chw(img: np.ndarray) -> np.ndarray:
+    """A decoded cv2 image (`decode_checked`) as uint8 [C, H, W], leniently: 16-bit scaled to
+    8-bit, alpha dropped, BGR -> RGB (cv2 returns grey + alpha as 4 channels too)."""
+    if img.dtype != np.uint8:
+        img = (img.astype(np.float64) / 257).round().astype(np.uint8)
+    if img.ndim == 2:
+        return img[None]
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisynth.data.png import MAX_PNG_BYTES, decode_checked
+from mrisynth.data.png import MAX_PNG_BYTES, as_uint8_chw, decode_checked
 from mrisynth.errors import InputError
 
 
@@ -24,12 +24,4 @@ def read_png(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
     _, img = decode_checked(data, str(path))
-    if img.dtype != np.uint8:
-        img = (img.astype(np.float64) / 257).round().astype(np.uint8)
-    if img.ndim == 2:
-        return img[None]
-    if img.shape[2] == 2:  # grey + alpha
-        return np.ascontiguousarray(img[None, :, :, 0])
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))
+    return as_uint8_chw(img)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from mrisynth.data.png import decode_checked, read_png_header
+from mrisynth.data.png import as_uint8_chw, decode_checked, read_png_header
 from mrisynth.errors import InputError
 from mrisynth.imaging import encode_png
 
@@ -44,13 +44,7 @@ def decode_png(data: bytes) -> np.ndarray | None:
     except InputError as exc:
         log.warning("%s; left out", exc)
         return None
-    if img.dtype != np.uint8:  # 16-bit: keep the high byte's meaning
-        img = (img.astype(np.float64) / 257).round().astype(np.uint8)
-    if img.ndim == 2:
-        return img[None]
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB
+    return as_uint8_chw(img)
 
 
 def upscale_factor(tile_px: int, min_tile_px: int = MIN_TILE_PX) -> int:
