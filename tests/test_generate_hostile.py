@@ -16,7 +16,7 @@ from mrisynth.cli import cli
 from mrisynth.errors import CheckpointError, InputError
 from mrisynth.generate.dicom import SeriesInfo
 from mrisynth.networks import save_network
-from mrisynth.networks.serialization import _library, check_safetensors_file, load_network
+from mrisynth.networks.serialization import check_safetensors_file, load_network, safetensors_call
 from mrisynth.training.checkpoint import SnapshotInfo, save_snapshot
 from test_generate import tiny_generator
 
@@ -95,7 +95,7 @@ def test_layout_check_accepts_real_files_and_a_panic_is_caught(files, tmp_path):
         raise FakePanic("rust panicked")
 
     with pytest.raises(CheckpointError, match="rust panicked"):
-        _library(tmp_path / "x.safetensors", "tensors", panic)
+        safetensors_call(tmp_path / "x.safetensors", "tensors", panic)
 
 
 SERIES = dict(model_sha256="a" * 64, snapshot_name="network-snapshot-000012.safetensors",

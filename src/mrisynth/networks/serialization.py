@@ -147,8 +147,11 @@ def check_safetensors_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(header)
 
 
-def _library(path: Path, what: str, fn: Callable[[], _T]) -> _T:
-    """Run a safetensors call; any of its errors (even a Rust panic) is a CheckpointError."""
+def safetensors_call(path: Path, what: str, fn: Callable[[], _T]) -> _T:
+    """Run a safetensors call; any of its errors (even a Rust panic) is a CheckpointError.
+
+    MemoryError passes through: a file too large for this machine is not a corrupt file (a
+    resume must not take it for one and fall back to an older snapshot)."""
     try:
         return fn()
     except (KeyboardInterrupt, SystemExit, MemoryError):
@@ -175,7 +178,7 @@ def load_network(path: str | os.PathLike[str], device: str | torch.device = "cpu
     """Rebuild a Generator/Discriminator from a `save_network` file (eval mode, on `device`)."""
     path = Path(path)
     module = build_network(read_network_metadata(path), source=str(path))
-    tensors = _library(path, "tensors",
+    tensors = safetensors_call(path, "tensors",
                        lambda: safetensors.torch.load_file(str(path), device="cpu"))
     load_network_tensors(module, tensors, source=str(path))
     return module.eval().to(device)

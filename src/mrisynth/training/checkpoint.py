@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from mrisynth import atomic
 from mrisynth.errors import CheckpointError
+from mrisynth.networks.serialization import safetensors_call
 from mrisynth.training.snapshot_format import (
     FORMAT,
     FORMAT_VERSION,
@@ -37,7 +38,6 @@ from mrisynth.training.snapshot_format import (
     parsed,
     read_metadata,
     read_sidecar_v1,
-    safetensors_call,
     texts,
 )
 

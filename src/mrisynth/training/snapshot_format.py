@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -18,11 +18,11 @@ from safetensors import safe_open
 from mrisynth import untrusted as u
 from mrisynth.errors import CheckpointError, ConfigError
 from mrisynth.hashing import sha256_file
+from mrisynth.networks.serialization import safetensors_call
 from mrisynth.training.snapshot_schema import check_state
 
 FORMAT = "mrisynth-snapshot"
 FORMAT_VERSION = 2
-_T = TypeVar("_T")
 
 
 def digest(
@@ -38,16 +38,6 @@ def digest(
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}:".encode())
         h.update(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
-
-
-def safetensors_call(path: Path, what: str, fn: Callable[[], _T]) -> _T:
-    """Run a safetensors read; its errors (and Rust panics) become one CheckpointError."""
-    try:
-        return fn()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # SafetensorError, OSError, pyo3's PanicException
-        raise CheckpointError(f"{path}: cannot read {what} ({str(e)[:200]})") from None
 
 
 def read_metadata(weights: Path) -> dict[str, str]:
