@@ -10,7 +10,6 @@ patient: the patient is a fixed, obviously artificial name and ID.
 from __future__ import annotations
 
 import io
-import math
 import re
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from pydicom.uid import (
 )
 
 from mrisynth import __version__
+from mrisynth import untrusted as u
 from mrisynth.errors import ConfigError, InputError
 
 SYNTHETIC_PATIENT_NAME = "SYNTHETIC^MRISYNTH"
@@ -32,8 +32,7 @@ SYNTHETIC_PATIENT_ID = "MRISYNTH-SYNTHETIC"
 _UID_NAMESPACE = "mrisynth-synthetic-v1"
 # Bounds of what may be written into a DICOM header: values read from a snapshot are untrusted.
 MAX_KIMG = 10**8
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SEEDS_TEXT = re.compile(r"^[0-9,-]+$")
+_PATTERNS = {"model hash": re.compile(r"^[0-9a-f]{64}$"), "seed list": re.compile(r"^[0-9,-]+$")}
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -53,28 +52,24 @@ class SeriesInfo:
     def __post_init__(self) -> None:
         """Only validated, bounded values reach a DICOM header (a tampered snapshot sidecar
         once put kimg=1e30 there); the file name is reduced to safe characters."""
-        bad = None
-        if not (isinstance(self.model_sha256, str) and _SHA256.match(self.model_sha256)):
-            bad = f"model hash {self.model_sha256!r:.80}"
-        elif self.kimg is not None and (
-            isinstance(self.kimg, bool) or not isinstance(self.kimg, int)
-            or not 0 <= self.kimg <= MAX_KIMG
-        ):
-            bad = f"kimg {self.kimg!r:.40} (expected a whole number in 0..{MAX_KIMG})"
-        elif not (isinstance(self.truncation_psi, int | float)
-                  and math.isfinite(self.truncation_psi)):
-            bad = f"truncation psi {self.truncation_psi!r:.40}"
-        elif self.class_idx is not None and not (
-            isinstance(self.class_idx, int) and 0 <= self.class_idx < 2**31
-        ):
-            bad = f"class {self.class_idx!r:.40}"
-        elif not _SEEDS_TEXT.match(str(self.seeds_text)):
-            bad = f"seed list {self.seeds_text!r:.40}"
-        elif not (isinstance(self.series_number, int) and 0 <= self.series_number < 2**31):
-            bad = f"series number {self.series_number!r:.40}"
-        if bad:
-            raise InputError(f"refusing to write DICOM: {bad} is not a valid value (a tampered "
-                             "snapshot?)")
+        checks = (
+            ("model hash", self.model_sha256, lambda v, w: u.text(v, w, 64)),
+            ("kimg", self.kimg, lambda v, w: u.optional(u.integer, v, w, 0, MAX_KIMG)),
+            ("truncation psi", self.truncation_psi, u.number),
+            ("class", self.class_idx, lambda v, w: u.optional(u.integer, v, w, 0, 2**31 - 1)),
+            ("seed list", self.seeds_text, lambda v, w: u.text(v, w, 10**8)),  # any seed list
+            ("series number", self.series_number, lambda v, w: u.integer(v, w, 0, 2**31 - 1)),
+        )
+        for where, value, check in checks:
+            try:
+                check(value, where)
+                if where in _PATTERNS and not _PATTERNS[where].match(value):
+                    raise u.BadValue(f"{where} has characters it cannot have")
+            except u.BadValue as e:
+                raise InputError(
+                    f"refusing to write DICOM: {where} {u.shown(value)} is not a valid value ({e}; "
+                    "a tampered snapshot?)"
+                ) from None
         safe = _UNSAFE_NAME_CHARS.sub("_", str(self.snapshot_name))[:128]
         object.__setattr__(self, "snapshot_name", safe)
 
