@@ -76,10 +76,15 @@ class Snapshot:
 # Names and paths
 
 
-def snapshot_stem(nimg: int) -> str:
-    """File stem of the snapshot taken after `nimg` images: kimg, and 3 decimals if fractional."""
+def kimg_label(nimg: int) -> str:
+    """`KKKKKK[.FFF]`: kimg, and 3 decimals if fractional (snapshot and grid names)."""
     kimg, rest = divmod(int(nimg), 1000)
-    return f"network-snapshot-{kimg:06d}" + (f".{rest:03d}" if rest else "")
+    return f"{kimg:06d}" + (f".{rest:03d}" if rest else "")
+
+
+def snapshot_stem(nimg: int) -> str:
+    """File stem of the snapshot taken after `nimg` images."""
+    return f"network-snapshot-{kimg_label(nimg)}"
 
 
 def snapshot_nimg(path: str | Path) -> int | None:

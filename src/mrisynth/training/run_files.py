@@ -15,6 +15,7 @@ import torch
 from mrisynth import atomic, untrusted
 from mrisynth.errors import ConfigError, InputError
 from mrisynth.imaging import encode_png, make_grid, quantize_images
+from mrisynth.training.checkpoint import kimg_label
 from mrisynth.training.options import run_description
 from mrisynth.training.run_lock import RunLock, create_numbered_run
 
@@ -61,8 +62,7 @@ def check_appendable(run_dir: Path) -> None:
 
 def fakes_name(nimg: int) -> str:
     """`fakes-KKKKKK[.FFF].png`: named like the snapshot taken at the same tick."""
-    kimg, rest = divmod(int(nimg), 1000)
-    return f"fakes-{kimg:06d}" + (f".{rest:03d}" if rest else "") + ".png"
+    return f"fakes-{kimg_label(nimg)}.png"
 
 
 def check_writable(folder: Path) -> None:
