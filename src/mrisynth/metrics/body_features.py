@@ -166,7 +166,7 @@ def nearest_other_patient(
 ) -> np.ndarray:
     """Distance of each image (of `rows`, default all) to its nearest image of ANOTHER
     patient; NaN when there is none."""
-    keys = np.asarray(patient_keys)
+    keys = np.unique(np.asarray(patient_keys), return_inverse=True)[1]  # ints compare fast
     if len(keys) != vectors.shape[0]:
         raise ValueError("one patient key per image is needed")
     return _nearest_excluding(vectors, rows, lambda i, j: keys[i] == keys[j])

@@ -62,7 +62,7 @@ def random_pairs(
     """
     i, j = np.triu_indices(n, k=1)
     if groups is not None:
-        g = np.asarray(groups)
+        g = np.unique(np.asarray(groups), return_inverse=True)[1]  # ints: no string compares
         keep = g[i] != g[j]
         i, j = i[keep], j[keep]
     if len(i) > num_pairs:
@@ -130,7 +130,7 @@ def diversity(
     res = {
         "msssim_gen": ms_gen,
         "msssim_real": ms_real,
-        "msssim_ratio": ms_gen / ms_real if ms_real > 0 else float("nan"),
+        "msssim_ratio": _ratio(ms_gen, ms_real),
         "body_area_std_gen": _std(area_g),
         "body_area_std_real": _std(area_r),
         "mean_intensity_std_gen": _std(mean_g),
