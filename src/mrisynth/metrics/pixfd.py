@@ -130,21 +130,19 @@ def pixel_frechet_distance(real: np.ndarray, gen: np.ndarray) -> float:
 
 
 class PixelFeatures:
-    """Accumulates pixfd features of the real and the generated set."""
+    """Accumulates pixfd features of the generated set (the real side is computed and cached
+    by `metrics.sources.real_pixel_features`)."""
 
     def __init__(self) -> None:
-        self.features: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        self.features: list[np.ndarray] = []
 
-    def update(self, images: np.ndarray, real: bool) -> None:
-        self.features[real].append(pixel_features(images))
+    def update(self, images: np.ndarray, real: bool = False) -> None:
+        if real:  # same signature as the other accumulators of the generation loop
+            raise ValueError("PixelFeatures holds the generated side only")
+        self.features.append(pixel_features(images))
 
     def generated(self) -> np.ndarray:
         """Features of the generated side so far, [M, F]."""
-        if not self.features[False]:
+        if not self.features:
             return np.zeros([0, NUM_FEATURES], np.float64)
-        return np.concatenate(self.features[False])
-
-    def compute(self) -> float:
-        if not self.features[True] or not self.features[False]:
-            raise ValueError("pixfd needs images on both sides")
-        return pixel_frechet_distance(np.concatenate(self.features[True]), self.generated())
+        return np.concatenate(self.features)

@@ -183,19 +183,3 @@ def read_real_images(archive: ImageArchive, indices=None) -> np.ndarray:
         return archive.read_all()
     idx = range(len(archive)) if indices is None else indices
     return np.stack([archive[i] for i in idx])
-
-
-def patient_keys(archive: ImageArchive) -> list[str] | None:
-    """Per-image pseudonymous patient key from the archive's manifest.csv, if carried along."""
-    text = archive.manifest_text() if hasattr(archive, "manifest_text") else None
-    if not text:
-        return None
-    from mrisynth.data.manifest import read_manifest
-
-    rows = read_manifest(text, f"{getattr(archive, 'path', 'archive')}/manifest.csv")
-    by_file = {r["file"]: r.get("patient_key", "") for r in rows}
-    keys = [by_file.get(name, "") for name in archive.names]
-    if not all(keys):
-        log.info("manifest.csv does not name a patient for every image; no holdout split")
-        return None
-    return keys
