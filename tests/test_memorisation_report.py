@@ -57,3 +57,23 @@ def test_the_audit_of_a_sub_kimg_snapshot_shows_its_fraction():
     rows = dict(_sizes({"snapshot": "network-snapshot-000000.200.safetensors", "kimg": 0}))
     assert rows["kimg"] == "0.2"
     assert "kimg" not in dict(_sizes({"snapshot": "s", "kimg": True}))  # not a number
+
+
+def test_summary_box_and_audit_section_quote_the_same_audit(tmp_path):
+    import json
+
+    from mrisynth.report.build import build_report
+    from mrisynth.report.runfiles import read_run
+
+    def audit(stem, kimg, title):
+        verdict = {"topic": "copying", "level": "ok", "title": title, "text": "t"}
+        obj = {"metric": "memorisation8", "snapshot": f"{stem}.safetensors", "kimg": kimg,
+               "verdicts": [verdict]}
+        (tmp_path / f"memorisation-{stem}.json").write_text(json.dumps(obj))
+
+    audit("network-snapshot-000004", 4, "from 4 kimg")
+    audit("network-snapshot-000008", "not a number", "from a broken record")
+    report = build_report(read_run(tmp_path))
+    (shown, _), = report.memorisation
+    quoted = [v.source for v in report.verdicts if v.title.startswith("from")]
+    assert len(quoted) == 1 and quoted[0].startswith(shown)

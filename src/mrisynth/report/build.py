@@ -18,7 +18,7 @@ import numpy as np
 from mrisynth.report import figures, grids, memorisation, pairs
 from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
-from mrisynth.report.runfiles import MAX_FILE_BYTES, RunFiles
+from mrisynth.report.runfiles import MAX_FILE_BYTES, RunFiles, audit_order
 from mrisynth.report.tables import (
     CATEGORIES,
     BestRow,
@@ -215,7 +215,7 @@ def _images(report: Report) -> None:
 
 def _memorisation(report: Report) -> None:
     """The audit of the latest audited snapshot (earlier audits are listed in a note)."""
-    audits = sorted(report.run.memorisation, key=lambda a: (_number(a[1].get("kimg")), a[0].name))
+    audits = sorted(report.run.memorisation, key=audit_order)  # the summary box's order too
     if not audits:
         return
     path, obj = audits[-1]
@@ -281,10 +281,6 @@ def _audit_picture(run: RunFiles, obj: dict[str, Any], path: Path) -> Path | Non
         return None
     picture = run.run_dir / name
     return picture if picture.is_file() else None
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else -1.0
 
 
 def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:

@@ -154,6 +154,15 @@ def record_order(record: dict[str, Any]) -> tuple[bool, float, float]:
     return (kimg is None, kimg if kimg is not None else 0.0, record.get("timestamp") or 0.0)
 
 
+def audit_order(audit: tuple[Path, dict[str, Any]]) -> tuple[tuple[bool, float, float], str]:
+    """Sort key of (path, memorisation audit): as metric records (kimg with the fraction from
+    the snapshot name, then time), then the file name; the summary box and the audit section
+    both take the last one."""
+    path, obj = audit
+    kimg = record_kimg(obj.get("kimg"), obj.get("snapshot"))
+    return record_order({"kimg": kimg, "timestamp": finite(obj.get("timestamp"))}), path.name
+
+
 def _name_kimg(m: re.Match) -> float:
     """kimg of `...-KKKKKK[.FFF]...` file names (the fraction in thousandths of a kimg)."""
     return int(m.group(1)) + (int(m.group(2)) / 1000 if m.group(2) else 0.0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrisynth.report.plaintext import plain
-from mrisynth.report.runfiles import RunFiles, finite, record_order
+from mrisynth.report.runfiles import RunFiles, audit_order, finite, record_order
 from mrisynth.report.tables import kimg_text
 
 TOPICS = ("copying", "diversity", "distribution", "data")
@@ -54,11 +54,6 @@ def clean_verdicts(value: Any, source: str) -> list[Verdict]:
     return out
 
 
-def _audit_order(obj: dict[str, Any]) -> tuple[bool, float, float]:
-    kimg = finite(obj.get("kimg"), 0, 1e9)
-    return record_order({"kimg": kimg, "timestamp": finite(obj.get("timestamp"))})
-
-
 def _where(snapshot: Any, kimg: Any) -> str:
     kimg = finite(kimg, 0, 1e9)
     at = f" at {kimg_text(kimg)} kimg" if kimg is not None else ""
@@ -76,7 +71,7 @@ def collect(run: RunFiles) -> list[Verdict]:
             found += clean_verdicts(r["verdicts"], f"metric {plain(name, 80)}, {where}")
     audits = [(p, a) for p, a in run.memorisation if isinstance(a.get("verdicts"), list)]
     if audits:
-        path, obj = max(audits, key=lambda pa: (_audit_order(pa[1]), pa[0].name))
+        path, obj = max(audits, key=audit_order)
         found += clean_verdicts(obj["verdicts"], f"{path.name}, {_where('', obj.get('kimg'))}")
     unique: dict[tuple[str, str, str, str], Verdict] = {}
     for v in found:  # the same verdict in a metric record and in its audit file: once
