@@ -35,15 +35,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     _refuse_special(path)
-    with disk_full_as_error(path):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-        except OSError as e:
-            if is_disk_full(e):
-                raise
-            raise ConfigError(f"{path}: cannot be written ({e.strerror or e}); choose another "
-                              "output") from None
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
@@ -91,6 +85,19 @@ def disk_full_as_error(path: str | os.PathLike[str], partial: Path | None = None
             raise
         written = partial.stat().st_size if partial is not None and partial.exists() else 0
         raise DiskFullError(disk_full_message(Path(path), written)) from exc
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike[str], option: str = "output") -> Iterator[None]:
+    """Writing an output: a full disk is a DiskFullError, and any other OSError means `path`
+    cannot be used (read-only, not a folder, no permission): one ConfigError naming it."""
+    try:
+        with disk_full_as_error(path):
+            yield
+    except OSError as e:
+        raise ConfigError(
+            f"{path}: cannot be written ({e.strerror or e}); choose another {option}"
+        ) from None
 
 
 def disk_full_message(path: Path, written_bytes: int = 0) -> str:

@@ -214,14 +214,11 @@ def _plan(
 
 def _write_part(src: ImageArchive, part: _Part, split: bool) -> PackResult:
     members = _members(src, part, split)
-    try:
+    with atomic.output_errors(part.dest):
         if part.dest.suffix.lower() == ".zip":
             _write_zip(part.dest, src, members)
         else:
             _write_folder(part.dest, src, members)
-    except OSError as exc:  # not a full disk (that is a DiskFullError): a path we cannot use
-        raise ConfigError(f"{part.dest}: cannot be written ({exc.strerror or exc}); choose "
-                          "another output") from None
     out = ImageArchive(part.dest)
     keys = out.patient_keys
     result = PackResult(

@@ -99,12 +99,8 @@ class OutputFolder:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """A full disk stays a DiskFullError; any other OSError is an unusable --outdir."""
-        try:
-            with atomic.disk_full_as_error(self.outdir):
-                yield
-        except OSError as exc:
-            raise ConfigError(f"{self.outdir}: cannot be written ({exc.strerror or exc}); "
-                              "choose another --outdir") from None
+        with atomic.output_errors(self.outdir, "--outdir"):
+            yield
 
     def write(self, name: str, data: bytes) -> None:
         if name not in self.done:
