@@ -251,10 +251,6 @@ def _check_json_target(path: Path) -> None:
         raise ConfigError(f"--json {path}: no folder {path.parent}; create it or choose another")
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _check_out_dir(out_dir: Path) -> None:
     """-o holds evaluations only: never a training run (the images' records would be mixed
     with the run's own per-snapshot records) or a non-empty folder of something else."""
@@ -284,7 +280,7 @@ def _run_images(images, data, metric_names, out_dir, device, num_gen, opts, forc
             "read as a generated image: move grid.png out of it, or generate without --grid"
         )
     inputs = [Path(images).resolve(), Path(data).resolve()]
-    if out_dir is not None and not any(_within(out_dir.resolve(), p) for p in inputs):
+    if out_dir is not None and not any(out_dir.resolve().is_relative_to(p) for p in inputs):
         _check_out_dir(out_dir)  # (-o inside an input: evaluate_images says so)
 
     ev = evaluate_images(

@@ -99,7 +99,7 @@ def _check_outdir(outdir: Path, run_dir: Path, data: str | Path | None) -> None:
 
     out = outdir.resolve()
     inputs = [run_dir.resolve()] + ([Path(data).resolve()] if data else [])
-    if any(out == p or p in out.parents for p in inputs if p.is_dir()) and out != (
+    if any(out.is_relative_to(p) for p in inputs if p.is_dir()) and out != (
         run_dir.resolve() / "report"
     ):
         raise ConfigError(f"--outdir {outdir}: inside an input folder; choose another folder")

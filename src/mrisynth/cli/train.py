@@ -25,7 +25,7 @@ def _check_outdir_outside_data(outdir: str | None, data: str) -> None:
     if outdir is None or not Path(data).is_dir():
         return
     out, src = Path(outdir).resolve(), Path(data).resolve()
-    if out == src or src in out.parents:
+    if out.is_relative_to(src):
         raise MrisynthError(
             f"--outdir {outdir}: inside the --data folder {data}; choose a folder outside it"
         )

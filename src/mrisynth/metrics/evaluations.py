@@ -135,7 +135,7 @@ def _check_output_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
     out = out_dir.resolve()
     for option, path in inputs.items():
         p = Path(path).resolve()
-        if p.is_dir() and (out == p or p in out.parents):
+        if p.is_dir() and out.is_relative_to(p):
             raise ConfigError(
                 f"-o {out_dir}: inside the {option} folder {path}; inputs are never modified, "
                 "choose a folder outside it"
