@@ -83,14 +83,15 @@ def write_generation(
     record = generation_info(
         str(network), snapshot.name, sha, info.kimg, seeds_text, len(seeds), opts, plan
     )
-    rows = [row for seed in seeds for row in manifest_rows(seed, plan, opts)]
+    rows_of = {seed: manifest_rows(seed, plan, opts) for seed in seeds}
+    rows = [row for seed in seeds for row in rows_of[seed]]
     folder = OutputFolder(outdir, record, [r["file"] for r in rows] + ([GRID_NAME] * grid))
     done = folder.start()
     grid_images = []
     with tqdm(total=len(seeds), desc="generate", unit="img", disable=not progress) as bar:
         for start in range(0, len(seeds), batch_size):  # batch-aligned, as a full run samples
             batch = seeds[start : start + batch_size]
-            names = {r["file"] for seed in batch for r in manifest_rows(seed, plan, opts)}
+            names = {r["file"] for seed in batch for r in rows_of[seed]}
             if not grid and names <= done:
                 bar.update(len(batch))  # written by the interrupted run
                 continue

@@ -152,8 +152,9 @@ def _write_zip(dest: Path, src: ImageArchive, members: list[tuple[str, bytes | N
 
 def _inside(folder: Path, name: str) -> Path:
     """`folder / name`, refusing any name that would land outside `folder` (zip-slip)."""
+    root = folder.resolve()
     target = (folder / name).resolve()
-    if not target.is_relative_to(folder.resolve()) or target == folder.resolve():
+    if not target.is_relative_to(root) or target == root:
         raise InputError(f"refused member '{name}': it would be written outside {folder}")
     return target
 
