@@ -37,6 +37,15 @@ LABELS = (
     "series, sequence (classes), or column:NAME (any manifest column).",
 )
 @click.option(
+    "--labels",
+    "named",
+    default=None,
+    metavar="position:K|sequence|position:K,sequence",
+    help="Named classes from prepare's manifest: K bins of the slice's anatomical position "
+    "(normalised per patient, 0 = top), the sequence (prepare --sequence any), or one class per "
+    "pair. dataset.json records the class names (for `generate --position/--label`).",
+)
+@click.option(
     "--holdout-patients",
     default=None,
     metavar="N|FRACTION",
@@ -52,7 +61,12 @@ LABELS = (
     help="Seed for choosing the held-out patients (recorded in dataset.json).",
 )
 def command(
-    source: Path, output: Path, label: str, holdout_patients: str | None, holdout_seed: int
+    source: Path,
+    output: Path,
+    label: str,
+    named: str | None,
+    holdout_patients: str | None,
+    holdout_seed: int,
 ) -> None:
     """Pack SOURCE (a folder of PNGs, normally `mrisynth prepare`'s output, or an archive made
     by NVIDIA's dataset_tool.py) into a training archive at --output.
@@ -70,7 +84,8 @@ def command(
             f"choose one of {', '.join(LABELS)} or column:NAME", param_hint="--label"
         )
     res = pack_archive(
-        source, output, label=label, holdout_patients=holdout_patients, holdout_seed=holdout_seed
+        source, output, label=label, holdout_patients=holdout_patients, holdout_seed=holdout_seed,
+        labels=named,
     )
     patients = "" if res.num_patients is None else f", {res.num_patients} patient(s)"
     click.echo(

@@ -107,3 +107,35 @@ def labels_to_array(raw: Sequence, source: str, num_classes: int | None = None) 
     raise InputError(
         f"{source}: labels must be all ints (classes) or all equal-length float lists"
     )
+
+
+MAX_CLASS_NAME = 64
+
+
+def condition_meta(names: Sequence[str], condition: dict) -> dict:
+    """dataset.json's `"mrisynth"` entries for named classes (see `data/conditions.py`)."""
+    return {"classes": list(names), "condition": dict(condition), "num_classes": len(names)}
+
+
+def class_names(obj: dict, source: str) -> list[str] | None:
+    """The checked class names of a dataset.json object (None when it records none): unique,
+    short, printable strings, at most MAX_LABEL_DIM of them."""
+    meta = obj.get(META_KEY)
+    names = meta.get("classes") if isinstance(meta, dict) else None
+    if names is None:
+        return None
+    return checked_class_names(names, f"{source}: {META_KEY}.classes")
+
+
+def checked_class_names(names: object, where: str) -> list[str]:
+    """Class names read from a file (dataset.json, a snapshot): InputError unless a list of
+    unique printable strings of 1..MAX_CLASS_NAME characters."""
+    if not isinstance(names, list) or not 0 < len(names) <= MAX_LABEL_DIM:
+        raise InputError(f"{where} must be a list of 1..{MAX_LABEL_DIM} names")
+    for n in names:
+        if not (isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME and n.isprintable()):
+            raise InputError(f"{where}: {str(n)[:40]!r} is not a name of 1..{MAX_CLASS_NAME} "
+                             "printable characters")
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: names repeat")
+    return list(names)

@@ -23,6 +23,7 @@ import numpy as np
 
 from mrisynth import atomic
 from mrisynth.data.archive import LABELS_NAME, MANIFEST_NAME, ImageArchive
+from mrisynth.data.conditions import named_labels
 from mrisynth.data.holdout import (
     choose_holdout_patients,
     holdout_path,
@@ -180,12 +181,14 @@ def _write_folder(dest: Path, src: ImageArchive, members: list[tuple[str, bytes 
 
 
 def _plan(
-    src: ImageArchive, dest: Path, labels: list | None, holdout: str | None, seed: int
+    src: ImageArchive, dest: Path, labels: list | None, holdout: str | None, seed: int,
+    named: dict | None = None,
 ) -> list[_Part]:
-    """The archives to write: the training one, and first the holdout if asked for."""
+    """The archives to write: the training one, and first the holdout if asked for.
+    `named`: the class-name record of `--labels` (labels.condition_meta), kept in both."""
     everything = list(range(len(src)))
     if holdout is None:
-        return [_Part(dest, everything, labels, None)]
+        return [_Part(dest, everything, labels, named)]
     keys = src.patient_keys
     if keys is None:
         raise InputError(
@@ -205,6 +208,7 @@ def _plan(
     shared = {}
     if labels and all(isinstance(v, int) for v in labels):  # same one-hot width in both parts
         shared["num_classes"] = max(labels) + 1
+    shared.update(named or {})  # every named class, also those absent from the data
     return [
         _Part(hold_dest, held_idx, pick(held_idx),
               {"held_out_from": {**record, "archive": dest.name}, **shared}),
@@ -246,6 +250,7 @@ def pack_archive(
     label: str | None = None,
     holdout_patients: str | float | None = None,
     holdout_seed: int = 0,
+    labels: str | None = None,
 ) -> PackResult:
     """Validate every image of `source` and write it as a training archive at `dest`.
 
@@ -254,6 +259,8 @@ def pack_archive(
     label (see `mrisynth.data.manifest.LABEL_CHOICES`). `holdout_patients` (a count, or a
     fraction below 1) moves whole patients, drawn with `holdout_seed`, into the sibling archive
     `holdout_path(dest)`; labels are derived over all images first, so class numbers agree.
+    `labels` ('position:K', 'sequence' or both, see `data/conditions.py`) gives named classes
+    derived from the manifest instead of `label`.
     """
     source, dest = Path(source), Path(dest)
     _check_destination(source, dest)
@@ -267,9 +274,13 @@ def pack_archive(
         )
     src = ImageArchive(source)
     src.validate()  # [C, H, W] of every image: same size, square, power of two
-    labels = _resolve_labels(src, label)
-    parts = _plan(src, dest, labels, None if holdout_patients is None else str(holdout_patients),
-                  holdout_seed)
+    named = None
+    if labels is not None:
+        values, named = named_labels(src, label, labels)
+    else:
+        values = _resolve_labels(src, label)
+    parts = _plan(src, dest, values, None if holdout_patients is None else str(holdout_patients),
+                  holdout_seed, named)
     results = [_write_part(src, part, split=len(parts) > 1) for part in parts]
     src.close()
     if len(results) == 1:

@@ -1,0 +1,201 @@
+"""Class labels that DICOM already gives: slice-position bins and sequence, from the manifest.
+
+`--labels position:K` bins each slice's *anatomical* position, normalised per patient:
+`fraction = (top - position_mm) / (top - bottom)` over all of that patient's slices, 0 at the
+most superior slice, 1 at the most inferior one; bin = floor(fraction * K). Why not the index
+within the series: prepare's `position_mm` is ImagePositionPatient projected on the slice
+normal, a physical coordinate shared by every series of a patient (one frame of reference),
+so the same anatomy gets the same bin in the T1 and T2 series even when they cover different
+extents or have gaps or uneven spacing, and the label never depends on InstanceNumber (the
+CHAOS-like phantom numbers half its patients head first). The sign: prepare's normal is
+cross(row, column) of ImageOrientationPatient, which points to the head (+z in DICOM's LPS
+frame) for the usual axial orientations; the manifest does not carry the orientation, so a
+mirrored acquisition would come out upside down (documented in the README).
+
+`--labels sequence` gives one class per sequence in the manifest (t1_in, t1_opp, t2spir, other:
+run prepare with `--sequence any` to have more than one); `position:K,sequence` one class per
+(sequence, bin) pair, index = sequence_index * K + bin, so every pair has a fixed class even if
+no slice falls in it. The names go to dataset.json (`labels.condition_meta`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mrisynth.data.labels import MAX_LABEL_DIM, condition_meta
+from mrisynth.data.manifest import read_manifest
+from mrisynth.errors import ConfigError, InputError
+
+MAX_POSITION_BINS = 64
+_SEQUENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+logger = logging.getLogger(__name__)
+
+AXIS = "per-patient anatomical position along the slice normal: 0 = top (head), 1 = bottom"
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """What `--labels` asked for."""
+
+    position_bins: int | None  # K, or None without position
+    sequence: bool
+
+    def text(self) -> str:
+        parts = [f"position:{self.position_bins}"] if self.position_bins else []
+        return ",".join(parts + ["sequence"] * self.sequence)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Derived class labels (archive order) and the names of all classes."""
+
+    classes: list[int]
+    names: list[str]
+    record: dict  # dataset.json's "condition" (how the classes were made)
+
+
+def parse_condition_spec(text: str) -> ConditionSpec:
+    """'position:K', 'sequence' or both, comma-separated (any order); ConfigError otherwise."""
+    bins, sequence = None, False
+    parts = [p.strip() for p in str(text).split(",")]
+    for part in parts:
+        kind, _, arg = part.partition(":")
+        if kind == "sequence" and not arg and not sequence:
+            sequence = True
+        elif kind == "position" and bins is None and re.fullmatch("[0-9]{1,3}", arg):
+            bins = int(arg)
+            if not 2 <= bins <= MAX_POSITION_BINS:
+                raise ConfigError(f"--labels {text}: position needs 2..{MAX_POSITION_BINS} bins")
+        else:
+            raise ConfigError(
+                f"--labels {text!r}: give position:K (K bins, e.g. position:4), sequence, or "
+                "both as position:K,sequence"
+            )
+    return ConditionSpec(bins, sequence)
+
+
+def position_bin(fraction: float, bins: int) -> int:
+    """Bin of a position fraction in [0, 1] (1 itself falls in the last bin)."""
+    if not 0.0 <= fraction <= 1.0:  # also NaN
+        raise ConfigError(f"position {fraction} is outside 0 (top) .. 1 (bottom)")
+    return min(int(fraction * bins), bins - 1)
+
+
+def bin_name(index: int, bins: int) -> str:
+    return f"pos{index / bins:.2f}-{(index + 1) / bins:.2f}"
+
+
+def class_names(spec: ConditionSpec, sequences: Sequence[str]) -> list[str]:
+    """All class names in class-index order."""
+    pos = [bin_name(b, spec.position_bins) for b in range(spec.position_bins or 0)]
+    if not spec.sequence:
+        return pos
+    if not pos:
+        return list(sequences)
+    return [f"{s}+{p}" for s in sequences for p in pos]
+
+
+def _finite(value: str, what: str, source: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise InputError(f"{source}: {what} {str(value)[:40]!r} is not a finite number; "
+                         "re-run `mrisynth prepare` to rebuild the manifest")
+    return x
+
+
+def position_fractions(rows: Sequence[dict[str, str]], source: str) -> list[float]:
+    """Per row: 0 (most superior slice of its patient) .. 1 (most inferior)."""
+    if any(not r.get("position_mm") for r in rows):
+        missing = sum(1 for r in rows if not r.get("position_mm"))
+        raise InputError(
+            f"{source}: {missing} image(s) have no position_mm (their DICOM lacked "
+            "ImagePositionPatient/Orientation); position labels need it for every image"
+        )
+    if any(not r.get("patient_key") for r in rows):
+        raise InputError(f"{source}: position labels need a patient_key for every image")
+    pos = [_finite(r["position_mm"], "position_mm", source) for r in rows]
+    by_patient: dict[str, list[float]] = defaultdict(list)
+    for r, p in zip(rows, pos, strict=True):
+        by_patient[r["patient_key"]].append(p)
+    span = {k: (max(v), min(v)) for k, v in by_patient.items()}
+    out = []
+    for r, p in zip(rows, pos, strict=True):
+        top, bottom = span[r["patient_key"]]
+        out.append(0.5 if top == bottom else (top - p) / (top - bottom))
+    return out
+
+
+def _sequences(rows: Sequence[dict[str, str]], source: str) -> list[str]:
+    values = [r.get("sequence") or "" for r in rows]
+    for v in values:
+        if not _SEQUENCE_NAME.match(v):
+            raise InputError(f"{source}: sequence {v[:40]!r} is not a sequence name (letters, "
+                             "digits, _ . -); re-run `mrisynth prepare`")
+    return values
+
+
+def derive_conditions(
+    manifest: str, names: Sequence[str], spec: ConditionSpec, source: str = "manifest.csv"
+) -> Conditions:
+    """Class per image of `names` (archive order) from prepare's manifest text."""
+    table = {r["file"].replace("\\", "/"): r for r in read_manifest(manifest, source)}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise InputError(f"{source}: no row for {missing[0]} ({len(missing)} images missing)")
+    rows = [table[n] for n in names]
+    k = spec.position_bins
+    bins = [position_bin(f, k) for f in position_fractions(rows, source)] if k else None
+    seqs = _sequences(rows, source) if spec.sequence else None
+    order = sorted(set(seqs)) if seqs else []
+    names_out = class_names(spec, order)
+    if len(names_out) > MAX_LABEL_DIM:
+        raise InputError(f"{source}: {len(names_out)} classes; at most {MAX_LABEL_DIM}")
+    seq_index = {s: i for i, s in enumerate(order)}
+    classes = []
+    for i in range(len(rows)):
+        s = seq_index[seqs[i]] if seqs else 0
+        classes.append(s * (k or 1) + (bins[i] if bins else 0))
+    record: dict = {"labels": spec.text()}
+    if k:
+        record.update(position_bins=k, position=AXIS)
+    if seqs:
+        record["sequences"] = order
+    return Conditions(classes, names_out, record)
+
+
+def class_counts(conditions: Conditions) -> list[int]:
+    counts = [0] * len(conditions.names)
+    for c in conditions.classes:
+        counts[c] += 1
+    return counts
+
+
+def named_labels(src, label: str | None, spec_text: str) -> tuple[list[int], dict]:
+    """(class per image, dataset.json's "mrisynth" entries) of `--labels` for an opened
+    `ImageArchive` with prepare's manifest; `label` (the `--label` option) must be unset."""
+    if label not in (None, "keep"):
+        raise ConfigError(f"give either --label {label} or --labels {spec_text}, not both")
+    spec = parse_condition_spec(spec_text)
+    source = f"{src.path}/manifest.csv"
+    manifest = src.manifest_text()
+    if manifest is None:
+        raise InputError(f"{src.path}: --labels {spec_text} needs manifest.csv (made by "
+                         "`mrisynth prepare`)")
+    try:
+        conds = derive_conditions(manifest, src.names, spec, source)
+    except csv.Error as exc:
+        raise InputError(f"{source}: malformed CSV ({exc})") from None
+    empty = [n for n, c in zip(conds.names, class_counts(conds), strict=True) if c == 0]
+    if empty:
+        logger.warning("%d of %d classes have no image (%s): a model cannot learn them",
+                       len(empty), len(conds.names), ", ".join(empty[:6]))
+    return conds.classes, condition_meta(conds.names, conds.record)
