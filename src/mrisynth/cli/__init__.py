@@ -13,7 +13,18 @@ import sys
 import click
 
 from mrisynth import __version__
-from mrisynth.cli import dataset, demo, generate, metrics, phantom, prepare, report, train, weights
+from mrisynth.cli import (
+    dataset,
+    demo,
+    generate,
+    metrics,
+    phantom,
+    prepare,
+    readerstudy,
+    report,
+    train,
+    weights,
+)
 from mrisynth.errors import MrisynthError
 
 
@@ -65,6 +76,7 @@ def cli(verbose: int) -> None:
 
 for _module in (phantom, prepare, dataset, train, metrics, weights, generate, report, demo):
     cli.add_command(_module.command)
+cli.add_command(readerstudy.command)
 
 
 def main(argv: list[str] | None = None) -> None:

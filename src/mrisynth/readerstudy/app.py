@@ -1,0 +1,159 @@
+"""The reader-study web app (Flask + Jinja, no JS framework).
+
+Routes (TOKEN is the reader's or organiser's secret; OPAQUE is one of that reader's image ids):
+  GET  /r/TOKEN                the current image, or 'done'     (records when it was shown)
+  GET  /r/TOKEN/image/OPAQUE   the PNG (this reader's ids only)
+  POST /r/TOKEN/answer         real|synthetic, realism 1-5 (optional), comment; CSRF token
+  GET  /r/TOKEN/pause          'your answers are saved'
+  GET  /o/TOKEN                the organiser's progress table (counts only)
+Nothing a reader gets names the truth or the source; unknown tokens and ids are a plain 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, abort, g, redirect, render_template, request, send_file, url_for
+
+from mrisynth.readerstudy import store
+from mrisynth.readerstudy.create import IMAGES_DIR
+
+MAX_COMMENT = 2000  # characters
+MAX_FORM_BYTES = 64 * 1024
+
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; script-src 'self'; "
+    "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",  # the token is in the URL: never send it elsewhere
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(study: str | Path) -> Flask:
+    """The app serving one study folder (opened and checked now, not at the first request)."""
+    study = Path(study)
+    store.open_study(study).close()
+    app = Flask(__name__)
+    app.config["STUDY"] = study
+    app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        con = g.pop("con", None)
+        if con is not None:
+            con.close()
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers.update(HEADERS)
+        return response
+
+    _routes(app)
+    return app
+
+
+def _db() -> sqlite3.Connection:
+    if "con" not in g:
+        g.con = store.connect(Path(g_study()) / store.DB_NAME)
+    return g.con
+
+
+def g_study() -> Path:
+    from flask import current_app
+
+    return current_app.config["STUDY"]
+
+
+def _reader(token: str, role: str = "reader") -> store.Reader:
+    reader = store.find_reader(_db(), token, role)
+    if reader is None:
+        abort(404)
+    return reader
+
+
+def _routes(app: Flask) -> None:
+    app.add_url_rule("/r/<token>", "read", _read, methods=["GET"])
+    app.add_url_rule("/r/<token>/image/<opaque>", "image", _image, methods=["GET"])
+    app.add_url_rule("/r/<token>/answer", "answer", _answer, methods=["POST"])
+    app.add_url_rule("/r/<token>/pause", "pause", _pause, methods=["GET"])
+    app.add_url_rule("/o/<token>", "organiser", _organiser, methods=["GET"])
+    app.add_url_rule("/", "index", lambda: (render_template("index.html"), 200))
+
+
+def _read(token: str) -> Any:
+    reader = _reader(token)
+    con = _db()
+    item = store.current_item(con, reader.id)
+    if item is None:
+        return render_template("done.html", total=store.count_items(con, reader.id))
+    store.mark_shown(con, reader.id, item.position)
+    return render_template(
+        "reader.html",
+        token=token,
+        item=item,
+        number=item.position + 1,
+        csrf=reader.csrf,
+        image_url=url_for("image", token=token, opaque=item.opaque),
+    )
+
+
+def _image(token: str, opaque: str) -> Any:
+    reader = _reader(token)
+    name = store.image_file(_db(), reader.id, opaque)
+    if name is None:
+        abort(404)
+    path = g_study() / IMAGES_DIR / name
+    return send_file(path, mimetype="image/png", download_name="image.png", etag=False,
+                     last_modified=None, max_age=0)  # fmt: skip
+
+
+def _answer(token: str) -> Any:
+    reader = _reader(token)
+    form = request.form
+    if not hmac.compare_digest(form.get("csrf", ""), reader.csrf):
+        abort(403)
+    answer = parse_answer(form.get("label"), form.get("realism"), form.get("comment"))
+    if answer is None:
+        abort(400)
+    label, realism, comment = answer
+    store.save_answer(_db(), reader.id, form.get("item", ""), label, realism, comment)
+    # A stale or repeated form (back button, double click) lands on the current item.
+    return redirect(url_for("read", token=token), code=303)
+
+
+def parse_answer(
+    label: str | None, realism: str | None, comment: str | None
+) -> tuple[str, int | None, str] | None:
+    """The form's values checked, or None: label one of LABELS, realism '' or 1..5."""
+    if label not in store.LABELS:
+        return None
+    score = None
+    if realism:
+        if realism not in {"1", "2", "3", "4", "5"}:
+            return None
+        score = int(realism)
+    text = (comment or "").replace("\x00", "")
+    if len(text) > MAX_COMMENT:
+        return None
+    return label, score, text
+
+
+def _pause(token: str) -> Any:
+    reader = _reader(token)
+    con = _db()
+    return render_template(
+        "paused.html",
+        token=token,
+        answered=store.count_answers(con, reader.id),
+        total=store.count_items(con, reader.id),
+    )
+
+
+def _organiser(token: str) -> Any:
+    _reader(token, role="organiser")
+    return render_template("organiser.html", rows=store.progress(_db()))

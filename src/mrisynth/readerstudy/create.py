@@ -1,0 +1,173 @@
+"""`reader-study create`: a study folder, built beside its destination and renamed into place.
+
+STUDY/
+  study.sqlite   images (truth, source), readers (hashed tokens), per-reader items, answers
+  images/        <random hex>.png, one per image, identically encoded
+  links.txt      the secret link path of every reader and of the organiser (mode 0600):
+                 hand each reader their own, then keep or delete this file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrisynth import atomic
+from mrisynth.errors import ConfigError
+from mrisynth.readerstudy import store
+from mrisynth.readerstudy.sources import (
+    MAX_IMAGES,
+    SourceImage,
+    check_same_shape,
+    encode,
+    real_images,
+    synthetic_images,
+)
+
+LINKS_NAME = "links.txt"
+IMAGES_DIR = "images"
+MAX_READERS = 100
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    real: Path
+    synthetic: Path
+    n_real: int
+    n_synthetic: int
+    readers: int
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        for name, n in (("--n-real", self.n_real), ("--n-synthetic", self.n_synthetic)):
+            if not 1 <= n <= MAX_IMAGES:
+                raise ConfigError(f"{name} {n}: must be in 1..{MAX_IMAGES}")
+        if not 1 <= self.readers <= MAX_READERS:
+            raise ConfigError(f"--readers {self.readers}: must be in 1..{MAX_READERS}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed {self.seed}: must be in 0..2^32-1")
+
+
+@dataclass(frozen=True)
+class Links:
+    readers: dict[str, str]  # reader name -> link path (/r/TOKEN)
+    organiser: str  # /o/TOKEN
+
+
+def check_outdir(outdir: Path, inputs: list[Path]) -> None:
+    """A new study goes into a new or empty folder, never into or over an input."""
+    out = outdir.resolve()
+    for p in inputs:
+        rp = p.resolve()
+        if out == rp or out.is_relative_to(rp) or rp.is_relative_to(out):
+            raise ConfigError(f"--outdir {outdir}: overlaps the input {p}; choose another folder")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--outdir {outdir}: exists and is not a folder; choose another")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(
+            f"--outdir {outdir}: not empty (a study is never overwritten: its answers would be "
+            "lost); choose a new folder"
+        )
+
+
+def create_study(plan: StudyPlan, outdir: Path) -> Links:
+    """Sample, encode and store the study; returns the secret links (shown once)."""
+    plan.check()
+    check_outdir(outdir, [plan.real, plan.synthetic])
+    rng = np.random.default_rng(plan.seed)
+    images = real_images(plan.real, plan.n_real, rng)
+    images += synthetic_images(plan.synthetic, plan.n_synthetic, rng, plan.device)
+    shape = check_same_shape(images)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+    try:
+        links = _write(tmp, images, plan, shape, rng)
+        if outdir.is_dir():
+            outdir.rmdir()  # empty (checked); rename needs it gone
+        os.replace(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return links
+
+
+def _write(
+    folder: Path,
+    images: list[SourceImage],
+    plan: StudyPlan,
+    shape: tuple[int, int, int],
+    rng: np.random.Generator,
+) -> Links:
+    (folder / IMAGES_DIR).mkdir()
+    con = store.connect(folder / store.DB_NAME)
+    try:
+        con.executescript(store.SCHEMA)
+        con.execute("BEGIN")
+        meta = {
+            "schema": store.SCHEMA_VERSION,
+            "created": str(time.time()),
+            "shape": json.dumps(list(shape)),
+            "seed": str(plan.seed),
+            "n_real": str(plan.n_real),
+            "n_synthetic": str(plan.n_synthetic),
+        }
+        con.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        ids = _store_images(con, folder / IMAGES_DIR, images)
+        links = _store_readers(con, ids, plan.readers, rng)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    text = "".join(f"{name} {path}\n" for name, path in links.readers.items())
+    atomic.write_text(folder / LINKS_NAME, text + f"organiser {links.organiser}\n")
+    os.chmod(folder / LINKS_NAME, 0o600)
+    return links
+
+
+def _store_images(con, folder: Path, images: list[SourceImage]) -> list[int]:
+    ids = []
+    for im in images:
+        blob = encode(im.pixels)
+        name = f"{secrets.token_hex(16)}.png"  # random: says nothing about truth or source
+        atomic.write_bytes(folder / name, blob)
+        cur = con.execute(
+            "INSERT INTO images (file, truth, source, patient_key, sha256) VALUES (?,?,?,?,?)",
+            (name, im.truth, im.source, im.patient_key, hashlib.sha256(blob).hexdigest()),
+        )
+        ids.append(int(cur.lastrowid))
+    return ids
+
+
+def _store_readers(con, ids: list[int], n: int, rng: np.random.Generator) -> Links:
+    """Each reader: a secret token, a seeded order of all images, random opaque ids."""
+    readers = {}
+    for r in range(1, n + 1):
+        token = secrets.token_urlsafe(32)
+        cur = con.execute(
+            "INSERT INTO readers (name, token_hash, csrf, role) VALUES (?, ?, ?, 'reader')",
+            (f"reader{r}", store.token_hash(token), secrets.token_urlsafe(32)),
+        )
+        rows = [
+            (cur.lastrowid, pos, ids[i], secrets.token_urlsafe(12))
+            for pos, i in enumerate(rng.permutation(len(ids)))
+        ]
+        con.executemany(
+            "INSERT INTO items (reader_id, position, image_id, opaque) VALUES (?,?,?,?)", rows
+        )
+        readers[f"reader{r}"] = f"/r/{token}"
+    token = secrets.token_urlsafe(32)
+    con.execute(
+        "INSERT INTO readers (name, token_hash, csrf, role) VALUES ('organiser', ?, ?, "
+        "'organiser')",
+        (store.token_hash(token), secrets.token_urlsafe(32)),
+    )
+    return Links(readers, f"/o/{token}")

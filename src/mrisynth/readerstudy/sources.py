@@ -1,0 +1,140 @@
+"""Where a study's images come from, and the one encoding every image gets.
+
+Real images: a training archive or prepared folder (ZIP or folder of PNGs), sampled
+patient-balanced with the manifest's patient keys (round-robin over patients in random order,
+so no patient dominates). Synthetic images: a folder of PNGs (e.g. `mrisynth generate`'s) or a
+snapshot / run folder, from which they are generated. Every image is decoded through the checked
+PNG path and re-encoded by `mrisynth.imaging.encode_png`: same encoder, 8-bit, no metadata
+chunks (IHDR, IDAT, IEND only), so the file says nothing about where it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrisynth.errors import InputError
+
+log = logging.getLogger(__name__)
+
+GENERATED_NAME = re.compile(r"seed\d+\.png")  # `mrisynth generate`'s images (not grid.png)
+MAX_IMAGES = 10_000  # per class: a reader could not answer more anyway
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image of the study before encoding: pixels and where it came from (organiser only)."""
+
+    pixels: np.ndarray  # uint8 [C, H, W]
+    truth: str  # real | synthetic
+    source: str  # archive member name or `seed<N>`
+    patient_key: str | None = None
+
+
+def balanced_indices(keys: list[str], n: int, rng: np.random.Generator) -> list[int]:
+    """`n` distinct indices spread evenly over patients (`keys[i]` = image i's patient).
+
+    Each round takes one not-yet-used image from every patient that still has one, patients
+    in a fresh random order, so counts per patient differ by at most one.
+    """
+    if n > len(keys):
+        raise InputError(f"only {len(keys)} real images available, {n} requested")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    pools = [[int(i) for i in rng.permutation(g)] for g in groups.values()]
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for p in rng.permutation(len(pools)):
+            if pools[p] and len(chosen) < n:
+                chosen.append(pools[p].pop())
+    return chosen
+
+
+def real_images(path: Path, n: int, rng: np.random.Generator) -> list[SourceImage]:
+    """`n` real images from an archive/folder, patient-balanced when it has patient keys."""
+    from mrisynth.data.archive import ImageArchive
+
+    archive = ImageArchive(path)
+    if n > len(archive):
+        raise InputError(f"--real {path}: holds {len(archive)} images, {n} requested")
+    keys = archive.patient_keys
+    if keys is None:
+        log.warning("%s: no patient keys (manifest.csv); real images sampled per image", path)
+    picked = balanced_indices(keys or [str(i) for i in range(len(archive))], n, rng)
+    return [
+        SourceImage(archive[i], "real", archive.names[i], keys[i] if keys else None)
+        for i in picked
+    ]
+
+
+def synthetic_images(
+    path: Path, n: int, rng: np.random.Generator, device: str
+) -> list[SourceImage]:
+    """`n` synthetic images: read from a folder of PNGs, or generated from a snapshot/run."""
+    if path.is_dir() and not _is_run(path):
+        return _from_folder(path, n, rng)
+    return _from_snapshot(path, n, rng, device)
+
+
+def _is_run(path: Path) -> bool:
+    return any(path.glob("network-snapshot-*.safetensors"))
+
+
+def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceImage]:
+    from mrisynth.data.archive import list_image_names
+    from mrisynth.generate.images import read_png
+
+    if (path / "generation.partial.json").exists():
+        raise InputError(
+            f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
+            ".json); finish it by running the same generate command again"
+        )
+    names = list_image_names(path)
+    if (path / "generation.json").is_file():  # generate's folder: its grid is not a sample
+        names = [m for m in names if GENERATED_NAME.fullmatch(m)]
+    if n > len(names):
+        raise InputError(f"--synthetic {path}: holds {len(names)} PNG images, {n} requested")
+    picked = sorted(int(j) for j in rng.choice(len(names), size=n, replace=False))
+    return [SourceImage(read_png(path / names[j]), "synthetic", names[j]) for j in picked]
+
+
+def _from_snapshot(path: Path, n: int, rng: np.random.Generator, device: str) -> list[SourceImage]:
+    from mrisynth.devices import resolve_device
+    from mrisynth.generate.sampling import SamplingOptions, sample_images
+    from mrisynth.training.checkpoint import load_generator
+
+    dev = resolve_device(device)
+    G, info = load_generator(path, device=str(dev))
+    seeds = sorted(int(s) for s in rng.choice(2**31 - 1, size=n, replace=False))
+    log.info("generating %d images from %s", n, info.path)
+    return [
+        SourceImage(img, "synthetic", f"seed{seed}")
+        for seed, img in sample_images(G, seeds, SamplingOptions(), dev)
+    ]
+
+
+def check_same_shape(images: list[SourceImage]) -> tuple[int, int, int]:
+    """Real and synthetic images must share channels and size: a reader must not be able to
+    tell them apart by format. Rescaling one side would blur it, so a mismatch is refused."""
+    shapes = {(im.truth, im.pixels.shape) for im in images}
+    by_shape = {s for _, s in shapes}
+    if len(by_shape) != 1:
+        described = ", ".join(f"{t} {'x'.join(map(str, s))}" for t, s in sorted(shapes))
+        raise InputError(
+            f"images differ in shape (CxHxW: {described}); give real and synthetic images of "
+            "the same size and channels (e.g. `mrisynth generate` from a model trained on them)"
+        )
+    return next(iter(by_shape))
+
+
+def encode(pixels: np.ndarray) -> bytes:
+    """The one encoding of every study image (lossless 8-bit PNG, no metadata)."""
+    from mrisynth.imaging import encode_png
+
+    return encode_png(np.ascontiguousarray(pixels, dtype=np.uint8))
