@@ -139,3 +139,13 @@ def checked_class_names(names: object, where: str) -> list[str]:
     if len(set(names)) != len(names):
         raise InputError(f"{where}: names repeat")
     return list(names)
+
+
+def archive_class_names(archive) -> list[str] | None:
+    """The class names an opened `ImageArchive` records, checked against its one-hot width."""
+    source = f"{archive.path}/dataset.json"
+    names = class_names(archive.dataset_json(), source)
+    if names is not None and len(names) != archive.label_dim:
+        raise InputError(f"{source}: {len(names)} class names for {archive.label_dim} classes; "
+                         "re-run `mrisynth dataset --labels ...`")
+    return names

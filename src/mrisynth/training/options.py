@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset, resolve_preset
+from mrisynth.data.labels import archive_class_names
 from mrisynth.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class ResolvedOptions:
     ada_kimg: float
     g_reg_interval: int = 4
     d_reg_interval: int = 16
+    classes: tuple[str, ...] = ()  # names of the conditioning classes (dataset --labels)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -187,6 +189,7 @@ def resolve_options(
     num_images: int,
     dataset_hash: str,
     resuming: bool = False,
+    classes: list[str] | None = None,
 ) -> ResolvedOptions:
     """Fill unset options from the preset and check that the result can run."""
     check_option_values(opts)  # ranges of gpus, kimg, tick, snap, p, ...
@@ -263,6 +266,7 @@ def resolve_options(
         aug=opts.aug,
         p_init=opts.p if opts.p is not None else 0.0,
         ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else preset_ada_kimg,
+        classes=tuple(classes or ()) if opts.cond else (),
     )
 
 
@@ -294,6 +298,7 @@ def resolve_for_archive(
         num_images=len(archive),
         dataset_hash=archive.content_hash(),
         resuming=resuming,
+        classes=archive_class_names(archive),
     )
 
 
