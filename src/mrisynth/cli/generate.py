@@ -19,6 +19,7 @@ def write_generation(
     noise_mode: str = "const",
     class_idx: int | None = None,
     batch_size: int = 16,
+    class_request: tuple[float | None, str | None] = (None, None),
     formats: tuple[str, ...] = ("png",),
     grid: bool = False,
     grid_cols: int | None = None,
@@ -34,6 +35,7 @@ def write_generation(
     from tqdm import tqdm
 
     from mrisynth.devices import resolve_device
+    from mrisynth.generate.classes import requested_class
     from mrisynth.generate.dicom import SeriesInfo
     from mrisynth.generate.export import (
         GRID_NAME,
@@ -60,6 +62,9 @@ def write_generation(
     opts.check_values()
     dev = resolve_device(device)
     G, info = load_generator(network, device=str(dev))
+    if class_request != (None, None):  # --position / --label: by the names training recorded
+        opts = requested_class(opts, class_request, info.path, int(G.c_dim))
+        class_idx = opts.class_idx
     opts.check(int(G.c_dim))
     snapshot = Path(info.path)
     sha = sha256_file(snapshot)
@@ -150,6 +155,17 @@ def write_generation(
     "--class", "class_idx", type=int, default=None, help="Class index for conditional generators."
 )
 @click.option(
+    "--position",
+    type=float,
+    default=None,
+    help="Slice level for position-conditional models: 0 (top) .. 1 (bottom of the abdomen).",
+)
+@click.option(
+    "--label",
+    default=None,
+    help="Class or sequence name for models trained on `dataset --labels` (e.g. t1-opp).",
+)
+@click.option(
     "--batch",
     "batch_size",
     type=int,
@@ -182,6 +198,8 @@ def command(
     truncation_cutoff: int | None,
     noise_mode: str,
     class_idx: int | None,
+    position: float | None,
+    label: str | None,
     batch_size: int,
     device: str,
     formats: tuple[str, ...],
@@ -212,6 +230,7 @@ def command(
         noise_mode=noise_mode,
         class_idx=class_idx,
         batch_size=batch_size,
+        class_request=(position, label),
         formats=formats or ("png",),
         grid=grid,
         grid_cols=grid_cols,
