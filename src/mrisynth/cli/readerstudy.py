@@ -25,21 +25,50 @@ def command() -> None:
 
 
 @command.command("create")
-@click.option("--real", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Real images: a training archive (ZIP) or folder of PNGs with manifest.csv.")
-@click.option("--synthetic", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Synthetic images: a folder of PNGs (mrisynth generate) or a snapshot/run.")
+@click.option(
+    "--real",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Real images: a training archive (ZIP) or folder of PNGs with manifest.csv.",
+)
+@click.option(
+    "--synthetic",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Synthetic images: a folder of PNGs (mrisynth generate) or a snapshot/run.",
+)
 @click.option("--n-real", type=int, default=20, show_default=True)
 @click.option("--n-synthetic", type=int, default=20, show_default=True)
 @click.option("--readers", type=int, default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seeds the sampling and every reader's order.")
-@click.option("--outdir", type=click.Path(path_type=Path), required=True,
-              help="A new or empty folder for the study.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto, cpu or cuda (when generating from a snapshot).")
-def create(real: Path, synthetic: Path, n_real: int, n_synthetic: int, readers: int, seed: int,
-           outdir: Path, device: str) -> None:  # fmt: skip
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds the sampling and every reader's order.",
+)
+@click.option(
+    "--outdir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A new or empty folder for the study.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu or cuda (when generating from a snapshot).",
+)
+def create(
+    real: Path,
+    synthetic: Path,
+    n_real: int,
+    n_synthetic: int,
+    readers: int,
+    seed: int,
+    outdir: Path,
+    device: str,
+) -> None:
     """Sample and encode the images, shuffle per reader, write STUDY with secret links."""
     from mrisynth.readerstudy.create import LINKS_NAME, StudyPlan, create_study
 
@@ -63,8 +92,12 @@ def is_loopback(host: str) -> bool:
 
 @command.command("serve")
 @click.argument("study", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but localhost exposes the study.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but localhost exposes the study.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 def serve(study: Path, host: str, port: int) -> None:
     """Serve STUDY to its readers until stopped (Ctrl-C); answers are saved as given."""
@@ -76,15 +109,15 @@ def serve(study: Path, host: str, port: int) -> None:
     if not is_loopback(host):
         log.warning(
             "serving on %s: anyone who can reach this address and holds a link can answer; "
-            "the links travel unencrypted over plain HTTP (use a VPN or an HTTPS proxy)", host
+            "the links travel unencrypted over plain HTTP (use a VPN or an HTTPS proxy)",
+            host,
         )
         click.echo(f"Warning: listening on {host}, not only this computer.", err=True)
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as e:
         raise click.ClickException(
-            f"--host {host} --port {port}: cannot listen ({e.strerror or e}); "
-            "choose another port"
+            f"--host {host} --port {port}: cannot listen ({e.strerror or e}); choose another port"
         ) from None
     click.echo(f"Serving {study} on http://{host}:{server.server_port}/ (Ctrl-C to stop)", err=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -108,8 +108,14 @@ def _image(token: str, opaque: str) -> Any:
     if name is None:
         abort(404)
     path = g_study() / IMAGES_DIR / name
-    return send_file(path, mimetype="image/png", download_name="image.png", etag=False,
-                     last_modified=None, max_age=0)  # fmt: skip
+    return send_file(
+        path,
+        mimetype="image/png",
+        download_name="image.png",
+        etag=False,
+        last_modified=None,
+        max_age=0,
+    )
 
 
 def _answer(token: str) -> Any:

@@ -68,8 +68,7 @@ def real_images(path: Path, n: int, rng: np.random.Generator) -> list[SourceImag
         log.warning("%s: no patient keys (manifest.csv); real images sampled per image", path)
     picked = balanced_indices(keys or [str(i) for i in range(len(archive))], n, rng)
     return [
-        SourceImage(archive[i], "real", archive.names[i], keys[i] if keys else None)
-        for i in picked
+        SourceImage(archive[i], "real", archive.names[i], keys[i] if keys else None) for i in picked
     ]
 
 
