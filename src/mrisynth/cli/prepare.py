@@ -111,6 +111,20 @@ def _percentiles(text: str) -> tuple[float, float]:
     "to give one patient the same key in all of them.",
 )
 @click.option(
+    "--masks",
+    is_flag=True,
+    help="Also write each slice's organ mask (CHAOS Ground PNGs) as OUTPUT/masks/<image name> "
+    "with labels 0 background, 1 liver, 2 right kidney, 3 left kidney, 4 spleen, through the "
+    "image's own geometry (nearest neighbour); manifest column mask_file.",
+)
+@click.option(
+    "--mask-labels",
+    default=None,
+    metavar="SPEC",
+    help="With --masks: grey values of the source masks, in label order, instead of CHAOS's "
+    "(63/126/189/252 with ranges): 'liver=63,spleen=240-255' or JSON '{\"liver\": 63}'.",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bars on stderr (default: when stderr is a terminal).",
@@ -130,6 +144,8 @@ def command(
     keep_source_paths: bool,
     hide_source_paths: bool,
     patient_key_secret: Path | None,
+    masks: bool,
+    mask_labels: str | None,
     progress: bool | None,
 ) -> None:
     """Turn DICOM studies in INPUTS (CHAOS root, Train_Sets/Test_Sets, any DICOM tree) into
@@ -145,8 +161,15 @@ def command(
     --keep-source-paths (OUTPUT/.mrisynth-sources.csv maps the report's ids to paths, for this
     machine only); patient_key is an HMAC under a secret that stays in OUTPUT/.mrisynth-secret.
     """
+    from mrisynth.data.masks import CHAOS_LABELS, parse_label_map
     from mrisynth.data.prepare import PrepareOptions, prepare
     from mrisynth.data.slice_pipeline import SliceOptions
+
+    if mask_labels is not None and not masks:
+        raise ConfigError("--mask-labels needs --masks")
+    label_map = None
+    if masks:
+        label_map = CHAOS_LABELS if mask_labels is None else parse_label_map(mask_labels)
 
     opts = PrepareOptions(
         sequence=sequence,
@@ -162,6 +185,7 @@ def command(
         strict=strict,
         source_paths=keep_source_paths,
         secret_file=patient_key_secret,
+        masks=label_map,
     )
     if hide_source_paths and keep_source_paths:
         raise ConfigError("--hide-source-paths and --keep-source-paths contradict each other")
@@ -193,6 +217,12 @@ def command(
         click.echo(f"skipped {bad} files: {top} (details in report.json)")
     if other:
         click.echo(f"{len(other)} slices of other sequences not selected (--sequence {sequence})")
+    if "masks" in res.report:
+        m = res.report["masks"]
+        click.echo(
+            f"masks: {m['written']} written to {res.output}/masks, "
+            f"{len(m['images_without_mask'])} images without a mask, {len(m['skipped'])} skipped"
+        )
     for w in res.warnings[:5]:
         click.echo(f"warning: {w}", err=True)
     if len(res.warnings) > 5:

@@ -29,6 +29,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "source",  # sha256:<16 hex>; with --keep-source-paths the path relative to its input (+ "#N")
     "source_sha256",
     "source_frame",  # 1-based frame of an Enhanced (multi-frame) source; empty otherwise
+    "mask_file",  # with --masks: masks/<file> (label values 0..K-1); empty when none
 )
 
 LABEL_CHOICES: dict[str, str] = {

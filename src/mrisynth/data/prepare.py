@@ -27,7 +27,9 @@ from mrisynth.data import prepare_folder as folder
 from mrisynth.data.dicom_checks import FATAL, failure_reason
 from mrisynth.data.dicom_scan import Skipped, SliceHeader, scan_inputs
 from mrisynth.data.manifest import manifest_csv
-from mrisynth.data.prepare_folder import MANIFEST_FILE, REPORT_FILE, check_paths
+from mrisynth.data.mask_sources import match_series, training_mask
+from mrisynth.data.masks import LabelMap, label_map_json
+from mrisynth.data.prepare_folder import MANIFEST_FILE, MASK_LABELS_FILE, REPORT_FILE, check_paths
 from mrisynth.data.series import SEQUENCE_CHOICES, Series, build_series, select_series
 from mrisynth.data.slice_pipeline import (
     FIT_METHODS,
@@ -58,6 +60,7 @@ class PrepareOptions:
     strict: bool = False  # any non-benign skip fails the run
     source_paths: bool = False  # True: manifest/report name input files by their paths
     secret_file: Path | None = None  # HMAC key for patient keys (default: the output's own)
+    masks: LabelMap | None = None  # --masks: also write each slice's label mask (masks/NAME)
 
 
 @dataclass
@@ -80,6 +83,9 @@ class _SeriesOut:
     images: list[tuple[str, bytes, dict]]  # (file name, PNG bytes, manifest row)
     skipped: list[Skipped]
     warnings: list[str]
+    masks: list[tuple[str, bytes]] = field(default_factory=list)  # (masks/NAME, PNG bytes)
+    mask_skipped: list[Skipped] = field(default_factory=list)  # masks that could not be used
+    no_mask: list[str] = field(default_factory=list)  # images whose slice has no mask
 
 
 def check_options(opts: PrepareOptions) -> None:
@@ -178,7 +184,7 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
     if decoded and s_opts.norm.startswith("volume"):
         vol = np.stack([v for _, _, v in decoded])  # [S, H, W]
         bounds = norm_bounds(vol, s_opts.norm, s_opts.percentiles)
-    images = []
+    images, kept = [], []  # kept: the slice of each image
     for sl, pos, values in decoded:
         idx = len(images)  # slices that fail here leave no gap in the numbering
         got = _guarded(sl, _image, series, idx, sl, pos, values, bounds, len(decoded), opts)
@@ -187,11 +193,32 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
             continue
         *image, warning = got
         images.append(tuple(image))
+        kept.append(sl)
         if warning:
             warnings.append(warning)
     if len(images) < len(decoded):  # keep slice_count honest when an encode failed late
         images = [(n, p, {**r, "slice_count": len(images)}) for n, p, r in images]
-    return _SeriesOut(images, skipped, warnings)
+    out = _SeriesOut(images, skipped, warnings)
+    if opts.masks is not None:
+        _add_masks(out, series, kept, opts)
+    return out
+
+
+def _add_masks(out: _SeriesOut, series: Series, kept: list[SliceHeader], opts) -> None:
+    """Each written image's mask (same name under masks/) and its manifest column."""
+    found = match_series(series.slices)
+    out.mask_skipped += found.skipped
+    by_name = {}
+    for (name, _, _), sl in zip(out.images, kept, strict=True):
+        got = _guarded(sl, training_mask, found, sl, opts.masks, opts.slice)
+        if isinstance(got, bytes):
+            by_name[name] = f"masks/{name}"
+            out.masks.append((by_name[name], got))
+        elif isinstance(got, Skipped):
+            out.mask_skipped.append(got)
+        else:
+            out.no_mask.append(name)
+    out.images = [(n, p, {**r, "mask_file": by_name.get(n, "")}) for n, p, r in out.images]
 
 
 def _crashed(series: Series, exc: BaseException) -> _SeriesOut:
@@ -294,6 +321,22 @@ def _report(inputs, opts, name, all_series, chosen, outs, skipped, warnings, cou
     }
 
 
+def _mask_report(outs: list[_SeriesOut], label_map: LabelMap, name, warnings) -> dict:
+    """report.json's "masks": labels, counts, and why each unusable mask was skipped."""
+    skipped = [k for o in outs for k in o.mask_skipped]
+    missing = sorted(n for o in outs for n in o.no_mask)
+    if missing:
+        warnings.append(f"{len(missing)} images have no mask (no Ground PNG found for their slice)")
+    if skipped:
+        warnings.append(f"{len(skipped)} masks skipped: {skipped[0].reason} (see report.json)")
+    return {
+        "labels": label_map.labels,
+        "written": sum(len(o.masks) for o in outs),
+        "images_without_mask": missing,
+        "skipped": [{"source": name(k.rel), "reason": k.reason} for k in skipped],
+    }
+
+
 def _not_selected(all_series: list[Series], chosen: list[Series], sequence: str) -> list[Skipped]:
     """Slices of other sequences: listed too, so every input file is accounted for."""
     picked = {id(s) for s in chosen}
@@ -353,18 +396,22 @@ def prepare(
     }
     name = (lambda rel: rel) if opts.source_paths else functools.partial(folder.source_id, secret)
     report = _report(in_paths, opts, name, all_series, chosen, outs, skipped, warnings, counts)
-    tables = {
-        MANIFEST_FILE: manifest_csv([r for _, _, r in images]).encode(),
-        REPORT_FILE: (json.dumps(report, indent=2) + "\n").encode(),
-    }
+    files = {n: png for n, png, _ in images}
+    tables = {MANIFEST_FILE: manifest_csv([r for _, _, r in images]).encode()}
+    mask_skipped = [k for o in outs for k in o.mask_skipped]
+    if opts.masks is not None:
+        report["masks"] = _mask_report(outs, opts.masks, name, warnings)
+        files.update((n, png) for o in outs for n, png in o.masks)
+        tables[MASK_LABELS_FILE] = label_map_json(opts.masks).encode()
+    tables[REPORT_FILE] = (json.dumps(report, indent=2) + "\n").encode()
     if not opts.source_paths:  # ids -> paths, for the user's eyes only (hidden, mode 0600)
-        tables[folder.SOURCES_FILE] = _sources_csv(in_paths, skipped, chosen, name)
-    written, removed = folder.write_outputs(out, {n: png for n, png, _ in images}, tables)
+        tables[folder.SOURCES_FILE] = _sources_csv(in_paths, skipped + mask_skipped, chosen, name)
+    written, removed = folder.write_outputs(out, files, tables)
     result = PrepareResult(
         out,
         len(images),
         written,
-        len(images) - written,
+        len(files) - written,
         removed,
         len(report["patients"]),
         skipped,

@@ -25,6 +25,8 @@ from mrisynth.errors import ConfigError, DiskFullError, InputError
 
 MANIFEST_FILE = "manifest.csv"
 REPORT_FILE = "report.json"
+MASKS_DIR = "masks"  # --masks: one label PNG per image, same name
+MASK_LABELS_FILE = f"{MASKS_DIR}/labels.json"  # label names and grey ranges of those masks
 MARKER_FILE = ".mrisynth-prepare"  # written first: recognises our own (partial) output
 SECRET_FILE = ".mrisynth-secret"  # HMAC key of patient keys; stays in this folder (mode 0600)
 SOURCES_FILE = ".mrisynth-sources.csv"  # source ids -> input paths, for this machine only (0600)
@@ -155,6 +157,9 @@ def _check_free_space(output: Path, files: dict[str, bytes]) -> None:
 def _stale(output: Path, keep: set[str]) -> list[Path]:
     """PNGs of earlier runs into this folder that this run does not produce."""
     names = {p.name for p in output.iterdir() if OUR_PNG.match(p.name)}
+    masks = output / MASKS_DIR
+    if masks.is_dir() and not masks.is_symlink():  # masks of a --masks run
+        names |= {f"{MASKS_DIR}/{p.name}" for p in masks.iterdir() if OUR_PNG.match(p.name)}
     old = output / MANIFEST_FILE
     if old.is_file():  # folders from before the marker: what their manifest lists
         rows = read_manifest(old.read_text(encoding="utf-8"), str(old))

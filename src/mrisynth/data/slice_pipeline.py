@@ -227,8 +227,11 @@ def normalise(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32)
 
 
-def make_isotropic(img: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
-    """Resample so one pixel covers the same distance along rows and columns."""
+def make_isotropic(
+    img: np.ndarray, spacing_mm: tuple[float, float] | None, nearest: bool = False
+) -> np.ndarray:
+    """Resample so one pixel covers the same distance along rows and columns (`nearest`: for
+    label masks, which must not blend labels)."""
     if spacing_mm is None or spacing_mm[0] <= 0 or spacing_mm[1] <= 0:
         return img
     row_mm, col_mm = spacing_mm
@@ -239,7 +242,8 @@ def make_isotropic(img: np.ndarray, spacing_mm: tuple[float, float] | None) -> n
     new_w, new_h = w * col_mm / step, h * row_mm / step
     shrink = min(1.0, (MAX_FRAME_PIXELS / (new_w * new_h)) ** 0.5)  # bounded memory
     new_w, new_h = max(1, round(new_w * shrink)), max(1, round(new_h * shrink))
-    return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    interp = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_LINEAR
+    return cv2.resize(img, (new_w, new_h), interpolation=interp)
 
 
 def fit_square(img: np.ndarray, fit: str) -> np.ndarray:
@@ -258,12 +262,15 @@ def fit_square(img: np.ndarray, fit: str) -> np.ndarray:
     return img[top : top + side, left : left + side]
 
 
-def resize(img: np.ndarray, size: int) -> np.ndarray:
-    """INTER_AREA when shrinking (least aliasing), linear when enlarging."""
+def resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """INTER_AREA when shrinking (least aliasing), linear when enlarging; `nearest` (pixel
+    centres aligned as the others: INTER_NEAREST_EXACT) for label masks."""
     h, w = img.shape
     if (h, w) == (size, size):
         return img
     interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
+    if nearest:
+        interp = cv2.INTER_NEAREST_EXACT
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
@@ -289,8 +296,16 @@ def to_training_image(
     opts: SliceOptions,
 ) -> np.ndarray:
     """Modality values [H, W] -> square uint8/uint16 [size, size]."""
-    img = normalise(values, lo, hi)
-    if opts.isotropic:
-        img = make_isotropic(img, spacing_mm)
-    img = resize(fit_square(img, opts.fit), opts.size)  # [size, size]
+    img = square_geometry(normalise(values, lo, hi), spacing_mm, opts)  # [size, size]
     return quantise(img, opts.bit_depth)
+
+
+def square_geometry(
+    img: np.ndarray, spacing_mm: tuple[float, float] | None, opts: SliceOptions,
+    nearest: bool = False,
+) -> np.ndarray:
+    """[H, W] -> [size, size]: isotropic pixels, fit to square, resize. The one geometry of a
+    slice, shared by its image and (`nearest`) its mask, so both land on the same pixels."""
+    if opts.isotropic:
+        img = make_isotropic(img, spacing_mm, nearest)
+    return resize(fit_square(img, opts.fit), opts.size, nearest)
