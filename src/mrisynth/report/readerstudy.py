@@ -91,7 +91,8 @@ def roc_figure(results: dict[str, Any]) -> bytes:
     ax.set_xlabel("real images called synthetic (1 - specificity)")
     ax.set_ylabel("synthetic images detected (sensitivity)")
     ax.set_title("ROC from the realism score")
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, alpha=0.3)
     return figure_png(fig)
 
