@@ -84,7 +84,7 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
     show_default=True,
     help="Comma-separated: fid50k_full, kid50k_full, pr50k3_full (any count, e.g. "
     "fid2k_full), intensity_hist, body_area, pixfd[<n>], frd<n>, memorisation[<n>], "
-    "diversity[<n>].",
+    "diversity[<n>], faithfulness[<n>] (conditional models).",
 )
 @click.option(
     "--num-gen",

@@ -13,6 +13,9 @@ images, and the real side is always the full training set for `_full`):
 - `memorisation[<n>]`: memorisation audit on n generated images (default 1k).
 - `diversity[<n>]`: MS-SSIM, spread and coverage of n generated images against the real ones,
   with the mode-collapse verdict (`metrics.diversity`; default 1k).
+- `faithfulness[<n>]`: a conditional generator's images of each class classified by a probe
+  fitted on the real training slices, next to its accuracy on held-out real slices
+  (`metrics.faithfulness`; n generated images split evenly over the classes; default 1k).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("pixfd", re.compile(r"^pixfd(?P<n>\d+k|\d+)?$")),
     ("memorisation", re.compile(r"^memorisation(?P<n>\d+k|\d+)?$")),
     ("diversity", re.compile(r"^diversity(?P<n>\d+k|\d+)?$")),
+    ("faithfulness", re.compile(r"^faithfulness(?P<n>\d+k|\d+)?$")),
 ]
 
 # Which detector each family feeds ('standin-' = the seeded random stand-in).
@@ -123,7 +127,8 @@ def parse_metric_name(name: str) -> MetricSpec:
     raise ConfigError(
         f"unknown metric {name!r}{hint}; known: fid50k_full, kid50k_full, pr50k3_full "
         "(any count, e.g. fid2k_full), standin_fd/kd/pr..., intensity_hist, body_area, "
-        "frd<n>, pixfd[<n>], memorisation[<n>], diversity[<n>] (see `mrisynth metrics --help`)"
+        "frd<n>, pixfd[<n>], memorisation[<n>], diversity[<n>], faithfulness[<n>] "
+        "(see `mrisynth metrics --help`)"
     )
 
 

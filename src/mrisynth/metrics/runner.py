@@ -273,6 +273,20 @@ def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, names
     return _Outcome(res, detector, len(train), audit, picture, verdicts=verdicts)
 
 
+def _faithfulness(spec, source, archive, pool, opts, device) -> _Outcome:
+    """The faithfulness metric (metrics.faithfulness) of a generator source."""
+    from mrisynth.metrics import faithfulness
+
+    if not isinstance(source, sources.NetworkImages):
+        raise ConfigError(f"{spec.name}: needs a generator (it asks for each class); a folder "
+                          "of images does not say which class each was asked for")
+    ext = pool.optional("inception")  # per-class FID when the detector is here
+    res = faithfulness.evaluate(source.G, archive, spec.num_gen, device, opts.batch_size,
+                                opts.first_seed, opts.seed, ext, prefix=spec.name)
+    detector = ext.record() if ext is not None else None
+    return _Outcome(res.results, detector, res.num_real, caveats=res.caveats)
+
+
 def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
     """Fail before any generation: load every needed detector, check optional packages."""
     for spec in specs:
@@ -305,10 +319,15 @@ def compute_metrics(
     # One generated stream per (count, noise mode). The reference draws fresh noise; the audit
     # uses constant noise so that `mrisynth generate --seeds S` reproduces a flagged image.
     groups: dict[tuple[int, str], list[MetricSpec]] = defaultdict(list)
+    out: dict[str, _Outcome] = {}
     for spec in specs:
+        if spec.family == "faithfulness":  # its own class-by-class generation
+            out[spec.name] = _faithfulness(spec, source, archive, pool, opts, device)
+            if on_done is not None:
+                on_done(spec, out[spec.name])
+            continue
         noise = "const" if spec.family == "memorisation" and from_network else "random"
         groups[(spec.num_gen, noise)].append(spec)
-    out: dict[str, _Outcome] = {}
     for (num, noise), group in sorted(groups.items()):
         needs = _group_needs(group, pool)
         generated = _generate_group(source, num, noise, needs, pool, opts)

@@ -1,0 +1,155 @@
+"""Faithfulness metric on a toy set: a bright band whose height is the slice position.
+
+Real slices: per patient, positions spread over the body; `dataset --labels position:4` bins
+them. Generators: a faithful one draws a position inside the requested bin; a label-ignoring
+one draws any position. The classifier is the metric's own (fitted on the real training set).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from mrisynth.cli import cli
+from mrisynth.data.archive import ImageArchive
+from mrisynth.data.manifest import manifest_csv
+from mrisynth.data.pack import pack_archive
+from mrisynth.errors import ConfigError
+from mrisynth.imaging import encode_png
+from mrisynth.metrics import faithfulness
+from mrisynth.metrics.label_probe import LinearProbe, image_features
+from mrisynth.training.checkpoint import save_snapshot
+
+SIDE, BINS = 16, 4
+
+
+def render(fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [1, S, S]: a band at row fraction * (S - 1) (0 = top), blurred, noisy."""
+    rows = np.arange(SIDE, dtype=np.float64)[:, None]
+    centre = fraction * (SIDE - 1) + rng.normal(0, 0.8)
+    img = 40 + 160 * np.exp(-0.5 * ((rows - centre) / 1.5) ** 2) + rng.normal(0, 25, (SIDE, SIDE))
+    return np.clip(img, 0, 255).astype(np.uint8)[None]
+
+
+def write_source(root, patients: int = 10, slices: int = 16):
+    root.mkdir()
+    rows = []
+    rng = np.random.default_rng(1)
+    for p in range(patients):
+        top = rng.uniform(-50, 50)
+        for k in range(slices):
+            frac = k / (slices - 1)
+            name = f"p{p:02d}_{k:03d}.png"
+            (root / name).write_bytes(encode_png(render(frac, rng)))
+            # prepare's convention: position grows towards the head, so the top slice is largest
+            rows.append({"file": name, "patient_key": f"p{p:02d}", "sequence": "t1_in",
+                         "position_mm": top - 7.5 * k})
+    (root / "manifest.csv").write_text(manifest_csv(rows))
+    return root
+
+
+class ToyG(nn.Module):
+    """Renders from z alone (seeded by it); `faithful` picks the position inside c's bin."""
+
+    def __init__(self, faithful: bool, c_dim: int = BINS) -> None:
+        super().__init__()
+        self.z_dim, self.c_dim, self.faithful = 8, c_dim, faithful
+
+    def forward(self, z, c, noise_mode="const", **_):
+        out = []
+        for zi, ci in zip(z, c, strict=True):
+            rng = np.random.default_rng(abs(int(zi[0].item() * 1e6)))
+            u = rng.uniform()
+            frac = (int(ci.argmax()) + u) / self.c_dim if self.faithful else u
+            out.append(render(frac, rng))
+        return torch.from_numpy(np.stack(out)).float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    src = write_source(root / "src")
+    with_holdout = pack_archive(src, root / "data.zip", labels=f"position:{BINS}",
+                                holdout_patients="3")
+    plain = pack_archive(src, root / "plain.zip", labels=f"position:{BINS}")
+    return ImageArchive(with_holdout.path), ImageArchive(plain.path)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_ignoring_generator_scores_at_chance_faithful_one_near_real(archives, which):
+    archive = archives[which]  # with a holdout archive, and with the patient split
+    good = faithfulness.evaluate(ToyG(True), archive, 400, prefix="f")
+    bad = faithfulness.evaluate(ToyG(False), archive, 400, prefix="f")
+    real = good.results["f_acc_real"]
+    assert real == bad.results["f_acc_real"] and real > 0.6  # the probe is worth asking
+    assert good.results["f_chance"] == 0.25 and good.num_gen == 400
+    assert abs(good.results["f_acc_gen"] - real) < 0.12
+    assert abs(bad.results["f_acc_gen"] - 0.25) < 0.1
+    assert set(good.results) >= {"f_acc_gen_pos0.00-0.25", "f_body_area_w1_pos0.75-1.00",
+                                 "f_intensity_jsd_pos0.25-0.50", "f_acc_ratio"}
+    assert ("no holdout archive" in " ".join(good.caveats)) == (which == 1)
+    assert good.num_real == (48 if which == 0 else 32)  # 3 held-out patients / 2 of 10
+
+
+def test_probe_is_deterministic_and_learns_a_separable_set():
+    rng = np.random.default_rng(0)
+    fr = rng.uniform(0, 1, 200)
+    imgs = np.stack([render(f, rng) for f in fr])
+    y = np.minimum((fr * 2).astype(int), 1)
+    a = LinearProbe(2).fit(image_features(imgs), y)
+    b = LinearProbe(2).fit(image_features(imgs), y)
+    assert np.array_equal(a.weight, b.weight)
+    assert (a.predict(image_features(imgs)) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="two classes"):
+        LinearProbe(2).fit(image_features(imgs), np.zeros(200, int))
+    with pytest.raises(ValueError, match="uint8"):
+        image_features(imgs.astype(np.float32))
+
+
+def test_refusals(archives, tmp_path):
+    archive = archives[0]
+    with pytest.raises(ConfigError, match="conditional generator"):
+        faithfulness.evaluate(ToyG(True, c_dim=0), archive, 20)
+    with pytest.raises(ConfigError, match="conditional generator"):
+        faithfulness.evaluate(ToyG(True, c_dim=3), archive, 20)
+    folder = tmp_path / "floats"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.png").write_bytes(encode_png(render(i / 3, np.random.default_rng(i))))
+    labels = {"labels": [[f"{i}.png", [0.5, 0.5]] for i in range(4)]}
+    (folder / "dataset.json").write_text(json.dumps(labels))
+    with pytest.raises(ConfigError, match="float labels"):
+        faithfulness.evaluate(ToyG(True, c_dim=2), ImageArchive(folder), 20)
+    (folder / "dataset.json").unlink()
+    with pytest.raises(ConfigError, match="conditional generator"):
+        faithfulness.evaluate(ToyG(True, c_dim=0), ImageArchive(folder), 20)
+
+
+def test_metrics_cli_records_faithfulness(archives, tmp_path):
+    """`mrisynth metrics --metrics faithfulness...` on a run: one record with both accuracies;
+    `--images` (no class per image) is refused with one line."""
+    from tests.test_generate import tiny_generator
+
+    G = tiny_generator(c_dim=BINS)
+    run = tmp_path / "00000-run"
+    save_snapshot(run / "network-snapshot-000001.safetensors", G=G, D=None, G_ema=G,
+                  state={"kimg": 1})
+    archive = archives[0]
+    res = CliRunner().invoke(cli, ["metrics", "--network", str(run), "--data", str(archive.path),
+                                   "--metrics", "faithfulness64"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((run / "metric-faithfulness64.jsonl").read_text().splitlines()[-1])
+    assert {"faithfulness64_acc_gen", "faithfulness64_acc_real"} <= set(rec["results"])
+    assert rec["reference_exact"] is False and rec["caveats"]
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(4):
+        (images / f"{i}.png").write_bytes(encode_png(render(0.5, np.random.default_rng(i))))
+    res = CliRunner().invoke(cli, ["metrics", "--images", str(images), "--data",
+                                   str(archive.path), "--metrics", "faithfulness",
+                                   "-o", str(tmp_path / "ev")])
+    assert res.exit_code == 1 and res.output.startswith("Error: ")
+    assert "needs a generator" in res.output
