@@ -4,6 +4,10 @@ folder of 'synthetic' PNGs as `mrisynth generate` writes them (seedNNNNNN.png + 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +48,17 @@ def make_study(tmp: Path, n_real: int = 4, n_synthetic: int = 4, readers: int = 
     synth = write_synthetic(tmp / "synth")
     plan = StudyPlan(real, synth, n_real, n_synthetic, readers, seed=3, device="cpu")
     return tmp / "study", create_study(plan, tmp / "study")
+
+
+def start_server(study: Path, *args: str, said: list[str] | None = None):
+    """The server process and its base URL; `said` collects its stderr up to then."""
+    cmd = [sys.executable, "-m", "mrisynth", "reader-study", "serve", str(study), "--port", "0"]
+    proc = subprocess.Popen([*cmd, *args], stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the server says where it listens once it does
+        if said is not None:
+            said.append(line)
+        m = re.search(r"on (http://[^/]+)/", line)
+        if m:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep pipe drained
+            return proc, m.group(1)
+    raise AssertionError(f"server did not start (exit {proc.wait()})")

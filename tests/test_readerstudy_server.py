@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -19,23 +17,9 @@ from click.testing import CliRunner
 
 from mrisynth.cli import cli
 from mrisynth.cli.readerstudy import is_loopback
-from readerstudy_data import make_study, write_real, write_synthetic
+from readerstudy_data import make_study, start_server, write_real, write_synthetic
 
 FIELD = re.compile(r'name="(csrf|item)" value="([^"]+)"')
-
-
-def start_server(study: Path, *args: str, said: list[str] | None = None):
-    """The server process and its base URL; `said` collects its stderr up to then."""
-    cmd = [sys.executable, "-m", "mrisynth", "reader-study", "serve", str(study), "--port", "0"]
-    proc = subprocess.Popen([*cmd, *args], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # the server says where it listens once it does
-        if said is not None:
-            said.append(line)
-        m = re.search(r"on (http://[^/]+)/", line)
-        if m:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep pipe drained
-            return proc, m.group(1)
-    raise AssertionError(f"server did not start (exit {proc.wait()})")
 
 
 def get(url: str) -> str:

@@ -83,6 +83,7 @@ def _routes(app: Flask) -> None:
     app.add_url_rule("/r/<token>/pause", "pause", _pause, methods=["GET"])
     app.add_url_rule("/o/<token>", "organiser", _organiser, methods=["GET"])
     app.add_url_rule("/", "index", lambda: (render_template("index.html"), 200))
+    app.add_url_rule("/favicon.ico", "favicon", lambda: ("", 204))  # browsers ask for it
 
 
 def _read(token: str) -> Any:
