@@ -17,6 +17,7 @@ from mrisynth.cli import (
     dataset,
     demo,
     generate,
+    import_nvidia,
     metrics,
     phantom,
     prepare,
@@ -77,6 +78,7 @@ def cli(verbose: int) -> None:
 for _module in (phantom, prepare, dataset, train, metrics, weights, generate, report, demo):
     cli.add_command(_module.command)
 cli.add_command(readerstudy.command)
+cli.add_command(import_nvidia.command)
 
 
 def main(argv: list[str] | None = None) -> None:

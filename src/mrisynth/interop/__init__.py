@@ -1,0 +1,9 @@
+"""Interoperability with NVIDIA's StyleGAN2-ADA tools.
+
+- `nvidia_pickle`: a restricted unpickler for stylegan2-ada-pytorch `network-snapshot-*.pkl`
+  files; it rebuilds tensors and plain containers and turns NVIDIA's persistent-class records into
+  inert data, never importing or running code from the file.
+- `nvidia_networks`: NVIDIA's init kwargs and parameter names -> `NetworkConfig` and our
+  state dicts (up-sampling kernels flipped to our orientation).
+- `nvidia_import`: a whole pickle -> a mrisynth snapshot (`mrisynth import-nvidia`).
+"""

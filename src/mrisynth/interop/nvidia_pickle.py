@@ -1,0 +1,312 @@
+"""Read NVIDIA stylegan2-ada-pytorch pickles without running any code from them.
+
+NVIDIA writes snapshots with plain `pickle.dump`: every network is a call of
+`torch_utils.persistence._reconstruct_persistent_obj(meta)` whose `meta` holds the defining
+module's source text, the class name and the module's `__dict__`; tensors go through torch's
+rebuild helpers with each storage serialised as bytes (`torch.storage._load_from_bytes`, a
+legacy `torch.save` stream). Loading such a file with `pickle` imports NVIDIA's packages and
+executes the embedded source, so a file from anywhere can run anything.
+
+Here a file is read in two passes over bytes held in memory:
+1. `pickletools.genops` walks every opcode first: truncation, trailing bytes, opcodes NVIDIA's
+   files never contain (BUILD, INST, OBJ, persistent ids, extension codes, out-of-band buffers)
+   and absurd memo indices are refused before anything is built.
+2. An `Unpickler` whose `find_class` knows only a handful of names, each bound to a function of
+   ours that checks its arguments: plain containers, tensors rebuilt from storages we parse
+   ourselves (sizes checked against the bytes present before any allocation), and persistent
+   records kept as inert data (`PersistentRecord`; `module_src` stays text, never executed).
+The result is then walked (depth- and size-bounded) into plain Python values and tensors.
+`torch.load` is never called: its legacy loader sizes storages from the stream's claims.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+
+MAX_DEPTH = 64  # NVIDIA's deepest nesting is ~20 (network > block > layer > state > dict)
+MAX_NODES = 5_000_000
+MAX_DIMS = 8
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy-format magic number
+LEGACY_PROTOCOL = 1001
+
+# Opcodes that NVIDIA's snapshots never contain and that reach code or state we do not control.
+_FORBIDDEN_OPCODES = {
+    "BUILD", "INST", "OBJ", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER",
+    "READONLY_BUFFER",
+}  # fmt: skip
+_MEMO_OPCODES = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}  # fmt: skip
+
+
+class PickleRefused(Exception):
+    """The file is not a pickle we can read safely; the message says why (no file name)."""
+
+
+class PersistentRecord(NamedTuple):
+    """One NVIDIA persistent object as data: `state` is the module's `__dict__`."""
+
+    class_name: str
+    module_src: str
+    version: int
+    state: dict[str, Any]
+
+
+class _Tensor(NamedTuple):  # immutable while unpickling: BUILD/setattr cannot reach a tensor
+    value: torch.Tensor
+
+
+class _Storage(NamedTuple):
+    data: torch.Tensor  # 1-D, its dtype
+
+
+class _Record(NamedTuple):
+    meta: Any
+
+
+class _StorageType(NamedTuple):
+    dtype: torch.dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 1: opcodes
+
+
+def _scan(stream: io.BytesIO, forbidden: set[str]) -> None:
+    """Walk one pickle's opcodes up to its STOP (`stream` is left just after it)."""
+    count = 0
+    try:
+        for opcode, arg, _pos in pickletools.genops(stream):
+            count += 1
+            if opcode.name in forbidden:
+                raise PickleRefused(f"holds the pickle instruction {opcode.name}, which "
+                                    f"NVIDIA's snapshots never use (it can reach foreign code)")
+            if opcode.name in _MEMO_OPCODES and not 0 <= int(arg) <= count:
+                raise PickleRefused(f"refers to pickle memo slot {arg} (corrupt or hostile)")
+    except ValueError as e:  # genops: truncated argument, unknown opcode, missing STOP
+        raise PickleRefused(f"is not a complete pickle ({str(e)[:120]})") from None
+
+
+def scan_opcodes(data: bytes) -> None:
+    """Refuse truncated or trailing data, foreign opcodes and memo indices beyond the file."""
+    stream = io.BytesIO(data)
+    _scan(stream, _FORBIDDEN_OPCODES)
+    if stream.tell() != len(data):
+        raise PickleRefused(f"has {len(data) - stream.tell()} bytes after the end of the pickle")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 2: the restricted unpickler
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, stream: io.BytesIO, allowed: dict[tuple[str, str], Any],
+                 persistent: Callable[[Any], Any] | None = None) -> None:
+        super().__init__(stream)
+        self._allowed, self._persistent = allowed, persistent
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise PickleRefused(f"asks for {module[:80]}.{name[:80]}, which an NVIDIA network "
+                                f"snapshot never needs (refused: it could run code)") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._persistent is None:
+            raise PickleRefused("uses persistent ids outside a storage record")
+        return self._persistent(pid)
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple) or len(value) > MAX_DIMS or not all(
+        type(v) is int and 0 <= v < 2**40 for v in value
+    ):
+        raise PickleRefused(f"has a tensor with a bad {what} {str(value)[:60]}")
+    return value
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                    hooks: Any = None, metadata: Any = None) -> _Tensor:
+    """torch._utils._rebuild_tensor_v2, bounds-checked: a view into one parsed storage."""
+    del requires_grad, hooks, metadata  # weights only; hooks would be functions (refused anyway)
+    if not isinstance(storage, _Storage):
+        raise PickleRefused("rebuilds a tensor from something that is not a storage")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if type(offset) is not int or offset < 0 or len(size) != len(stride):
+        raise PickleRefused("has a tensor with a bad offset or stride")
+    numel = storage.data.numel()
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+    if all(size) and last >= numel:
+        raise PickleRefused(f"has a tensor reaching element {last} of a storage of {numel}")
+    if not all(size):
+        return _Tensor(torch.empty(size, dtype=storage.data.dtype))
+    return _Tensor(torch.as_strided(storage.data, size, stride, offset).clone())
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> _Tensor:
+    del requires_grad, hooks
+    if not isinstance(data, _Tensor):
+        raise PickleRefused("rebuilds a parameter from something that is not a tensor")
+    return data
+
+
+def _record(meta: Any) -> _Record:
+    """torch_utils.persistence._reconstruct_persistent_obj: kept as data, checked later."""
+    return _Record(meta)
+
+
+class _EasyDict(dict):
+    """dnnlib.EasyDict arrives via NEWOBJ (`cls.__new__(cls)`) + SETITEMS: a plain dict here."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> dict:  # type: ignore[misc]
+        return {}
+
+
+def _latin1(text: Any, encoding: Any = None) -> bytes:
+    """_codecs.encode as protocol 2 uses it to write bytes: latin-1 text -> bytes, nothing else."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise PickleRefused("uses _codecs.encode other than for protocol 2's bytes")
+    return text.encode("latin1")
+
+
+def _load_storage(data: Any) -> _Storage:
+    """torch.storage._load_from_bytes, parsed here rather than by torch.load."""
+    if not isinstance(data, bytes):
+        raise PickleRefused("has a storage record that is not bytes")
+    return parse_legacy_storage(data)
+
+
+OUTER_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,  # protocol 2 writes Python 2 names
+    ("__builtin__", "frozenset"): frozenset,
+    ("_codecs", "encode"): _latin1,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib", "EasyDict"): _EasyDict,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _record,
+}
+
+
+def _load(data: bytes, allowed: dict, persistent: Callable[[Any], Any] | None = None) -> Any:
+    return _Unpickler(io.BytesIO(data), allowed, persistent).load()
+
+
+# ---------------------------------------------------------------------------------------------
+# torch's legacy storage stream (inside `_load_from_bytes`)
+
+_STORAGE_ALLOWED = {("torch", name): _StorageType(dt) for name, dt in _STORAGE_DTYPES.items()}
+
+
+def parse_legacy_storage(data: bytes) -> _Storage:
+    """Magic, protocol, sys_info, the storage's persistent id, its key list, then per key an
+    int64 element count and the raw little-endian bytes. Each pickle is scanned and loaded with
+    only the storage type names allowed; sizes are checked against the bytes present."""
+    stream = io.BytesIO(data)
+
+    def next_pickle(persistent: Callable[[Any], Any] | None = None) -> Any:
+        start = stream.tell()
+        _scan(stream, _FORBIDDEN_OPCODES - {"BINPERSID", "PERSID"})
+        return _load(data[start:stream.tell()], _STORAGE_ALLOWED, persistent)
+
+    if next_pickle() != LEGACY_MAGIC or next_pickle() != LEGACY_PROTOCOL:
+        raise PickleRefused("has a storage record that is not torch's legacy format")
+    info = next_pickle()
+    if not isinstance(info, dict) or info.get("little_endian") is not True:
+        raise PickleRefused("has a storage record that is not little-endian")
+    found: list[tuple] = []
+    next_pickle(lambda pid: found.append(pid))
+    keys = next_pickle()
+    if len(found) != 1 or not isinstance(keys, list) or len(keys) != 1:
+        raise PickleRefused("has a storage record that does not hold exactly one storage")
+    pid = found[0]
+    if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType) and pid[2] == keys[0]
+            and type(pid[4]) is int and pid[5] is None):
+        raise PickleRefused("has a storage record of an unknown layout")
+    dtype, numel = pid[1].dtype, pid[4]
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    head = stream.read(8)
+    count = int.from_bytes(head, "little") if len(head) == 8 else -1
+    remaining = len(data) - stream.tell()
+    if count != numel or count * itemsize != remaining:
+        raise PickleRefused(f"has a storage claiming {numel} elements with {remaining} bytes "
+                            f"of data (truncated or forged)")
+    raw = bytearray(data[stream.tell():])
+    return _Storage(torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass 3: plain values
+
+
+def _plain(obj: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
+        raise PickleRefused(f"nests deeper than {MAX_DEPTH} levels or holds too many values")
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, _Tensor):
+        return obj.value
+    if isinstance(obj, _Record):
+        return _persistent(obj.meta, depth, budget)
+    if type(obj) in (dict, OrderedDict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str | int):
+                raise PickleRefused("has a dictionary key that is not text")
+            out[k] = _plain(v, depth + 1, budget)
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_plain(v, depth + 1, budget) for v in obj)
+    if type(obj) in (set, frozenset):
+        return frozenset(_plain(v, depth + 1, budget) for v in obj)
+    if type(obj) is bytes:
+        return obj
+    raise PickleRefused(f"holds a value of type {type(obj).__name__[:40]} where NVIDIA's "
+                        f"snapshots hold only networks, tensors and plain values")
+
+
+def _persistent(meta: Any, depth: int, budget: list[int]) -> PersistentRecord:
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise PickleRefused("has a persistent object that is not a class record")
+    name, src, version = meta.get("class_name"), meta.get("module_src"), meta.get("version")
+    if not isinstance(name, str) or not isinstance(src, str) or type(version) is not int:
+        raise PickleRefused("has a persistent record without class_name/module_src/version")
+    state = _plain(meta.get("state"), depth + 1, budget)
+    if not isinstance(state, dict):
+        raise PickleRefused(f"has a persistent {name[:40]} whose state is not a dictionary")
+    return PersistentRecord(name[:200], src, version, state)
+
+
+def loads(data: bytes) -> Any:
+    """The pickle in `data` as plain values, tensors and `PersistentRecord`s.
+
+    Raises PickleRefused for anything else (the caller names the file)."""
+    scan_opcodes(data)
+    try:
+        obj = _load(data, OUTER_ALLOWED)
+    except PickleRefused:
+        raise
+    except MemoryError:
+        raise PickleRefused("claims more memory than this machine has (hostile)") from None
+    except Exception as e:  # anything the unpickler or our argument checks raise
+        raise PickleRefused(f"cannot be unpickled ({type(e).__name__}: {str(e)[:120]})") from None
+    return _plain(obj, 0, [MAX_NODES])
