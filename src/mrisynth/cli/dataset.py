@@ -60,6 +60,13 @@ LABELS = (
     show_default=True,
     help="Seed for choosing the held-out patients (recorded in dataset.json).",
 )
+@click.option(
+    "--masks",
+    is_flag=True,
+    help="Pair each image with its mask from `mrisynth prepare --masks`: one 2-channel PNG "
+    "(grey + alpha: the image, then label l at grey level round(l*255/(K-1))); images "
+    "without a usable mask are left out and listed.",
+)
 def command(
     source: Path,
     output: Path,
@@ -67,6 +74,7 @@ def command(
     named: str | None,
     holdout_patients: str | None,
     holdout_seed: int,
+    masks: bool,
 ) -> None:
     """Pack SOURCE (a folder of PNGs, normally `mrisynth prepare`'s output, or an archive made
     by NVIDIA's dataset_tool.py) into a training archive at --output.
@@ -85,7 +93,7 @@ def command(
         )
     res = pack_archive(
         source, output, label=label, holdout_patients=holdout_patients, holdout_seed=holdout_seed,
-        labels=named,
+        labels=named, masks=masks,
     )
     patients = "" if res.num_patients is None else f", {res.num_patients} patient(s)"
     click.echo(
@@ -94,6 +102,13 @@ def command(
         f"content hash {res.content_hash}"
         + ("" if res.has_manifest else " (no manifest.csv in the source)")
     )
+    if masks:
+        click.echo("paired: channel 0 image, channel 1 mask (labels and levels in dataset.json)")
+    if res.left_out:
+        click.echo(
+            f"left out {len(res.left_out)} image(s) without a usable mask, e.g. {res.left_out[0]}",
+            err=True,
+        )
     if res.holdout is not None:
         click.echo(
             f"held out {res.holdout.num_patients} patient(s), {res.holdout.num_images} images "

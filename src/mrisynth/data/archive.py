@@ -85,7 +85,7 @@ class ImageArchive:
         self._zip_pid: int | None = None
         self._lock = threading.Lock()
         self._hash: str | None = None
-        self.names: list[str] = list_image_names(self.path)
+        self.names: list[str] = self._without_masks(list_image_names(self.path))
         if not self.names:
             raise InputError(f"{self.path}: contains no PNG images")
         first = self[0]  # [C, H, W]
@@ -101,6 +101,28 @@ class ImageArchive:
             self.num_channels,
             self.label_dim,
         )
+
+    def _without_masks(self, names: list[str]) -> list[str]:
+        """`prepare --masks` keeps label masks in masks/ (with masks/labels.json) beside the
+        images, named in the manifest's mask_file column: never training images themselves."""
+        if "masks/labels.json" in self._member_names():
+            names = [n for n in names if not n.startswith("masks/")]
+        try:
+            text = self.manifest_text()
+            if text is None:
+                return names
+            from mrisynth.data.manifest import read_manifest
+
+            rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
+        except (InputError, csv.Error):
+            return names  # reported by whoever needs the manifest
+        masks = {(r.get("mask_file") or "").replace("\\", "/") for r in rows}
+        return [n for n in names if n not in masks]
+
+    def _member_names(self) -> set[str]:
+        if self._is_zip:
+            return set(self._zipfile().namelist())
+        return {"masks/labels.json"} if (self.path / "masks" / "labels.json").is_file() else set()
 
     # -- raw member access -------------------------------------------------------------------
     def _zipfile(self) -> zipfile.ZipFile:
@@ -282,7 +304,7 @@ def _available_memory() -> int | None:
 
 
 def check_image_shape(img: np.ndarray, name: str) -> None:
-    """Square, power-of-two side, 1 or 3 channels: what the networks accept."""
+    """Square, power-of-two side, 1, 2 (image + mask) or 3 channels: what the networks accept."""
     c, h, w = img.shape
     if h != w:
         raise InputError(f"{name}: {w}x{h} is not square; run `mrisynth prepare` (pads to square)")
@@ -290,5 +312,5 @@ def check_image_shape(img: np.ndarray, name: str) -> None:
         raise InputError(
             f"{name}: side {h} is not a power of two >= 4; re-run `mrisynth prepare --size 256`"
         )
-    if c not in (1, 3):
-        raise InputError(f"{name}: {c} channels; need 1 or 3")
+    if c not in (1, 2, 3):
+        raise InputError(f"{name}: {c} channels; need 1, 2 (image + mask) or 3")

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class PackResult:
     labels: str  # short description, e.g. "unlabelled" or "3 classes (one-hot)"
     holdout: PackResult | None = None  # the held-out patients' archive, if one was made
     num_patients: int | None = None  # distinct patient keys (None without a manifest)
+    left_out: tuple[str, ...] = ()  # --masks: images without a usable mask, with the reason
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ def pack_archive(
     holdout_patients: str | float | None = None,
     holdout_seed: int = 0,
     labels: str | None = None,
+    masks: bool = False,
 ) -> PackResult:
     """Validate every image of `source` and write it as a training archive at `dest`.
 
@@ -260,7 +262,9 @@ def pack_archive(
     fraction below 1) moves whole patients, drawn with `holdout_seed`, into the sibling archive
     `holdout_path(dest)`; labels are derived over all images first, so class numbers agree.
     `labels` ('position:K', 'sequence' or both, see `data/conditions.py`) gives named classes
-    derived from the manifest instead of `label`.
+    derived from the manifest instead of `label`. `masks` packs each image with its
+    `prepare --masks` label map as one 2-channel image (`mrisynth.data.pairing`); images
+    without a usable mask are left out (listed in `left_out`).
     """
     source, dest = Path(source), Path(dest)
     _check_destination(source, dest)
@@ -274,6 +278,11 @@ def pack_archive(
         )
     src = ImageArchive(source)
     src.validate()  # [C, H, W] of every image: same size, square, power of two
+    left_out: list[str] = []
+    if masks:
+        from mrisynth.data.pairing import paired_source
+
+        src, left_out = paired_source(src)
     named = None
     if labels is not None:
         values, named = named_labels(src, label, labels)
@@ -281,12 +290,14 @@ def pack_archive(
         values = _resolve_labels(src, label)
     parts = _plan(src, dest, values, None if holdout_patients is None else str(holdout_patients),
                   holdout_seed, named)
-    results = [_write_part(src, part, split=len(parts) > 1) for part in parts]
+    if masks:  # both parts say how their second channel is coded
+        parts = [replace(p, meta={**(p.meta or {}), "mask": src.spec.record()}) for p in parts]
+    results = [_write_part(src, part, split=len(parts) > 1 or masks) for part in parts]
     src.close()
     if len(results) == 1:
-        return results[0]
+        return replace(results[0], left_out=tuple(left_out))
     held, train = results
-    return PackResult(**{**train.__dict__, "holdout": held})
+    return PackResult(**{**train.__dict__, "holdout": held, "left_out": tuple(left_out)})
 
 
 def label_summary(labels: np.ndarray) -> str:

@@ -134,9 +134,10 @@ def decode_checked(data: bytes, name: str) -> tuple[PngHeader, np.ndarray]:
 
 
 def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """PNG bytes -> uint8 [C, H, W] (C = 1 or 3, RGB order), as training archives need.
+    """PNG bytes -> uint8 [C, H, W] (C = 1 grey, 3 RGB, or 2 = grey + alpha: a paired
+    image + mask, see `mrisynth.data.masks`), as training archives need.
 
-    16-bit, grey+alpha and RGBA files are refused with a reason.
+    16-bit and RGBA files are refused with a reason.
     """
     header = read_png_header(data, name)
     if header.bit_depth == 16:
@@ -144,19 +145,41 @@ def decode_png(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: 16-bit PNG; training archives need 8-bit images "
             "(run `mrisynth prepare` without --bit-depth 16)"
         )
-    if header.colour_type in (4, 6):
+    if header.colour_type == 6:
         raise InputError(
-            f"{name}: {header.channels} channels (with alpha); training archives need 1 (grey) "
-            "or 3 (RGB)"
+            f"{name}: 4 channels (RGB + alpha); training archives need 1 (grey), 2 (grey + "
+            "mask, from `mrisynth dataset --masks`) or 3 (RGB)"
         )
     _, img = decode_checked(data, name)
     if img.dtype != np.uint8:
         raise InputError(f"{name}: decoded as {img.dtype}; training archives need 8-bit images")
     if img.ndim == 2:
         return img[np.newaxis]  # [1, H, W]
+    if header.colour_type == 4:  # cv2 gives grey + alpha as BGRA with B = G = R
+        return np.ascontiguousarray(img[:, :, [0, 3]].transpose(2, 0, 1))  # [2, H, W]
     if img.shape[2] == 3:
         return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))  # BGR -> RGB [3, H, W]
     raise InputError(f"{name}: {img.shape[2]} channels; training archives need 1 (grey) or 3 (RGB)")
+
+
+def encode_grey_alpha(image: np.ndarray) -> bytes:
+    """uint8 [2, H, W] -> PNG bytes of colour type 4 (grey + alpha), which cv2 cannot write.
+
+    Deterministic (filter 0, zlib level 6), so packing the same pairs twice gives the same bytes.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] != 2:
+        raise ValueError(f"expected uint8 [2, H, W], got {image.dtype} {image.shape}")
+    _, h, w = image.shape
+    rows = np.ascontiguousarray(image.transpose(1, 2, 0)).reshape(h, 2 * w)  # G A G A ...
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter 0
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 4, 0, 0, 0)
+    return (PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b""))
 
 
 def as_uint8_chw(img: np.ndarray) -> np.ndarray:
