@@ -38,8 +38,8 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     from mrisynth.data.archive import ImageArchive
     from mrisynth.devices import resolve_device
     from mrisynth.errors import InputError
-    from mrisynth.generate.sampling import SamplingOptions, sample_images
     from mrisynth.report.build import PanelImages, panel_snapshot
+    from mrisynth.report.classes import panel_samples
     from mrisynth.training.checkpoint import load_generator
 
     snapshot = panel_snapshot(run)
@@ -51,7 +51,7 @@ def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:
     dev = resolve_device(device)
     G, info = load_generator(snapshot, device=str(dev))
     seeds = list(range(num))
-    generated = [img for _, img in sample_images(G, seeds, SamplingOptions(), dev)]
+    generated = panel_samples(G, seeds, dev)  # a conditional G: one class per seed
     archive = ImageArchive(data)
     train = archive.read_all()  # [M, C, H, W]
     if train.shape[1:] != generated[0].shape:
@@ -127,6 +127,7 @@ def write_report(
     """Build the report of a run folder and write it; returns the HTML page's path."""
     from mrisynth import atomic
     from mrisynth.report.build import build_report
+    from mrisynth.report.classes import run_class_grids
     from mrisynth.report.render import (
         HTML_NAME,
         MARKDOWN_NAME,
@@ -143,7 +144,8 @@ def write_report(
     _check_outdir(outdir, run.run_dir, data)
     wanted = panel_images > 0 and not run.is_evaluation  # an evaluation has no generator
     panel = _panel(run, Path(data) if data else None, panel_images, device) if wanted else None
-    report = build_report(run, panel)
+    classes = run_class_grids(run, device) if wanted else None  # conditional runs only
+    report = build_report(run, panel, classes)
     if panel is None and wanted:
         report.notes.append(
             "Figure 4 (real vs generated) left out: it needs a snapshot and the "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mrisynth.report import classes as per_class
 from mrisynth.report import figures, grids, memorisation, pairs
 from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
@@ -283,7 +284,9 @@ def _audit_picture(run: RunFiles, obj: dict[str, Any], path: Path) -> Path | Non
     return picture if picture.is_file() else None
 
 
-def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
+def build_report(
+    run: RunFiles, panel: PanelImages | None = None, classes: per_class.ClassGrids | None = None
+) -> Report:
     """Everything of the report except the HTML/Markdown text (see `render`)."""
     series = collect_series(run.metrics)
     report = Report(run=run, series=series, best=best_table(series))
@@ -317,6 +320,11 @@ def build_report(run: RunFiles, panel: PanelImages | None = None) -> Report:
     elif not run.stats and not run.is_evaluation:
         report.notes.append("No stats.jsonl yet: training curves are left out.")
     _images(report)
+    if classes is not None:  # a conditional run: one row per class (report/classes.py)
+        entry = FigureEntry("classes.png", "Generated images per class",
+                            per_class.caption(classes), section="images")
+        report.add(entry, per_class.class_figure(classes))
+        report.files.update(per_class.class_grid_files(classes))
     if panel is not None:
         kimg = "" if panel.kimg is None else f" at {panel.kimg} kimg"
         report.add(
