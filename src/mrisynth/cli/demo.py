@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -100,7 +101,8 @@ def run_demo(
     device = resolve_device(device).type  # auto -> cuda or cpu, named in the step lines
     out = Path(outdir)
     _claim_outdir(out)
-    for own in ("phantom", "samples"):  # the demo's own folders: a smaller re-run leaves no extras
+    # The demo's own folders: a smaller re-run leaves no extras, a killed one no warm-up run.
+    for own in ("phantom", "samples", "warmup"):
         if (out / own).is_dir():
             shutil.rmtree(out / own)
     t_start = time.time()
@@ -169,28 +171,30 @@ def run_demo(
             "      (no Inception/VGG16 detector found: FID/KID/precision/recall skipped; "
             "`mrisynth weights status` says where to put them)"
         )
+    opts = TrainOptions(
+        data=str(out / "data.zip"),
+        outdir=str(out / "runs"),
+        cfg="tiny",
+        mirror=True,
+        kimg=plan.kimg,
+        tick=plan.tick,
+        snap=plan.snap,
+        metrics=tuple(metrics),
+        workers=0,
+        device=device,
+        seed=0,
+        desc="demo",
+    )
+    expected = _echo_estimate(opts, out / "warmup", echo)
+    t_train = time.time()
     loop_log = logging.getLogger("mrisynth.training.loop")
     ticks = _TickEcho()
     loop_log.addHandler(ticks)  # one progress line per tick: training is most of the demo
     try:
-        run_dir = train(
-            TrainOptions(
-                data=str(out / "data.zip"),
-                outdir=str(out / "runs"),
-                cfg="tiny",
-                mirror=True,
-                kimg=plan.kimg,
-                tick=plan.tick,
-                snap=plan.snap,
-                metrics=tuple(metrics),
-                workers=0,
-                device=device,
-                seed=0,
-                desc="demo",
-            )
-        )
+        run_dir = train(opts)
     finally:
         loop_log.removeHandler(ticks)
+    echo(f"      training took {_minutes(time.time() - t_train)} (estimate {_minutes(expected)})")
     done(t, f"run folder {run_dir}")
 
     final = [f"memorisation{plan.num_eval}", f"diversity{plan.num_eval}", f"pixfd{plan.num_eval}"]
@@ -231,6 +235,28 @@ def run_demo(
     echo(f"Demo finished in {time.time() - t_start:.0f} s.")
     echo(f"Report: {page}")
     return page
+
+
+def _echo_estimate(opts, workdir: Path, echo: Callable[[str], None]) -> float:
+    """Time a short warm-up run of `opts` and say how long training will take; returns the
+    estimate in seconds."""
+    from mrisynth.training.duration import measure
+
+    # 16 steps hold R1 and path-length steps in a long run's proportion; a smoke run of a few
+    # dozen steps gets 2, so that measuring does not double it.
+    est = measure(opts, workdir, steps=16 if opts.kimg >= 2 else 2)
+    expected = est.training_sec(opts.kimg, opts.tick, opts.snap)
+    echo(
+        f"      estimate: {_minutes(expected)} of training ({est.sec_per_kimg:.1f} s/kimg and "
+        f"{est.sec_per_snapshot:.1f} s per snapshot in a {est.steps}-step warm-up of "
+        f"{est.warmup_sec:.0f} s; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); "
+        "slower if the machine gets busier"
+    )
+    return expected
+
+
+def _minutes(sec: float) -> str:
+    return f"{sec:.0f} s" if sec < 90 else f"{sec / 60:.1f} min"
 
 
 MARKER = ".mrisynth-demo"
