@@ -161,7 +161,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, damage):
 def test_missing_or_empty_run_dir_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match="no network-snapshot"):
         ckpt.latest_snapshot(tmp_path)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="nope: not found"):
         ckpt.list_snapshots(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="not found"):
         ckpt.load_snapshot(tmp_path / "network-snapshot-000001.safetensors")

@@ -52,7 +52,7 @@ USAGE = [
     (["dataset", "nope", "-o", "d.zip"], "'nope'"),
     (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--format", "jpg"],
      "'jpg'"),
-    (["report", "file.txt"], "'file.txt'"),
+    (["report", "file.txt"], "file.txt: a file, not a folder"),
     (["metrics", "--network", "00000-tiny", "--copy-ncc", "0.9"], "--copy-ncc"),
     (["bogus"], "bogus"),
 ]  # fmt: skip

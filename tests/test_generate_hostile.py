@@ -125,7 +125,9 @@ def test_tampered_kimg_never_reaches_dicom(monkeypatch, tmp_path):
     fake = SnapshotInfo(path=Path(__file__), kimg=10**30, run_dir=tmp_path, dataset_hash=None)
     monkeypatch.setattr(ck, "load_generator", lambda *a, **k: (G, fake))
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["generate", "--network", "x", "--outdir", str(out), "--num",
+    (tmp_path / "x.safetensors").write_bytes(b"")  # the path must pass the CLI's check
+    x = str(tmp_path / "x.safetensors")
+    res = CliRunner().invoke(cli, ["generate", "--network", x, "--outdir", str(out), "--num",
                                    "2", "--format", "dicom", "--no-progress"])
     assert res.exit_code == 1 and "kimg 1000000000000000000000000000000" in res.output
     assert not out.exists()

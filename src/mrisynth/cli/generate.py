@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mrisynth.cli.params import NetworkPath
 from mrisynth.errors import ConfigError
 
 
@@ -118,6 +119,7 @@ def write_generation(
     "--network",
     "network",
     required=True,
+    type=NetworkPath(),
     metavar="CHECKPOINT",
     help="Snapshot file (.safetensors) or run folder (its latest snapshot).",
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from mrisynth import untrusted
+from mrisynth.cli.params import NetworkPath
 from mrisynth.errors import ConfigError, InputError
 
 
@@ -55,7 +56,7 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
 @click.option(
     "--network",
     metavar="CHECKPOINT_OR_RUN",
-    type=click.Path(exists=True, path_type=Path),
+    type=NetworkPath(),
     help="A snapshot (.safetensors) or a run folder (every snapshot in it).",
 )
 @click.option(

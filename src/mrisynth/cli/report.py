@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from mrisynth.cli.params import NetworkPath
+
 log = logging.getLogger(__name__)
 
 _DATA_KEYS = ("data", "data_path", "dataset", "training_data")
@@ -160,7 +162,7 @@ def write_report(
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=NetworkPath(folder_only=True))
 @click.option(
     "--outdir",
     type=click.Path(file_okay=False),

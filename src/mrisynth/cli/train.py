@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from mrisynth.cli.params import NetworkPath
 from mrisynth.errors import MrisynthError
 
 
@@ -31,8 +32,26 @@ def _check_outdir_outside_data(outdir: str | None, data: str) -> None:
         )
 
 
+def _data_option(data: str | None, resume: str | None) -> str:
+    """--data as typed; with --resume and no --data, the archive the run recorded."""
+    if data is not None:
+        return data
+    if resume is None:
+        raise MrisynthError(
+            "--data is required: the training archive made by `mrisynth dataset` "
+            "(or --resume RUN to continue a run on its own data)"
+        )
+    from mrisynth.training.run_record import recorded_data
+
+    return recorded_data(resume)
+
+
 @click.command("train")
-@click.option("--data", required=True, type=click.Path(), help="Training archive (folder or ZIP).")
+@click.option(
+    "--data",
+    type=click.Path(),
+    help="Training archive (folder or ZIP) [with --resume: the one the run recorded].",
+)
 @click.option("--outdir", type=click.Path(), help="Parent folder of run folders.")
 @click.option(
     "--cfg",
@@ -75,7 +94,7 @@ def _check_outdir_outside_data(outdir: str | None, data: str) -> None:
 )
 @click.option("--metrics", default="", help="Comma-separated metrics at each snapshot.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-@click.option("--resume", type=click.Path(), help="Run folder or snapshot to resume from.")
+@click.option("--resume", type=NetworkPath(), help="Run folder or snapshot to resume from.")
 @click.option(
     "--resume-mode",
     default="auto",
@@ -146,6 +165,8 @@ def command(**kw) -> None:
     from mrisynth.training.options import TrainOptions
 
     dry_run = kw.pop("dry_run")
+    kw["resume"] = None if kw["resume"] is None else str(kw["resume"])  # as typed, for JSON
+    kw["data"] = _data_option(kw["data"], kw["resume"])
     _check_outdir_outside_data(kw["outdir"], kw["data"])
     kw["metrics"] = tuple(m.strip() for m in kw["metrics"].split(",") if m.strip())
     opts = TrainOptions(**kw)

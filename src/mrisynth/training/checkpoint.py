@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from mrisynth import atomic
 from mrisynth.errors import CheckpointError
 from mrisynth.networks.serialization import safetensors_call
+from mrisynth.training.network_path import EXPECTED, check_network_path, check_run_has_snapshots
 from mrisynth.training.snapshot_format import (
     FORMAT,
     FORMAT_VERSION,
@@ -109,7 +110,8 @@ def list_snapshots(run_dir: str | Path) -> list[Path]:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: not a run folder (it does not exist)")
+        check_network_path(run_dir, folder_only=True)  # says what it is instead
+        raise CheckpointError(f"{run_dir}: not a run folder")
     found = []
     for p in run_dir.iterdir():
         nimg = snapshot_nimg(p)
@@ -136,7 +138,7 @@ def _newest_good(run_dir: str | Path, load: Callable[[Path], _T]) -> _T:
     run_dir = Path(run_dir)
     snapshots = list_snapshots(run_dir)
     if not snapshots:
-        raise CheckpointError(f"{run_dir}: no network-snapshot-*.safetensors here")
+        check_run_has_snapshots(run_dir)
     for path in reversed(snapshots):
         try:
             return load(path)
@@ -152,8 +154,8 @@ def resolve_snapshot(path_or_run_dir: str | Path) -> Path:
         return latest_snapshot(p)
     weights, _ = _weights_and_sidecar(p)
     if not weights.is_file():  # name what the user typed, not the derived .safetensors path
-        what = "not a snapshot (.safetensors) or run folder" if p.exists() else "not found"
-        raise CheckpointError(f"{p}: {what}; give a run folder or a network-snapshot file")
+        check_network_path(p)
+        raise CheckpointError(f"{p}: not a snapshot; {EXPECTED}")
     return weights
 
 

@@ -29,6 +29,7 @@ from mrisynth.training import (
     resources,
     run_files,
     run_lock,
+    run_record,
     step,
 )
 from mrisynth.training.data_loader import (
@@ -48,7 +49,9 @@ from mrisynth.training.snapshot_schema import check_resumable
 from mrisynth.training.state import TrainingDiverged
 from mrisynth.training.stats import StatsWriter, TickStats, format_time, record_metrics
 
-__all__ = ["Setup", "TrainingDiverged", "check", "describe", "prepare", "train"]
+__all__ = [
+    "Setup", "TrainingDiverged", "check", "check_run_inputs", "describe", "prepare", "train",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ def prepare(opts: TrainOptions) -> Setup:
             opts = merge_resume_options(snap.state["options"], opts)
     # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
     resolved = resolve_for_archive(opts, archive, resuming=snap is not None and not full)
+    check_run_inputs(resolved.user, full)
     G_cfg, D_cfg = build.network_configs(resolved, snap if full else None)
     torch.manual_seed(resolved.user.seed)  # identical initial weights on every rank
     G, D = build_generator(G_cfg), build_discriminator(D_cfg)
@@ -114,9 +118,30 @@ def check(opts: TrainOptions) -> ResolvedOptions:
     """Cheap pre-flight check (archive readable, options consistent) for `--gpus N` launches."""
     archive = ImageArchive(opts.data)
     try:
-        return resolve_for_archive(opts, archive, resuming=False)
+        resolved = resolve_for_archive(opts, archive, resuming=False)
     finally:
         archive.close()
+    check_run_inputs(resolved.user, full_resume=False)
+    return resolved
+
+
+def check_run_inputs(opts: TrainOptions, full_resume: bool) -> None:
+    """What a run needs beyond consistent options: where to write, and metrics that can run.
+
+    Part of `prepare`, so that `--dry-run` refuses exactly what a real run refuses.
+    """
+    if not opts.outdir and not full_resume:
+        why = (
+            f" (--resume {opts.resume} starts a new run from its weights here: its data or "
+            "--resume-mode differs)"
+            if opts.resume
+            else ""
+        )
+        raise ConfigError(f"--outdir is required{why}; give the folder for run folders")
+    if opts.metrics:
+        from mrisynth.metrics.runner import check_metric_names
+
+        check_metric_names(list(opts.metrics))
 
 
 def describe(opts: TrainOptions) -> dict[str, Any]:
@@ -165,10 +190,6 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     setup = prepare(opts)
     r = setup.options
     u = r.user
-    if u.metrics:
-        from mrisynth.metrics.runner import check_metric_names
-
-        check_metric_names(list(u.metrics))
 
     # ---- Training state: new, or restored exactly from the snapshot (before any write) -------
     ts = build.training_state(setup, device)  # networks, augmentation, loss, optimisers
@@ -180,6 +201,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     # ---- Run folder (rank 0 creates and locks it; every rank learns its name) -----------------
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
     if rank == 0:
+        if not setup.full_resume:
+            run_record.hint_if_repeated(Path(u.outdir), r.to_dict())
         try:
             found = (str(run_files.open_run_dir(setup, ts.num_params(), cleanup)), None)
         except MrisynthError as e:  # tell the other ranks instead of leaving them waiting

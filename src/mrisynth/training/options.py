@@ -180,6 +180,26 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
 
 
+def check_augmentation(opts: TrainOptions) -> None:
+    """A known --augpipe, and no augmentation option that the --aug mode would ignore."""
+    from mrisynth.training.augment import AUGMENT_PRESETS  # torch stays out of option parsing
+
+    if opts.augpipe not in AUGMENT_PRESETS:
+        raise ConfigError(
+            f"--augpipe {opts.augpipe!r}: unknown pipeline; choose one of "
+            f"{', '.join(AUGMENT_PRESETS)} (the study used bg)"
+        )
+    ignored = {"noaug": ("p", "ada_kimg", "p_max"), "fixed": ("ada_kimg", "p_max")}
+    for name in ignored.get(opts.aug, ()):
+        value = getattr(opts, name)
+        if value is not None:
+            flag = "--" + name.replace("_", "-")
+            use = "--aug fixed or ada" if name == "p" else "--aug ada"
+            raise ConfigError(
+                f"{flag} {value:g} has no effect with --aug {opts.aug}; drop it or use {use}"
+            )
+
+
 def resolve_options(
     opts: TrainOptions,
     *,
@@ -205,6 +225,7 @@ def resolve_options(
         raise ConfigError(f"--cond: the archive {opts.data} has no labels (dataset.json)")
     if opts.aug == "fixed" and opts.p is None:
         raise ConfigError("--aug fixed needs --p (the constant augmentation probability)")
+    check_augmentation(opts)
     gpus = opts.gpus
     preset = resolve_preset(opts.cfg, resolution, gpus)
 
