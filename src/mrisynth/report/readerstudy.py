@@ -6,6 +6,7 @@ image sources are untrusted text: they reach HTML only through `report.plaintext
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,12 @@ def _num(x: float | None, digits: int = 2) -> str:
 
 def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if x >= 0.001 else "< 0.001")
+
+
+def _p_text(x: float | None) -> str:
+    """'= 0.032' or '< 0.001', to follow a 'p'."""
+    text = _p(x)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _ci(prop: dict[str, Any]) -> str:
@@ -115,7 +122,7 @@ def realism_figure(results: dict[str, Any]) -> bytes:
     ax.set_xticks(x)
     ax.set_xlabel("realism score (1 = clearly artificial, 5 = fully realistic)")
     ax.set_ylabel("share of answers")
-    ax.set_title(f"Realism by class (Mann-Whitney p = {_p(r['mannwhitney_p'])})")
+    ax.set_title(f"Realism by class (Mann-Whitney p {_p_text(r['mannwhitney_p'])})")
     ax.legend(fontsize=7)
     return figure_png(fig)
 
@@ -170,7 +177,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"{ag['readers']} readers with answers.",
         f"Synthetic images called real by readers: mean {_num(np.mean(fooled) if fooled else None)}"
         f" per image; realism median real {_num(re_['real']['median'], 1)} vs synthetic "
-        f"{_num(re_['synthetic']['median'], 1)} (Mann-Whitney p {_p(re_['mannwhitney_p'])}, "
+        f"{_num(re_['synthetic']['median'], 1)} (Mann-Whitney p {_p_text(re_['mannwhitney_p'])}, "
         f"pooled AUC {_num(re_['auc'])}).",
     ]
 
@@ -278,3 +285,19 @@ def render_page(results: dict[str, Any], files: list[str]) -> str:
         "</body></html>"
     )
     return "\n".join(parts) + "\n"
+
+
+def add_to_report(report: Any, study: Path) -> None:
+    """`mrisynth report RUN --reader-study STUDY`: the study's figures, with each reader's
+    numbers in the captions, as the report's reader-study section."""
+    from mrisynth.readerstudy import store
+    from mrisynth.readerstudy.analysis import analyse
+    from mrisynth.report.build import FigureEntry
+
+    con = store.open_study(study, readonly=True)
+    try:
+        results = analyse(con)
+    finally:
+        con.close()
+    for name, title, caption, blob in section_entries(results):
+        report.add(FigureEntry(name, title, caption, section=SECTION), blob)
