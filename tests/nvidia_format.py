@@ -86,7 +86,7 @@ def record(class_name: str, kwargs: dict | None, params: dict, buffers: dict,
         "_load_state_dict_pre_hooks": OrderedDict(),
         "_modules": OrderedDict(modules),
         "_init_args": (),
-        "_init_kwargs": kwargs or {},
+        "_init_kwargs": dict(kwargs or {}),
         **attrs,
     }  # fmt: skip
     return Persistent({"type": "class", "version": 6, "module_src": MODULE_SRC,

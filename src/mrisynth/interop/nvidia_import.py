@@ -85,7 +85,7 @@ def _networks(data: Any, path: Path) -> dict[str, PersistentRecord]:
 def _generator(rec: PersistentRecord, path: Path, what: str) -> torch.nn.Module:
     cfg = nn_.checked(nn_.generator_config, path, rec)
     G = build_generator(cfg)
-    sd = nn_.checked(nn_.our_state, path, nn_.flat_tensors(rec), G, what)
+    sd = nn_.checked(nn_.our_state, path, rec, G, what)
     G.load_state_dict(sd, strict=True)
     return G.eval().requires_grad_(False)
 
@@ -96,7 +96,7 @@ def _discriminator(rec: PersistentRecord, path: Path) -> torch.nn.Module:
         raise InputError(f"{path}: unsupported NVIDIA network: a {cfg.img_resolution}px "
                          "discriminator (mrisynth's start at 8px)")
     D = build_discriminator(cfg)
-    sd = nn_.checked(nn_.our_state, path, nn_.flat_tensors(rec), D, "D")
+    sd = nn_.checked(nn_.our_state, path, rec, D, "D")
     D.load_state_dict(sd, strict=True)
     return D.eval().requires_grad_(False)
 

@@ -175,11 +175,11 @@ def _drop_filters(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def our_state(flat: dict[str, torch.Tensor], module: torch.nn.Module,
+def our_state(rec: PersistentRecord, module: torch.nn.Module,
               what: str) -> dict[str, torch.Tensor]:
-    """NVIDIA's tensors of `module`'s kind -> a state dict `module` loads strictly (names,
-    shapes, finite float32 values checked; up-sampling kernels flipped)."""
-    ours = _drop_filters(flat)
+    """The tensors of NVIDIA's `rec` -> a state dict `module` loads strictly (names, shapes,
+    finite float32 values checked; up-sampling kernels flipped)."""
+    ours = _drop_filters(flat_tensors(rec))
     expected = module.state_dict()
     missing, extra = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
     if missing or extra:

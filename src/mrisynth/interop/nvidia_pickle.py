@@ -300,6 +300,11 @@ def loads(data: bytes) -> Any:
     """The pickle in `data` as plain values, tensors and `PersistentRecord`s.
 
     Raises PickleRefused for anything else (the caller names the file)."""
+    if data.startswith(b"PK\x03\x04"):
+        raise PickleRefused("is a ZIP archive (a torch.save file or a training archive), not "
+                            "NVIDIA's pickle")
+    if len(data) < 2 or data[0] != pickle.PROTO[0] or not 2 <= data[1] <= 5:
+        raise PickleRefused("is not a pickle of protocol 2-5 (what NVIDIA's tools write)")
     scan_opcodes(data)
     try:
         obj = _load(data, OUTER_ALLOWED)
