@@ -88,8 +88,8 @@ def test_ignoring_generator_scores_at_chance_faithful_one_near_real(archives, wh
     assert good.results["f_chance"] == 0.25 and good.num_gen == 400
     assert abs(good.results["f_acc_gen"] - real) < 0.12
     assert abs(bad.results["f_acc_gen"] - 0.25) < 0.1
-    assert set(good.results) >= {"f_acc_gen_pos0.00-0.25", "f_body_area_w1_pos0.75-1.00",
-                                 "f_intensity_jsd_pos0.25-0.50", "f_acc_ratio"}
+    assert set(good.results) >= {"f_pos0.00-0.25_acc_gen", "f_pos0.75-1.00_body_area_w1",
+                                 "f_pos0.25-0.50_intensity_jsd", "f_acc_ratio"}
     assert ("no holdout archive" in " ".join(good.caveats)) == (which == 1)
     assert good.num_real == (48 if which == 0 else 32)  # 3 held-out patients / 2 of 10
 
@@ -144,6 +144,9 @@ def test_metrics_cli_records_faithfulness(archives, tmp_path):
     rec = json.loads((run / "metric-faithfulness64.jsonl").read_text().splitlines()[-1])
     assert {"faithfulness64_acc_gen", "faithfulness64_acc_real"} <= set(rec["results"])
     assert rec["reference_exact"] is False and rec["caveats"]
+    best = CliRunner().invoke(cli, ["metrics", "--network", str(run), "--best",
+                                    "faithfulness64_acc_gen"])
+    assert best.exit_code == 0 and "highest" in best.output, best.output
     images = tmp_path / "imgs"
     images.mkdir()
     for i in range(4):
@@ -153,3 +156,13 @@ def test_metrics_cli_records_faithfulness(archives, tmp_path):
                                    "-o", str(tmp_path / "ev")])
     assert res.exit_code == 1 and res.output.startswith("Error: ")
     assert "needs a generator" in res.output
+
+
+def test_per_class_fid_with_a_detector(archives):
+    from mrisynth.metrics.extractor import standin_detector
+
+    ext = standin_detector("inception", width=1 / 16, resize_to=75)
+    res = faithfulness.evaluate(ToyG(True), archives[0], 40, extractor=ext, prefix="f")
+    fids = [res.results[f"f_pos{lo}_fid"] for lo in ("0.00-0.25", "0.25-0.50", "0.50-0.75",
+                                                     "0.75-1.00")]
+    assert all(np.isfinite(f) and f >= 0 for f in fids)

@@ -13,8 +13,8 @@ Per class it also compares generated with real training slices of the same class
 Wasserstein distance and grey-level Jensen-Shannon divergence (weight-free), and FID when the
 Inception detector is present. Result keys (prefix = the metric name, e.g. `faithfulness1k`):
 `_acc_gen`, `_acc_real` (class-balanced), `_chance`, `_acc_ratio`, `_classes`, and with at most
-`MAX_PER_CLASS` classes `_acc_gen_<class>`, `_acc_real_<class>`, `_body_area_w1_<class>`,
-`_intensity_jsd_<class>` (+ `_fid_<class>`).
+`MAX_PER_CLASS` classes `_<class>_acc_gen`, `_<class>_acc_real`, `_<class>_body_area_w1`,
+`_<class>_intensity_jsd` (+ `_<class>_fid`).
 """
 
 from __future__ import annotations
@@ -218,11 +218,11 @@ def _results(prefix, gen_acc, real_acc, per_class, names, present) -> dict[str, 
     if acc_real > 0:
         out[f"{prefix}_acc_ratio"] = acc_gen / acc_real
     if len(present) <= MAX_PER_CLASS:
-        for c in present:
-            out[f"{prefix}_acc_gen_{names[c]}"] = gen_acc[c]
+        for c in present:  # the class name first: the quantity ends the key (records.py)
+            out[f"{prefix}_{names[c]}_acc_gen"] = gen_acc[c]
             if c in real_acc:
-                out[f"{prefix}_acc_real_{names[c]}"] = real_acc[c]
+                out[f"{prefix}_{names[c]}_acc_real"] = real_acc[c]
             for key, value in per_class[c].results().items():
-                out[f"{prefix}_{key}_{names[c]}"] = value
+                out[f"{prefix}_{names[c]}_{key}"] = value
     return {k: v for k, v in out.items() if np.isfinite(v)}
 

@@ -26,9 +26,11 @@ HIGHER_IS_BETTER = (
     "_distance_median",  # memorisation: farther from the nearest training image
     "_zu",  # Meehan Z_U: negative = data-copying
     "_zu_p",
+    "_acc_gen",  # faithfulness: generated images classified as the class asked for
+    "_acc_ratio",
 )
 # Keys that describe the real data or a calibration, not the generator: no "best" snapshot.
-NO_DIRECTION = ("_threshold", "_holdout_flagged_fraction", "_real")
+NO_DIRECTION = ("_threshold", "_holdout_flagged_fraction", "_real", "_chance", "_classes")
 
 
 def metric_file(run_dir: str | Path, name: str) -> Path:
