@@ -105,18 +105,18 @@ def test_serving_beyond_localhost_warns(tmp_path):
     proc.terminate()
     proc.wait()
     assert any("Warning: listening on 0.0.0.0" in line for line in said), said
-    result = run("serve", str(study), "--port", "99999")
+    result = run_cli("serve", str(study), "--port", "99999")
     assert result.exit_code == 1 and result.output.startswith("Error:"), result.output
 
 
-def run(*args: str):
+def run_cli(*args: str):
     return CliRunner().invoke(cli, ["reader-study", *args])
 
 
 def test_cli_create_and_errors(tmp_path):
     real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
     common = ["--real", str(real), "--synthetic", str(synth)]
-    ok = run("create", *common, "--n-real", "3", "--n-synthetic", "3", "--readers", "2",
+    ok = run_cli("create", *common, "--n-real", "3", "--n-synthetic", "3", "--readers", "2",
              "--outdir", str(tmp_path / "study"))  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert ok.output.count("/r/") == 2 and "organiser: /o/" in ok.output
@@ -129,24 +129,56 @@ def test_cli_create_and_errors(tmp_path):
         ["--real", str(synth / "grid.png"), "--synthetic", str(synth), "--outdir", "e"],
     ]
     for args in bad:
-        result = run("create", *args)
+        result = run_cli("create", *args)
         assert result.exit_code == 1, (args, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
     for args in (["serve", str(real)], ["analyze", str(real)], ["analyze", str(tmp_path / "no")]):
-        result = run(*args)
+        result = run_cli(*args)
         assert result.exit_code == 1 and result.output.startswith("Error:"), result.output
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "study.sqlite").write_bytes(b"not a database at all" * 10)
-    result = run("analyze", str(tmp_path / "fake"))
+    result = run_cli("analyze", str(tmp_path / "fake"))
     assert result.exit_code == 1 and "not a readable" in result.output, result.output
 
 
 def test_analyze_empty_study_has_no_nan(tmp_path):
     study, _ = make_study(tmp_path, n_real=2, n_synthetic=2, readers=2)
-    result = run("analyze", str(study))
+    result = run_cli("analyze", str(study))
     assert result.exit_code == 0, result.output
     text = (study / "analysis" / "results.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     # nothing answered: every proportion is null
     assert '"value": null' in text
+
+
+def test_report_section(tmp_path):
+    """`mrisynth report RUN --reader-study STUDY` adds the study's figures, numbers in captions;
+    reader comments (untrusted) never reach the page as markup."""
+    from fake_runs import make_run, referenced_files
+
+    study, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    from mrisynth.readerstudy.app import create_app
+
+    client = create_app(study).test_client()
+    for k in range(4):
+        page = client.get(links.readers["reader1"]).get_data(as_text=True)
+        data = dict(re.findall(r'name="(csrf|item)" value="([^"]+)"', page))
+        comment = "<img src=x onerror=alert(1)>" if k == 0 else ""
+        client.post(links.readers["reader1"] + "/answer",
+                    data={**data, "label": "real", "realism": "4", "comment": comment})  # fmt: skip
+    run = make_run(tmp_path / "runs", with_metrics=False)
+    out = tmp_path / "report"
+    args = ["report", str(run), "--panel", "0", "--outdir", str(out), "--reader-study", str(study)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text()
+    assert "Reader study (visual Turing test)" in html
+    assert "reader1: 4/4 answered; accuracy 0.50" in html
+    assert "onerror" not in html
+    assert {"reader-accuracy.png", "reader-roc.png"} <= set(referenced_files(html))
+    assert run_cli("analyze", str(study)).exit_code == 0
+    analysis = (study / "analysis" / "index.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in analysis and "<img src=x" not in analysis
+    bad = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "runs")])
+    assert bad.exit_code == 1 and bad.output.startswith("Error:"), bad.output

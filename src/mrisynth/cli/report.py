@@ -125,6 +125,7 @@ def write_report(
     data: str | Path | None = None,
     panel_images: int = 8,
     device: str = "auto",
+    reader_study: str | Path | None = None,
 ) -> Path:
     """Build the report of a run folder and write it; returns the HTML page's path."""
     from mrisynth import atomic
@@ -144,6 +145,10 @@ def write_report(
     _check_run(run)
     outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
     _check_outdir(outdir, run.run_dir, data)
+    if reader_study is not None:  # a wrong folder is an error before any work
+        from mrisynth.readerstudy.store import open_study
+
+        open_study(Path(reader_study), readonly=True).close()
     wanted = panel_images > 0 and not run.is_evaluation  # an evaluation has no generator
     panel = _panel(run, Path(data) if data else None, panel_images, device) if wanted else None
     classes = run_class_grids(run, device) if wanted else None  # conditional runs only
@@ -153,6 +158,10 @@ def write_report(
             "Figure 4 (real vs generated) left out: it needs a snapshot and the "
             "training archive (pass --data ARCHIVE)."
         )
+    if reader_study is not None:
+        from mrisynth.report.readerstudy import add_to_report
+
+        add_to_report(report, Path(reader_study))
     for name, blob in report.files.items():
         atomic.write_bytes(outdir / name, blob)
     atomic.write_text(outdir / MARKDOWN_NAME, render_markdown(report))
@@ -184,8 +193,19 @@ def write_report(
     help=f"Generated images in the real-vs-generated panel (0: none, at most {MAX_PANEL}).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--reader-study",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Add the results of a `mrisynth reader-study` folder as a section.",
+)
 def command(
-    run_dir: str, outdir: str | None, data: str | None, panel_images: int, device: str
+    run_dir: str,
+    outdir: str | None,
+    data: str | None,
+    panel_images: int,
+    device: str,
+    reader_study: str | None,
 ) -> None:
     """Figures, best-snapshot table and summary of a training run as HTML + Markdown.
 
@@ -198,5 +218,12 @@ def command(
     from mrisynth.devices import resolve_device
 
     resolve_device(device)  # a bad --device is an error even when Figure 4 is left out
-    page = write_report(run_dir, outdir, data=data, panel_images=panel_images, device=device)
+    page = write_report(
+        run_dir,
+        outdir,
+        data=data,
+        panel_images=panel_images,
+        device=device,
+        reader_study=reader_study,
+    )
     click.echo(f"Report: {page}")

@@ -32,6 +32,7 @@ SECTIONS = (
     ("training", "Training"),
     ("images", "Images"),
     ("memorisation", "Memorisation audit"),
+    ("readerstudy", "Reader study (visual Turing test)"),
 )
 NO_REFERENCE = (
     "No precision, recall, FID or KID results in this run: they need NVIDIA's "
