@@ -24,7 +24,10 @@ def make_grid(
     """Tile uint8 images [N, C, H, W] row by row into one image [C, rows*H, cols*W].
 
     `cols=None` makes the grid as square as possible; missing cells are filled with pad_value.
+    Paired images (C = 2: image + mask) become one grey tile each, image left, mask right.
     """
+    if images.ndim == 4 and images.shape[1] == 2:
+        images = np.concatenate([images[:, :1], images[:, 1:]], axis=3)  # [N, 1, H, 2W]
     n, c, h, w = images.shape
     if n == 0:
         raise ValueError("make_grid needs at least one image")

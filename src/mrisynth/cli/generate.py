@@ -47,6 +47,7 @@ def write_generation(
         manifest_csv,
         manifest_rows,
     )
+    from mrisynth.generate.masks import generator_mask_spec
     from mrisynth.generate.output_folder import OutputFolder
     from mrisynth.generate.sampling import SamplingOptions, sample_images
     from mrisynth.generate.seeds import format_seeds
@@ -84,6 +85,7 @@ def write_generation(
         grid=grid,
         grid_cols=grid_cols,
         series=series if "dicom" in formats else None,
+        mask=generator_mask_spec(info.run_dir, int(G.img_channels)),  # paired image + mask
     )
     plan.check()
     record = generation_info(
@@ -91,13 +93,15 @@ def write_generation(
     )
     rows_of = {seed: manifest_rows(seed, plan, opts) for seed in seeds}
     rows = [row for seed in seeds for row in rows_of[seed]]
-    folder = OutputFolder(outdir, record, [r["file"] for r in rows] + ([GRID_NAME] * grid))
+    files = [f for r in rows for f in (r["file"], r.get("mask_file")) if f]
+    folder = OutputFolder(outdir, record, files + ([GRID_NAME] * grid))
     done = folder.start()
     grid_images = []
     with tqdm(total=len(seeds), desc="generate", unit="img", disable=not progress) as bar:
         for start in range(0, len(seeds), batch_size):  # batch-aligned, as a full run samples
             batch = seeds[start : start + batch_size]
-            names = {r["file"] for seed in batch for r in rows_of[seed]}
+            names = {f for seed in batch for r in rows_of[seed] for f in (r["file"],
+                                                                          r.get("mask_file")) if f}
             if not grid and names <= done:
                 bar.update(len(batch))  # written by the interrupted run
                 continue

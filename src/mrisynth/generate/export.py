@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mrisynth import __version__
+from mrisynth.data.masks import MaskSpec, encode_label_png
 from mrisynth.errors import ConfigError
 from mrisynth.generate.dicom import SeriesInfo, dataset_bytes, synthetic_dataset
+from mrisynth.generate.masks import mask_name, seg_bytes, seg_dataset, seg_name, split_paired
 from mrisynth.generate.sampling import SamplingOptions
 from mrisynth.imaging import encode_png, make_grid
 
@@ -30,6 +32,7 @@ MANIFEST_COLUMNS = (
     "noise_mode",
     "class",
     "sop_instance_uid",
+    "mask_file",  # paired (image + mask) models: the seed's label map (PNG) or DICOM SEG
 )
 
 
@@ -59,6 +62,7 @@ class ExportPlan:
     grid: bool = False
     grid_cols: int | None = None
     series: SeriesInfo | None = None  # required when "dicom" is in formats
+    mask: MaskSpec | None = None  # a paired (2-channel) model: its mask channel's labels
     rows: list[dict[str, str]] = field(default_factory=list)  # filled while exporting
 
     def check(self) -> None:
@@ -80,28 +84,39 @@ def manifest_rows(seed: int, plan: ExportPlan, opts: SamplingOptions) -> list[di
         "class": "" if opts.class_idx is None else str(opts.class_idx),
     }
     rows = []
+    paired = plan.mask is not None
     if "png" in plan.formats:
-        rows.append({"file": png_name(seed), "format": "png", **common, "sop_instance_uid": ""})
+        rows.append({"file": png_name(seed), "format": "png", **common, "sop_instance_uid": "",
+                     "mask_file": mask_name(seed) if paired else ""})
     if "dicom" in plan.formats:
         assert plan.series is not None
         uid = plan.series.sop_uid(seed)
         rows.append({"file": dicom_name(seed), "format": "dicom", **common,
-                     "sop_instance_uid": uid})
+                     "sop_instance_uid": uid, "mask_file": seg_name(seed) if paired else ""})
     return rows
 
 
 def image_files(
     seed: int, img: np.ndarray, instance: int, plan: ExportPlan, opts: SamplingOptions
 ) -> list[OutputFile]:
-    """The files of one image `uint8 [C, H, W]` (`instance` = its 1-based place in the run)."""
+    """The files of one image `uint8 [C, H, W]` (`instance` = its 1-based place in the run);
+    a paired image [2, H, W] gives the image and, per format, its mask (see generate/masks)."""
     files = []
+    labels = None
+    if plan.mask is not None:
+        img, labels = split_paired(img, plan.mask)
     for row in manifest_rows(seed, plan, opts):
         if row["format"] == "png":
             files.append(OutputFile(row["file"], encode_png(img), row))
+            if labels is not None:
+                files.append(OutputFile(row["mask_file"], encode_label_png(labels)))
         else:
             assert plan.series is not None
             ds = synthetic_dataset(img, seed, instance, plan.series)
             files.append(OutputFile(row["file"], dataset_bytes(ds), row))
+            if labels is not None:
+                seg = seg_dataset(ds, labels, plan.mask, seed)
+                files.append(OutputFile(row["mask_file"], seg_bytes(seg)))
     return files
 
 
@@ -143,4 +158,5 @@ def generation_info(
         "grid": GRID_NAME if plan.grid else None,
         "dicom_series_uid": plan.series.series_uid if plan.series else None,
         "dicom_study_uid": plan.series.study_uid if plan.series else None,
+        "mask": plan.mask.record() if plan.mask else None,
     }

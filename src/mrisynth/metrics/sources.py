@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def metric_images(images):
+    """What metrics measure of a batch [B, C, H, W] (numpy or torch): a paired image + mask
+    (C = 2, `dataset --masks`) is measured on its image channel only; others unchanged.
+    Every generated and real metric image passes here."""
+    return images[:, :1] if images.shape[1] == 2 else images
+
+
 @torch.no_grad()
 def generate_batches(
     G: torch.nn.Module,
@@ -66,7 +73,7 @@ def generate_batches(
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(batch_seeds[0])
             img = G(z, c, noise_mode=noise_mode)  # [B, C, H, W] ~[-1, 1]
-        yield batch_seeds, quantize_images(img).cpu()
+        yield batch_seeds, metric_images(quantize_images(img).cpu())
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class FolderImages:
         num = min(num, len(self.archive))
         for start in range(0, num, batch_size):
             idx = range(start, min(start + batch_size, num))
-            imgs = torch.from_numpy(np.stack([self.archive[i] for i in idx]))
+            imgs = torch.from_numpy(metric_images(np.stack([self.archive[i] for i in idx])))
             yield GeneratedBatch([self.archive.names[i] for i in idx], [None] * len(idx), imgs)
 
 
@@ -115,7 +122,7 @@ def real_batches(archive: ImageArchive, batch_size: int = 64, indices=None) -> I
     order = range(len(archive)) if indices is None else indices
     order = list(order)
     for start in range(0, len(order), batch_size):
-        yield np.stack([archive[i] for i in order[start : start + batch_size]])
+        yield metric_images(np.stack([archive[i] for i in order[start : start + batch_size]]))
 
 
 def features_cache_path(dataset_hash: str, extractor: FeatureExtractor) -> Path:
@@ -180,6 +187,6 @@ def real_pixel_features(archive: ImageArchive, use_cache: bool = True) -> np.nda
 def read_real_images(archive: ImageArchive, indices=None) -> np.ndarray:
     """uint8 [N, C, H, W] of the whole archive (or of `indices`)."""
     if indices is None and hasattr(archive, "read_all"):
-        return archive.read_all()
+        return metric_images(archive.read_all())
     idx = range(len(archive)) if indices is None else indices
-    return np.stack([archive[i] for i in idx])
+    return metric_images(np.stack([archive[i] for i in idx]))
