@@ -55,6 +55,9 @@ USAGE = [
     (["report", "file.txt"], "file.txt: a file, not a folder"),
     (["metrics", "--network", "00000-tiny", "--copy-ncc", "0.9"], "--copy-ncc"),
     (["bogus"], "bogus"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir", "s",
+      "--n-real", "x"], "'x'"),
+    (["reader-study", "serve", "empty", "--port", "70000"], "--port"),
 ]  # fmt: skip
 
 
@@ -71,6 +74,12 @@ SPECIAL_FILES = [
       "--json", "fifo"], "fifo"),
     (["phantom", "fifo", "--small", "--patients", "1"], "fifo"),
     (["report", "00000-tiny", "--outdir", "fifo"], "--outdir fifo"),  # before Figure 4's work
+    (["reader-study", "create", "--real", "fifo", "--synthetic", "00000-tiny", "--outdir", "s"],
+     "fifo"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "fifo", "--outdir", "s"],
+     "fifo"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir",
+      "fifo"], "--outdir fifo"),
 ]  # fmt: skip
 
 
@@ -134,6 +143,12 @@ INTO_INPUTS = [
     (["report", "00000-tiny", "--outdir", "archive/x", "--panel", "0", "--data", "archive"],
      "inside an input"),
     (["demo", "--quick", "--outdir", "other"], "not an earlier demo"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir",
+      "archive/s", "--n-real", "2", "--n-synthetic", "2"], "overlaps the input"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir",
+      "other", "--n-real", "2", "--n-synthetic", "2"], "not empty"),
+    (["reader-study", "create", "--real", "archive", "--synthetic", "archive", "--outdir",
+      "s"], "both"),
 ]  # fmt: skip
 
 
@@ -150,6 +165,9 @@ WRONG_VALUES = [
     (["demo", "--outdir", "d1", "--kimg", "nan"], "--kimg"),
     (["demo", "--outdir", "d2", "--kimg", "-1"], "--kimg"),
     (["demo", "--outdir", "d3", "--kimg", "inf"], "--kimg"),
+    (["reader-study", "analyze", "empty"], "no study.sqlite"),
+    (["reader-study", "serve", "empty"], "no study.sqlite"),
+    (["report", "00000-tiny", "--panel", "0", "--reader-study", "empty"], "no study.sqlite"),
 ]
 
 

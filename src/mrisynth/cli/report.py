@@ -144,11 +144,11 @@ def write_report(
     run = read_run(run_dir)
     _check_run(run)
     outdir = Path(outdir) if outdir is not None else run.run_dir / "report"
-    _check_outdir(outdir, run.run_dir, data)
     if reader_study is not None:  # a wrong folder is an error before any work
         from mrisynth.readerstudy.store import open_study
 
         open_study(Path(reader_study), readonly=True).close()
+    _check_outdir(outdir, run.run_dir, data)
     wanted = panel_images > 0 and not run.is_evaluation  # an evaluation has no generator
     panel = _panel(run, Path(data) if data else None, panel_images, device) if wanted else None
     classes = run_class_grids(run, device) if wanted else None  # conditional runs only

@@ -83,6 +83,8 @@ def check_outdir(outdir: Path, inputs: list[Path]) -> None:
 def create_study(plan: StudyPlan, outdir: Path) -> Links:
     """Sample, encode and store the study; returns the secret links (shown once)."""
     plan.check()
+    if plan.real.resolve() == plan.synthetic.resolve():
+        raise ConfigError(f"--real and --synthetic are both {plan.real}; give two sources")
     check_outdir(outdir, [plan.real, plan.synthetic])
     rng = np.random.default_rng(plan.seed)
     images = real_images(plan.real, plan.n_real, rng)

@@ -78,6 +78,8 @@ def synthetic_images(
     """`n` synthetic images: read from a folder of PNGs, or generated from a snapshot/run."""
     if path.is_dir() and not _is_run(path):
         return _from_folder(path, n, rng)
+    if not path.is_dir() and not path.is_file():  # a FIFO would block the snapshot reader
+        raise InputError(f"--synthetic {path}: neither a folder nor a snapshot file")
     return _from_snapshot(path, n, rng, device)
 
 
