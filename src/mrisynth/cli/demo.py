@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from mrisynth.cli import demo_cond
 from mrisynth.errors import ConfigError
 
 
@@ -83,6 +84,7 @@ def run_demo(
     *,
     device: str = "auto",
     echo: Callable[[str], None] = click.echo,
+    cond: bool = False,
 ) -> Path:
     """Run every stage into `outdir`; returns the report's HTML page."""
     from mrisynth.cli.generate import write_generation
@@ -151,9 +153,10 @@ def run_demo(
     t = step(
         3,
         f"Packing the training archive -> {out / 'data.zip'}, {plan.holdout} patient(s) held "
-        "out for the copy test -> data-holdout.zip",
+        "out for the copy test -> data-holdout.zip" + demo_cond.describe(cond),
     )
-    packed = pack_archive(out / "prepared", out / "data.zip", holdout_patients=str(plan.holdout))
+    packed = pack_archive(out / "prepared", out / "data.zip", holdout_patients=str(plan.holdout),
+                          labels=demo_cond.pack_labels(cond))
     done(t, f"{packed.num_images} images, hash {packed.content_hash[:12]}")
 
     metrics = [
@@ -183,7 +186,8 @@ def run_demo(
         workers=0,
         device=device,
         seed=0,
-        desc="demo",
+        cond=cond,
+        desc="demo-cond" if cond else "demo",
     )
     expected = _echo_estimate(opts, out / "warmup", echo)
     t_train = time.time()
@@ -198,6 +202,7 @@ def run_demo(
     done(t, f"run folder {run_dir}")
 
     final = [f"memorisation{plan.num_eval}", f"diversity{plan.num_eval}", f"pixfd{plan.num_eval}"]
+    final += demo_cond.final_metrics(cond, plan.num_eval)  # --cond: faithfulness
     t = step(
         5,
         "Copy test, diversity and pixel Fréchet distance of the last snapshot: " + ", ".join(final),
@@ -218,6 +223,7 @@ def run_demo(
         seeds_for_count(plan.num_samples),
         formats=("png", "dicom"),
         grid=True,
+        class_request=demo_cond.sample_request(cond),
         device=device,
         progress=False,
     )
@@ -311,7 +317,13 @@ def _quiet_console() -> None:
     help="Train longer or shorter than the plan (full: 20 kimg, quick: 0.16).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def command(outdir: str, quick: bool, kimg: float | None, device: str) -> None:
+@click.option(
+    "--cond",
+    is_flag=True,
+    help="Train a position-conditional model (4 slice-level bins, top to bottom) and show "
+    "generated slices per level and the faithfulness metric.",
+)
+def command(outdir: str, quick: bool, kimg: float | None, device: str, cond: bool) -> None:
     """Run the whole pipeline on built-in phantom data and write a report.
 
     Phantom DICOM -> prepare -> archive -> train (tiny preset) -> metrics (weight-free always;
@@ -324,4 +336,4 @@ def command(outdir: str, quick: bool, kimg: float | None, device: str) -> None:
         raise ConfigError(f"--kimg must be a number in (0, 1000000], got {kimg}")
     if kimg is not None:
         plan = dataclasses.replace(plan, kimg=kimg)
-    run_demo(outdir, plan, device=device)
+    run_demo(outdir, plan, device=device, cond=cond)
