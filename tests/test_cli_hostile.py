@@ -50,6 +50,8 @@ def assert_one_error_line(res, *expected: str) -> str:
 USAGE = [
     (["train", "--data", "archive", "--outdir", "r", "--batch", "0"], "'--batch'"),
     (["dataset", "nope", "-o", "d.zip"], "'nope'"),
+    (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--position", "top"],
+     "'top'"),
     (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--format", "jpg"],
      "'jpg'"),
     (["report", "file.txt"], "file.txt: a file, not a folder"),
@@ -189,6 +191,8 @@ METRICS = [
      "training run folder"),  # image records were appended to the run's own
     (["--images", "archive", "--data", "archive", "--metrics", "body_area4", "-o", "other"],
      "not an earlier evaluation"),
+    (["--network", "00000-tiny", "--data", "archive", "--metrics", "faithfulness4"],
+     "conditional generator"),
 ]  # fmt: skip
 
 
@@ -218,6 +222,12 @@ TRAIN_AND_GENERATE = [
      "fifo: not a snapshot"),
     (["generate", "--network", "file.txt", "--outdir", "g", "--seeds", "0"],
      "file.txt: not a snapshot"),
+    (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--label", "t1-in"],
+     "unconditional"),
+    (["generate", "--network", "00000-tiny", "--outdir", "g", "--seeds", "0", "--position",
+      "nan"], "--position"),
+    (["dataset", "archive", "-o", "runs/d.zip", "--labels", "position:0"], "--labels"),
+    (["dataset", "archive", "-o", "runs/d.zip", "--labels", "sequence"], "manifest.csv"),
 ]  # fmt: skip
 
 
