@@ -166,3 +166,4 @@ def test_per_class_fid_with_a_detector(archives):
     fids = [res.results[f"f_pos{lo}_fid"] for lo in ("0.00-0.25", "0.25-0.50", "0.50-0.75",
                                                      "0.75-1.00")]
     assert all(np.isfinite(f) and f >= 0 for f in fids)
+    assert all(np.isfinite(res.results[f"f_{n}_kid"]) for n in ("pos0.00-0.25", "pos0.75-1.00"))

@@ -14,7 +14,7 @@ Wasserstein distance and grey-level Jensen-Shannon divergence (weight-free), and
 Inception detector is present. Result keys (prefix = the metric name, e.g. `faithfulness1k`):
 `_acc_gen`, `_acc_real` (class-balanced), `_chance`, `_acc_ratio`, `_classes`, and with at most
 `MAX_PER_CLASS` classes `_<class>_acc_gen`, `_<class>_acc_real`, `_<class>_body_area_w1`,
-`_<class>_intensity_jsd` (+ `_<class>_fid`).
+`_<class>_intensity_jsd` (+ `_<class>_fid`, `_<class>_kid` with the Inception detector).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from mrisynth.errors import ConfigError, InputError
 from mrisynth.generate.seeds import latents_from_seeds
 from mrisynth.imaging import quantize_images
 from mrisynth.metrics.fid import FrechetDistance
+from mrisynth.metrics.kid import kernel_inception_distance
 from mrisynth.metrics.label_probe import (
     LinearProbe,
     balanced_accuracy,
@@ -112,12 +113,20 @@ class _PerClass:
     def __init__(self, extractor) -> None:
         self.area, self.hist = BodyArea(), IntensityHistogram()
         self.fid = FrechetDistance() if extractor is not None else None
+        self.features: dict[bool, list[np.ndarray]] = {True: [], False: []}  # for KID
+
+    def update_features(self, features: np.ndarray, real: bool) -> None:
+        if self.fid is not None:
+            self.fid.update(features, real=real)
+            self.features[real].append(features)
 
     def results(self) -> dict[str, float]:
         out = {"body_area_w1": self.area.compute()["w1"],
                "intensity_jsd": self.hist.compute()["jsd"]}
         if self.fid is not None and self.fid.real.num_items >= 2 and self.fid.gen.num_items >= 2:
             out["fid"] = self.fid.compute()
+            real, gen = (np.concatenate(self.features[k]) for k in (True, False))
+            out["kid"] = kernel_inception_distance(gen, real, num_subsets=50, seed=0).mean
         return out
 
 
@@ -136,8 +145,8 @@ def _real_side(archive, classes: np.ndarray, per_class: dict, extractor) -> np.n
             pc = per_class[int(c)]
             pc.area.update(imgs[pick], real=True)
             pc.hist.update(imgs[pick], real=True)
-            if pc.fid is not None:
-                pc.fid.update(real_feats[np.asarray(idx)[pick]], real=True)
+            if real_feats is not None:
+                pc.update_features(real_feats[np.asarray(idx)[pick]], real=True)
     return np.concatenate(feats)
 
 
@@ -192,8 +201,8 @@ def evaluate(
             preds.append(probe.predict(image_features(imgs)))
             per_class[c].area.update(imgs, real=False)
             per_class[c].hist.update(imgs, real=False)
-            if per_class[c].fid is not None:
-                per_class[c].fid.update(extractor(torch.from_numpy(imgs)), real=False)
+            if extractor is not None:
+                per_class[c].update_features(extractor(torch.from_numpy(imgs)), real=False)
         gen_acc[c] = float((np.concatenate(preds) == c).mean())
     results = _results(prefix, gen_acc, real_acc, per_class, names, present)
     if set(real_acc) != set(present):
