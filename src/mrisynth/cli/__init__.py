@@ -21,6 +21,7 @@ from mrisynth.cli import (
     metrics,
     phantom,
     prepare,
+    project,
     readerstudy,
     report,
     train,
@@ -79,6 +80,7 @@ for _module in (phantom, prepare, dataset, train, metrics, weights, generate, re
     cli.add_command(_module.command)
 cli.add_command(readerstudy.command)
 cli.add_command(import_nvidia.command)
+cli.add_command(project.command)
 
 
 def main(argv: list[str] | None = None) -> None:
