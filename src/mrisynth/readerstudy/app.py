@@ -16,7 +16,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, g, redirect, render_template, request, send_file, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from mrisynth.readerstudy import store
 from mrisynth.readerstudy.create import IMAGES_DIR
@@ -57,16 +67,15 @@ def create_app(study: str | Path) -> Flask:
     return app
 
 
-def _db() -> sqlite3.Connection:
-    if "con" not in g:
-        g.con = store.connect(Path(g_study()) / store.DB_NAME)
-    return g.con
-
-
-def g_study() -> Path:
-    from flask import current_app
-
+def _study() -> Path:
     return current_app.config["STUDY"]
+
+
+def _db() -> sqlite3.Connection:
+    """One connection per request (closed at teardown): SQLite handles the concurrency."""
+    if "con" not in g:
+        g.con = store.connect(_study() / store.DB_NAME)
+    return g.con
 
 
 def _reader(token: str, role: str = "reader") -> store.Reader:
@@ -108,7 +117,7 @@ def _image(token: str, opaque: str) -> Any:
     name = store.image_file(_db(), reader.id, opaque)
     if name is None:
         abort(404)
-    path = g_study() / IMAGES_DIR / name
+    path = _study() / IMAGES_DIR / name
     return send_file(
         path,
         mimetype="image/png",
