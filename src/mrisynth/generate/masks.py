@@ -137,11 +137,24 @@ def seg_dataset(image: Dataset, labels: np.ndarray, spec: MaskSpec, seed: int) -
     )
     seg.SyntheticData = "YES"
     seg.SeriesDescription = f"SYNTHETIC masks {image.SeriesDescription}"[:64]
+    _without_clock(seg, pydicom.uid.generate_uid(entropy_srcs=[*entropy, "dimensions"]))
+    return seg
+
+
+def _without_clock(seg: Dataset, dimension_uid: str) -> None:
+    """Replace what highdicom fills from the clock or at random (dates, the dimension
+    organisation UID), so the same model and seed give the same bytes."""
     seg.ContentDate, seg.ContentTime = FIXED_DATE, FIXED_TIME
     for kw in ("InstanceCreationDate", "InstanceCreationTime", "SeriesDate", "SeriesTime"):
         if kw in seg:
             delattr(seg, kw)
-    return seg
+    for item in seg.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = FIXED_DATE + FIXED_TIME
+    for seq in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in seg.get(seq, []):
+            if "DimensionOrganizationUID" in item:
+                item.DimensionOrganizationUID = dimension_uid
 
 
 def _bytes(ds: Dataset) -> bytes:
