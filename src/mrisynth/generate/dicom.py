@@ -42,7 +42,7 @@ class SeriesInfo:
 
     model_sha256: str  # hash of the network file: the model's identity
     snapshot_name: str  # e.g. network-snapshot-000400.safetensors
-    kimg: int | None
+    kimg: int | float | None  # 3 decimals for a sub-kimg snapshot (training.kimg)
     truncation_psi: float
     noise_mode: str
     class_idx: int | None
@@ -54,7 +54,7 @@ class SeriesInfo:
         once put kimg=1e30 there); the file name is reduced to safe characters."""
         checks = (
             ("model hash", self.model_sha256, lambda v, w: u.text(v, w, 64)),
-            ("kimg", self.kimg, lambda v, w: u.optional(u.integer, v, w, 0, MAX_KIMG)),
+            ("kimg", self.kimg, lambda v, w: u.optional(u.number, v, w, 0, MAX_KIMG)),
             ("truncation psi", self.truncation_psi, u.number),
             ("class", self.class_idx, lambda v, w: u.optional(u.integer, v, w, 0, 2**31 - 1)),
             ("seed list", self.seeds_text, lambda v, w: u.text(v, w, 10**8)),  # any seed list

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mrisynth import atomic, untrusted
 from mrisynth.errors import ConfigError, InputError
+from mrisynth.training.kimg import rounded_kimg
 
 HIGHER_IS_BETTER = (
     "_precision",
@@ -40,7 +41,7 @@ def metric_file(run_dir: str | Path, name: str) -> Path:
 def make_record(
     name: str,
     snapshot: str,
-    kimg: int | None,
+    kimg: float | None,
     results: dict[str, float],
     num_gen: int,
     num_real: int,
@@ -53,7 +54,7 @@ def make_record(
     record = {
         "metric": name,
         "snapshot": snapshot,
-        "kimg": None if kimg is None else int(kimg),
+        "kimg": None if kimg is None else rounded_kimg(kimg),  # 0.2 for a sub-kimg snapshot
         "results": {k: float(v) for k, v in results.items()},
         "num_gen": int(num_gen),
         "num_real": int(num_real),

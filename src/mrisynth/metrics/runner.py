@@ -34,6 +34,7 @@ from mrisynth.metrics.pixfd import PixelFeatures, pixel_frechet_distance
 from mrisynth.metrics.precision_recall import precision_recall_density_coverage
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
+from mrisynth.training.kimg import rounded_kimg
 
 if TYPE_CHECKING:
     from mrisynth.data.archive import ImageArchive
@@ -353,7 +354,7 @@ def open_archive(data: str | os.PathLike | ImageArchive) -> ImageArchive:
 def evaluate_and_record(
     run_dir: str | os.PathLike | None,
     snapshot: str | os.PathLike,
-    kimg: int,
+    kimg: float,
     G: torch.nn.Module,
     data: str | os.PathLike | ImageArchive,
     metrics: list[str] | str,
@@ -378,7 +379,7 @@ def evaluate_and_record(
 def recorder(
     folder: Path,
     snapshot: str,
-    kimg: int | None,
+    kimg: float | None,
     source: dict | None = None,
     data_sha256: str | None = None,
 ) -> Callable[[MetricSpec, _Outcome], None]:
@@ -407,7 +408,7 @@ def recorder(
     return record
 
 
-def write_audit(folder: Path, name: str, snapshot: str, kimg: int | None, o: _Outcome) -> Path:
+def write_audit(folder: Path, name: str, snapshot: str, kimg: float | None, o: _Outcome) -> Path:
     """`memorisation-<snapshot stem>.json` + side-by-side `.png` next to it."""
     stem = mem.audit_stem(snapshot)
     ok, png = cv2.imencode(".png", o.picture)
@@ -417,7 +418,7 @@ def write_audit(folder: Path, name: str, snapshot: str, kimg: int | None, o: _Ou
     summary = {
         "metric": name,
         "snapshot": snapshot,
-        "kimg": None if kimg is None else int(kimg),
+        "kimg": None if kimg is None else rounded_kimg(kimg),
         **o.audit.summary,
         "picture": f"{stem}.png",
     }

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from mrisynth import atomic
 from mrisynth.errors import CheckpointError
 from mrisynth.networks.serialization import safetensors_call
+from mrisynth.training.kimg import kimg_number
 from mrisynth.training.network_path import EXPECTED, check_network_path, check_run_has_snapshots
 from mrisynth.training.snapshot_format import (
     FORMAT,
@@ -53,7 +54,7 @@ class SnapshotInfo:
     """Where a snapshot came from: enough for metrics and reports to label their results."""
 
     path: Path  # the .safetensors file
-    kimg: int  # whole kimg (nimg // 1000)
+    kimg: int | float  # kimg with the names' 3 decimals when fractional (training.kimg)
     run_dir: Path
     dataset_hash: str | None
     nimg: int | None = None  # images shown, when the snapshot records it
@@ -259,12 +260,13 @@ def _load_verified(weights: Path, device: str | torch.device) -> Snapshot:
 
 
 def _info(weights: Path, state: dict[str, Any]) -> SnapshotInfo:
+    nimg = state.get("nimg")  # schema-checked; older snapshots record whole kimg only
     return SnapshotInfo(
         path=weights,
-        kimg=int(state["kimg"]),
+        kimg=kimg_number(nimg) if isinstance(nimg, int) else int(state["kimg"]),
         run_dir=weights.parent,
         dataset_hash=state.get("dataset_hash"),
-        nimg=state.get("nimg"),
+        nimg=nimg,
     )
 
 

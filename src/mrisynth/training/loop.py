@@ -38,6 +38,7 @@ from mrisynth.training.data_loader import (
     random_labels,
     to_network_range,
 )
+from mrisynth.training.kimg import kimg_number
 from mrisynth.training.options import (
     ResolvedOptions,
     TrainOptions,
@@ -361,7 +362,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
                 rng = distributed.all_gather_object(capture_rng(device))
                 ada_states = distributed.all_gather_object(ts.ada.state_dict() if ts.ada else None)
                 if rank == 0:
-                    kimg = st.nimg // 1000
+                    kimg = kimg_number(st.nimg)  # 0.112, not 0, in metric records
                     images = run_files.generate_grid(
                         G_ema, grid_z.to(device), grid_c.to(device), r.batch_gpu
                     )
