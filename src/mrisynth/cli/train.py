@@ -104,6 +104,14 @@ def _data_option(data: str | None, resume: str | None) -> str:
     "auto: full if the dataset is the same.",
 )
 @click.option(
+    "--resume-channels",
+    default="same",
+    show_default=True,
+    type=click.Choice(["same", "average"]),
+    help="average: start a grey run from an RGB snapshot (or RGB from grey) by adapting G's "
+    "ToRGB and D's FromRGB (README: Bring your NVIDIA models).",
+)
+@click.option(
     "--workers",
     default=_default_workers,
     show_default="3, at most the CPU count",

@@ -69,7 +69,7 @@ def _networks(data: Any, path: Path) -> dict[str, PersistentRecord]:
         if not isinstance(rec, PersistentRecord):
             raise InputError(f"{path}: {key} is a {type(rec).__name__}, not an NVIDIA network")
         found[key] = rec
-    ignored = sorted(str(k)[:40] for k in data if k not in NETWORK_KEYS)
+    ignored = sorted(str(k)[:40] for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs"))
     if ignored:
         log.info("%s: not imported: %s", path, ", ".join(ignored))
     if "G" not in found and "G_ema" not in found:

@@ -31,6 +31,7 @@ from mrisynth.training import (
     run_lock,
     run_record,
     step,
+    transfer,
 )
 from mrisynth.training.data_loader import (
     MirroredDataset,
@@ -80,6 +81,8 @@ def prepare(opts: TrainOptions) -> Setup:
     snap = checkpoint.load_snapshot(opts.resume) if opts.resume else None
     full = False
     if snap is not None:
+        snap = transfer.adapt_channels(snap, archive.num_channels, opts.resume_channels,
+                                       full=opts.resume_mode == "full")
         g_cfg = snap.configs.get("G", {})
         if g_cfg.get("img_resolution") != archive.resolution:
             raise CheckpointError(
@@ -89,7 +92,8 @@ def prepare(opts: TrainOptions) -> Setup:
         if g_cfg.get("img_channels") != archive.num_channels:
             raise CheckpointError(
                 f"{snap.info.path}: trained on {g_cfg.get('img_channels')}-channel images, "
-                f"{opts.data} has {archive.num_channels}"
+                f"{opts.data} has {archive.num_channels}; --resume-channels average adapts "
+                "its first and last layers"
             )
         same_data = snap.info.dataset_hash == archive.content_hash()
         has_state = "options" in snap.state and "nimg" in snap.state
@@ -106,12 +110,14 @@ def prepare(opts: TrainOptions) -> Setup:
     # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
     resolved = resolve_for_archive(opts, archive, resuming=snap is not None and not full)
     check_run_inputs(resolved.user, full)
-    G_cfg, D_cfg = build.network_configs(resolved, snap if full else None)
+    if snap is not None and not full:  # a new run from its weights: its architecture
+        G_cfg, D_cfg = transfer.weights_configs(snap, resolved)
+    else:
+        G_cfg, D_cfg = build.network_configs(resolved, snap if full else None)
     torch.manual_seed(resolved.user.seed)  # identical initial weights on every rank
     G, D = build_generator(G_cfg), build_discriminator(D_cfg)
     if snap is not None:
-        checkpoint.load_module_state(G, snap, "G")
-        checkpoint.load_module_state(D, snap, "D")
+        transfer.load_weights(G, D, snap, full)
     return Setup(resolved, archive, G, D, snap, full)
 
 

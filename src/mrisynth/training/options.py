@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # A full resume keeps the run's options, except these: always the new invocation's ...
 RESUME_PER_INVOCATION = (
     "data", "outdir", "resume", "resume_mode", "stop_after_kimg", "workers", "device",
-    "cpu_threads", "modconv", "compile",
+    "cpu_threads", "modconv", "compile", "resume_channels",
 )  # fmt: skip
 # ... and these, when the new command line sets them (differ from the default).
 RESUME_OVERRIDABLE = (
@@ -35,6 +35,7 @@ RESUME_OVERRIDABLE = (
 AUG_MODES = ("ada", "fixed", "noaug")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 RESUME_MODES = ("auto", "full", "weights")
+RESUME_CHANNELS = ("same", "average")  # training.transfer: adapting RGB <-> grey image layers
 MODCONV_FORMS = ("auto", "fused", "nonfused")
 
 
@@ -70,6 +71,7 @@ class TrainOptions:
     seed: int = 0
     resume: str | None = None  # run folder or snapshot
     resume_mode: str = "auto"  # auto (full if same dataset) | full | weights
+    resume_channels: str = "same"  # same | average: adapt G/D image layers (training.transfer)
     workers: int = 3  # data-loader processes per training process
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (= fp16) | fp32 | fp16 | bf16: dtype of G/D's top blocks on GPU
@@ -126,7 +128,7 @@ _SAVED_RANGES: dict[str, tuple[float, float]] = {
     "seed": (0, 2**32 - 1),
 }  # fmt: skip
 _CHOICES = {"aug": AUG_MODES, "precision": PRECISIONS, "resume_mode": RESUME_MODES,
-            "modconv": MODCONV_FORMS}  # fmt: skip
+            "modconv": MODCONV_FORMS, "resume_channels": RESUME_CHANNELS}  # fmt: skip
 
 
 def check_saved_options(saved: dict[str, Any], where: str) -> None:
