@@ -206,3 +206,32 @@ def test_hostile_class_names_in_dataset_json(tmp_path, names):
     arc = ImageArchive(src)  # the labels themselves are fine; the names are checked when read
     with pytest.raises(InputError, match=r"mrisynth\.classes"):
         class_names(arc.dataset_json(), "dataset.json")
+
+
+def test_repacking_keeps_the_class_names(prepared, tmp_path):
+    """Re-packing (zip -> folder, or splitting off a holdout later) keeps the names."""
+    first = pack_archive(prepared, tmp_path / "a.zip", labels="position:3,sequence").path
+    again = pack_archive(first, tmp_path / "b", holdout_patients="1").path
+    for arc in (ImageArchive(again), ImageArchive(tmp_path / "b-holdout")):
+        assert class_names(arc.dataset_json(), "x") == class_names(
+            ImageArchive(first).dataset_json(), "x")
+        assert arc.label_dim == 9
+        assert arc.dataset_json()["mrisynth"]["condition"]["position_bins"] == 3
+    plain = pack_archive(first, tmp_path / "c.zip", label="none").path
+    assert class_names(ImageArchive(plain).dataset_json(), "x") is None
+
+
+def test_a_hostile_condition_record_is_not_copied(tmp_path):
+    rows = [{"file": f"i{i}.png"} for i in range(2)]
+    src = _manifest_folder(tmp_path / "src", rows)
+    obj = {"labels": [["i0.png", 0], ["i1.png", 1]],
+           "mrisynth": {"classes": ["a", "b"], "condition": {"labels": {"x": [1] * 9},
+                                                             "evil": "y", "position_bins": 2}}}
+    (src / "dataset.json").write_text(json.dumps(obj))
+    out = pack_archive(src, tmp_path / "o.zip").path
+    meta = ImageArchive(out).dataset_json()["mrisynth"]
+    assert meta == {"classes": ["a", "b"], "condition": {"position_bins": 2}, "num_classes": 2}
+    obj["mrisynth"]["condition"] = ["not", "a", "dict"]
+    (src / "dataset.json").write_text(json.dumps(obj))
+    out = pack_archive(src, tmp_path / "p.zip").path
+    assert ImageArchive(out).dataset_json()["mrisynth"]["condition"] == {}

@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mrisynth.data.labels import MAX_LABEL_DIM, condition_meta
+from mrisynth.data.labels import MAX_LABEL_DIM, META_KEY, archive_class_names, condition_meta
 from mrisynth.data.manifest import read_manifest
 from mrisynth.errors import ConfigError, InputError
 
@@ -199,3 +199,22 @@ def named_labels(src, label: str | None, spec_text: str) -> tuple[list[int], dic
         logger.warning("%d of %d classes have no image (%s): a model cannot learn them",
                        len(empty), len(conds.names), ", ".join(empty[:6]))
     return conds.classes, condition_meta(conds.names, conds.record)
+
+
+def kept_names(src, label: str | None) -> dict | None:
+    """The source archive's class-name record, carried over when its labels are kept (so a
+    re-packed or re-split archive still knows its classes); None otherwise."""
+    if label not in (None, "keep"):
+        return None
+    names = archive_class_names(src)
+    if names is None:
+        return None
+    meta = src.dataset_json().get(META_KEY)
+    record = meta.get("condition") if isinstance(meta, dict) else None
+    record = record if isinstance(record, dict) else {}
+    plain = (str, int, float)
+    kept = {k: v for k, v in record.items()
+            if k in ("labels", "position_bins", "position", "sequences")
+            and (isinstance(v, plain) or (isinstance(v, list) and all(isinstance(x, str)
+                                                                       for x in v)))}
+    return condition_meta(names, kept)

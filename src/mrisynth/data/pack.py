@@ -23,7 +23,7 @@ import numpy as np
 
 from mrisynth import atomic
 from mrisynth.data.archive import LABELS_NAME, MANIFEST_NAME, ImageArchive
-from mrisynth.data.conditions import named_labels
+from mrisynth.data.conditions import kept_names, named_labels
 from mrisynth.data.holdout import (
     choose_holdout_patients,
     holdout_path,
@@ -283,11 +283,10 @@ def pack_archive(
         from mrisynth.data.pairing import paired_source
 
         src, left_out = paired_source(src)
-    named = None
     if labels is not None:
         values, named = named_labels(src, label, labels)
     else:
-        values = _resolve_labels(src, label)
+        values, named = _resolve_labels(src, label), kept_names(src, label)
     parts = _plan(src, dest, values, None if holdout_patients is None else str(holdout_patients),
                   holdout_seed, named)
     if masks:  # both parts say how their second channel is coded
