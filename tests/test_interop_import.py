@@ -149,6 +149,27 @@ def test_pickle_protocols_and_bare_generator(tmp_path, protocol):
     assert np.abs(img.astype(int) - nf.reference_generate(g, G_kw, 0).astype(int)).max() <= 1
 
 
+def test_stylegan3_repository_layout_of_a_stylegan2_network(tmp_path):
+    """NVIDIA's stylegan3 code passes synthesis kwargs at the generator's top level."""
+    G_kw, D_kw = nf.small_kwargs()
+    flat = {k: v for k, v in G_kw.items() if k != "synthesis_kwargs"}
+    flat.update(G_kw["synthesis_kwargs"], fused_modconv_default="inference_only")
+    g, d = nf.nvidia_tensors(G_kw, D_kw)
+    pkl = tmp_path / "sg3-repo.pkl"
+    pkl.write_bytes(nf.dumps(nf.snapshot_dict(flat, D_kw, g, d), protocol=4))
+    imp = import_pickle(pkl)
+    assert imp.G.config.num_fp16_res == 4 and imp.G.config.channel_base == 256
+    img = dict(sample_images(imp.G_ema, [2]))[2]
+    assert np.abs(img.astype(int) - nf.reference_generate(g, G_kw, 2).astype(int)).max() <= 1
+
+
+def test_tensorflow_pickles_are_named(tmp_path):
+    pkl = tmp_path / "tf.pkl"
+    pkl.write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\n.")
+    with pytest.raises(InputError, match="TensorFlow StyleGAN"):
+        import_pickle(pkl)
+
+
 def _refused(tmp_path, G_kw=None, D_kw=None, g=None, d=None, match=""):
     base_G, base_D = nf.small_kwargs()
     G_kw, D_kw = G_kw or base_G, D_kw or base_D

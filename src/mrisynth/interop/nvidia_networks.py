@@ -34,6 +34,10 @@ _STYLEGAN3_KWARGS = {
 }  # fmt: skip
 
 
+_G_KWARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs",
+             "synthesis_kwargs")
+
+
 class Unsupported(Exception):
     """A network we cannot represent; the message names the kwarg or layer."""
 
@@ -75,14 +79,16 @@ def _fp16_and_clamp(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
 
 def generator_config(rec: PersistentRecord) -> NetworkConfig:
     """NetworkConfig of an NVIDIA Generator record (StyleGAN3 and other variants refused)."""
-    kw = init_kwargs(rec)
+    kw = dict(init_kwargs(rec))
+    # stylegan2-ada-pytorch nests synthesis kwargs; NVIDIA's stylegan3 repository (whose
+    # '--cfg stylegan2' networks are the same) passes them at the top level.
     syn, mapping = _sub(kw, "synthesis_kwargs"), _sub(kw, "mapping_kwargs")
+    for key in sorted(set(kw) - set(_G_KWARGS), key=str):
+        syn[key] = kw.pop(key)
     if (_STYLEGAN3_KWARGS - {"num_layers"}) & set(syn) or "class SynthesisInput" in rec.module_src:
         kind = "'r'" if syn.get("use_radial_filters") or syn.get("conv_kernel") == 1 else "'t'"
         raise Unsupported(f"a StyleGAN3 generator (config {kind}); only StyleGAN2(-ADA) "
                           "networks can be imported")
-    _only(kw, dict.fromkeys(("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels",
-                             "mapping_kwargs", "synthesis_kwargs"), ...), "Generator")
     _only(syn, {"channel_base": ..., "channel_max": ..., "num_fp16_res": ..., "conv_clamp": ...,
                 "architecture": "skip", "resample_filter": FILTER_TAPS, "use_noise": True,
                 "activation": "lrelu", "kernel_size": 3, "fp16_channels_last": ...,

@@ -121,6 +121,9 @@ class _Unpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
+            if module.startswith("dnnlib.tflib"):
+                raise PickleRefused("is a TensorFlow StyleGAN(2) pickle; only the PyTorch "
+                                    "format of stylegan2-ada-pytorch is read") from None
             raise PickleRefused(f"asks for {module[:80]}.{name[:80]}, which an NVIDIA network "
                                 f"snapshot never needs (refused: it could run code)") from None
 
