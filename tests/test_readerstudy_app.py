@@ -266,3 +266,33 @@ def test_synthetic_images_generated_from_a_snapshot(tmp_path):
     seeds = sorted(int(s.removeprefix("seed")) for s in studies[0])
     for seed, img in sample_images(G, seeds, SamplingOptions(), "cpu"):
         assert decode_png(studies[0][f"seed{seed}"]).tolist() == img.tolist()
+
+
+def test_altered_databases_are_refused_or_cleaned(tmp_path):
+    """A study folder is an input too: a changed schema is refused; a database path to an
+    image is never followed; odd values a hand edit can slip past the CHECKs are dropped."""
+    from mrisynth.readerstudy.analysis import analyse
+    from mrisynth.readerstudy.store import open_study
+
+    folder, links = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    client = create_app(folder).test_client()
+    r1 = links.readers["reader1"]
+    assert answer(client, r1, realism="3") == 303
+    con = db(folder)
+    con.execute("UPDATE answers SET realism = 2.5, seconds = 1e999")
+    con.execute(  # both exist: only the name check keeps them from being served
+        "UPDATE images SET file = CASE id WHEN 1 THEN '../study.sqlite' ELSE '../links.txt' END"
+    )
+    con.commit()
+    item = form_of(client.get(r1).get_data(as_text=True))["item"]
+    assert client.get(f"{r1}/image/{item}").status_code == 404
+    ro = open_study(folder, readonly=True)
+    (row,) = analyse(ro)["answers"]
+    assert row["realism"] is None and row["seconds"] is None
+    ro.close()
+    con.execute("ALTER TABLE answers ADD COLUMN extra TEXT")
+    con.commit()
+    with pytest.raises(MrisynthError, match="not a reader-study database"):
+        open_study(folder)
+    with pytest.raises(MrisynthError, match="not a reader-study database"):
+        create_app(folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sqlite3
 import statistics
 from dataclasses import asdict
@@ -31,7 +32,18 @@ def _answers(con: sqlite3.Connection) -> list[dict[str, Any]]:
         "JOIN items i ON i.reader_id = a.reader_id AND i.position = a.position "
         "JOIN images im ON im.id = i.image_id ORDER BY r.id, a.position"
     ).fetchall()
-    return [dict(r) for r in rows]
+    return [_clean(dict(r)) for r in rows]
+
+
+def _clean(a: dict[str, Any]) -> dict[str, Any]:
+    """The schema's CHECKs hold labels and truth to their two values; a score or time that a
+    hand-edited file made fractional, infinite or text is dropped rather than averaged."""
+    if not (isinstance(a["realism"], int) and 1 <= a["realism"] <= 5):
+        a["realism"] = None
+    if not (isinstance(a["seconds"], float) and math.isfinite(a["seconds"])):
+        a["seconds"] = None
+    a["comment"] = a["comment"] if isinstance(a["comment"], str) else ""
+    return a
 
 
 def _prop(p: stats.Proportion) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from flask import (
 )
 
 from mrisynth.readerstudy import store
-from mrisynth.readerstudy.create import IMAGES_DIR
+from mrisynth.readerstudy.create import IMAGE_NAME, IMAGES_DIR
 
 MAX_COMMENT = 2000  # characters
 MAX_FORM_BYTES = 64 * 1024
@@ -115,9 +115,11 @@ def _read(token: str) -> Any:
 def _image(token: str, opaque: str) -> Any:
     reader = _reader(token)
     name = store.image_file(_db(), reader.id, opaque)
-    if name is None:
+    if name is None or not IMAGE_NAME.fullmatch(name):  # never a path from the database
         abort(404)
     path = _study() / IMAGES_DIR / name
+    if not path.is_file():
+        abort(404)
     return send_file(
         path,
         mimetype="image/png",

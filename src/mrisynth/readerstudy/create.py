@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from mrisynth.readerstudy.sources import (
 )
 
 LINKS_NAME = "links.txt"
+IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.png")  # what _store_images names a study image
 IMAGES_DIR = "images"
 MAX_READERS = 100
 

@@ -71,10 +71,26 @@ def open_study(study: Path, readonly: bool = False) -> sqlite3.Connection:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{db}: not a readable reader-study database ({exc})") from None
-    if row is None or row["value"] != SCHEMA_VERSION:
+    if row is None or row["value"] != SCHEMA_VERSION or not schema_matches(con):
         con.close()
         raise InputError(f"{db}: not a reader-study database of this mrisynth version")
     return con
+
+
+def _normal(sql: str) -> str:
+    return " ".join(sql.replace("(", " ( ").replace(")", " ) ").split()).rstrip(";")
+
+
+def schema_matches(con: sqlite3.Connection) -> bool:
+    """Every table exactly as SCHEMA makes it (its CHECK constraints are what the app and the
+    analysis rely on), so a hand-made or altered database file is refused."""
+    want = {}
+    for stmt in SCHEMA.split(";"):
+        if stmt.strip():
+            want[stmt.split()[2]] = _normal(stmt)
+    rows = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+    have = {r["name"]: _normal(r["sql"] or "") for r in rows}
+    return all(have.get(name) == sql for name, sql in want.items())
 
 
 @dataclass(frozen=True)
