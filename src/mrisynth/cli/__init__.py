@@ -39,6 +39,19 @@ class _Group(click.Group):
     types ends in a traceback.
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # `mrisynth --bogus`: the group's own options
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `mrisynth` alone: its help
+                raise
+            raise click.ClickException(_usage_line(e, ctx.command_path)) from None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta[_COMMAND_KEY] = f"{ctx.command_path} {name}"  # for errors that lack a context
+        return name, cmd, rest
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -47,7 +60,8 @@ class _Group(click.Group):
         except click.UsageError as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # `mrisynth weights` alone (click >= 8.2)
                 raise
-            raise click.ClickException(_usage_line(e)) from None
+            command = ctx.meta.get(_COMMAND_KEY, ctx.command_path)
+            raise click.ClickException(_usage_line(e, command)) from None
         except OSError as e:
             if e.filename is None:
                 raise
@@ -56,9 +70,14 @@ class _Group(click.Group):
             ) from None
 
 
-def _usage_line(e: click.UsageError) -> str:
-    """click's message plus where to read the command's options, on one line."""
-    cmd = e.ctx.command_path if e.ctx is not None else "mrisynth"
+_COMMAND_KEY = "mrisynth.command"
+
+
+def _usage_line(e: click.UsageError, command: str) -> str:
+    """click's message plus where to read the command's options, on one line (`command`:
+    the sub-command being parsed, for errors such as a missing option value that carry no
+    context of their own)."""
+    cmd = e.ctx.command_path if e.ctx is not None else command
     return f"{e.format_message()} (see `{cmd} --help`)"
 
 

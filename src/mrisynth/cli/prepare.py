@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -14,6 +15,8 @@ from mrisynth.errors import ConfigError
 SEQUENCES = ("t1-in", "t1-opp", "t2spir", "any")
 NORMS = ("minmax", "percentile", "volume-minmax", "volume-percentile")
 FITS = ("pad", "stretch", "crop")
+# dicom_scan's reasons for image files (CHAOS ships its masks as PNG beside the DICOM)
+_IMAGE_REASONS = frozenset(f"not a DICOM file ({s})" for s in (".png", ".jpg", ".jpeg"))
 
 
 def _percentiles(text: str) -> tuple[float, float]:
@@ -209,10 +212,16 @@ def command(
         + ")"
     )
     other = [k for k in res.skipped if k.reason.startswith("not selected")]
-    bad = len(res.skipped) - len(other)
-    if bad:
-        reasons = res.report["counts"]["skipped_by_reason"]
-        kinds = [(r, n) for r, n in reasons.items() if not r.startswith("not selected")]
+    images = sum(k.reason in _IMAGE_REASONS for k in res.skipped)
+    if images:  # expected in CHAOS-like trees: say what they are, not that something failed
+        click.echo(f"ignored {images} PNG/JPEG images (e.g. CHAOS masks), not DICOM")
+    kinds = Counter(
+        k.reason.split(" (")[0]
+        for k in res.skipped
+        if k.reason not in _IMAGE_REASONS and not k.reason.startswith("not selected")
+    ).most_common()
+    if kinds:
+        bad = sum(n for _, n in kinds)
         top = "; ".join(f"{n} x {r}" for r, n in kinds[:4]) + ("; ..." if len(kinds) > 4 else "")
         click.echo(f"skipped {bad} files: {top} (details in report.json)")
     if other:
