@@ -60,6 +60,7 @@ USAGE = [
     (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir", "s",
       "--n-real", "x"], "'x'"),
     (["reader-study", "serve", "empty", "--port", "70000"], "--port"),
+    (["import-nvidia", "file.txt"], "--output"),
 ]  # fmt: skip
 
 
@@ -82,6 +83,8 @@ SPECIAL_FILES = [
      "fifo"),
     (["reader-study", "create", "--real", "archive", "--synthetic", "00000-tiny", "--outdir",
       "fifo"], "--outdir fifo"),
+    (["import-nvidia", "fifo", "-o", "n.safetensors"], "fifo: not a regular file"),
+    (["import-nvidia", "file.txt", "-o", "fifo"], "--output fifo"),
 ]  # fmt: skip
 
 
@@ -170,13 +173,15 @@ WRONG_VALUES = [
     (["reader-study", "analyze", "empty"], "no study.sqlite"),
     (["reader-study", "serve", "empty"], "no study.sqlite"),
     (["report", "00000-tiny", "--panel", "0", "--reader-study", "empty"], "no study.sqlite"),
+    (["import-nvidia", "file.txt", "-o", "d1.safetensors"], "file.txt: refused"),
+    (["import-nvidia", "archive", "-o", "d1.safetensors"], "archive"),
 ]
 
 
 @pytest.mark.parametrize(("args", "text"), WRONG_VALUES)
 def test_wrong_values_stop_before_any_work(fx, args, text):
     assert_one_error_line(run_cli(fx, args), text)
-    assert not any((fx / d).exists() for d in ("d1", "d2", "d3", "empty/report"))
+    assert not any((fx / d).exists() for d in ("d1", "d2", "d3", "empty/report", "d1.safetensors"))
 
 
 METRICS = [
