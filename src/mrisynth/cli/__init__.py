@@ -16,6 +16,7 @@ from mrisynth import __version__
 from mrisynth.cli import (
     dataset,
     demo,
+    downstream,
     generate,
     import_nvidia,
     metrics,
@@ -100,6 +101,7 @@ for _module in (phantom, prepare, dataset, train, metrics, weights, generate, re
 cli.add_command(readerstudy.command)
 cli.add_command(import_nvidia.command)
 cli.add_command(project.command)
+cli.add_command(downstream.command)
 
 
 def main(argv: list[str] | None = None) -> None:

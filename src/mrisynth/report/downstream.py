@@ -1,0 +1,114 @@
+"""The report's downstream section: `mrisynth downstream`'s Dice table, paired test and figure.
+
+`downstream.json` is read as untrusted input (bounded, every shown value checked): the
+report shows only finite numbers and the study's own organ names.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mrisynth import untrusted as u
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = "downstream.json"  # as downstream.study writes it
+FIGURE_NAME = "downstream.png"
+FORMAT = "mrisynth-downstream"
+ARMS = ("real", "synthetic", "real+synthetic")
+MAX_BYTES = 32 * 2**20
+
+
+def find_downstream(run_dir: Path) -> Path | None:
+    """`RUN/downstream.json` or `RUN/<folder>/downstream.json` (e.g. `--outdir RUN/downstream`)."""
+    direct = run_dir / RESULT_NAME
+    if direct.is_file():
+        return direct
+    found = sorted(p for p in run_dir.glob(f"*/{RESULT_NAME}") if p.is_file())
+    return found[0] if found else None
+
+
+def read_downstream(path: Path) -> dict[str, Any] | None:
+    """The checked parts of a downstream.json, or None (logged) when it is not one."""
+    try:
+        return check_document(u.loads(path.read_bytes(), path.name, MAX_BYTES))
+    except (OSError, u.BadValue) as e:
+        log.warning("%s: not shown in the report (%s)", path, e)
+        return None
+
+
+def check_document(doc: Any) -> dict[str, Any]:
+    """What the report and the CLI show of a downstream document; BadValue if malformed."""
+    doc = u.mapping(doc, RESULT_NAME)
+    if doc.get("format") != FORMAT:
+        raise u.BadValue("not a downstream study (format)")
+    organs = [u.text(o, "organs[]", 64) for o in u.sequence(doc.get("organs"), "organs", 1, 64)]
+    results = u.mapping(doc.get("results"), "results")
+    means = u.mapping(u.mapping(results.get("dice"), "dice").get("means"), "dice.means")
+    keys = [*organs, "all_organs"]
+    test = u.mapping(results.get("paired_test"), "paired_test")
+    seeds = u.sequence(u.mapping(doc.get("options"), "options").get("seeds"), "seeds", 1, 100)
+    budget = u.mapping(doc.get("budget"), "budget")
+    chance = u.sequence(doc.get("chance_dice"), "chance_dice", 0, 64)
+    return {
+        "organs": organs,
+        "table": {arm: _cells(u.mapping(means.get(arm), arm), keys) for arm in ARMS},
+        "test": {k: u.optional(u.number, test.get(k), k) for k in _TEST_NUMBERS},
+        "num_seeds": len(seeds),
+        "steps": u.integer(budget.get("steps"), "budget.steps", 1),
+        "batch_size": u.integer(budget.get("batch_size"), "budget.batch_size", 1),
+        "chance": [u.number(v, "chance_dice[]", 0, 1) for v in chance],
+    }
+
+
+_TEST_NUMBERS = ("pairs", "mean_difference", "median_difference", "wins", "losses", "p_value")
+
+
+def _cells(arm: Any, keys: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    out = {}
+    for k in keys:
+        cell = u.mapping(arm.get(k), k)
+        out[k] = (
+            u.optional(u.number, cell.get("mean"), f"{k}.mean", 0, 1),
+            u.optional(u.number, cell.get("std"), f"{k}.std", 0, 1),
+        )
+    return out
+
+
+def dice_rows(checked: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per arm, 'mean ± std' per organ and over organs, and chance."""
+    organs = checked["organs"]
+    header = ["arm", *(o.replace("_", " ") for o in organs), "all organs"]
+    rows = []
+    for arm in ARMS:
+        cells = [checked["table"][arm][k] for k in [*organs, "all_organs"]]
+        rows.append([arm, *(_mean_std(m, s) for m, s in cells)])
+    if len(checked["chance"]) == len(organs):
+        rows.append(["chance (label frequency)", *(f"{v:.3f}" for v in checked["chance"]), ""])
+    return header, rows
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def test_sentence(checked: dict[str, Any]) -> str:
+    """One plain sentence: the budget, the paired test and what it can and cannot say."""
+    t = checked["test"]
+    head = (
+        f"Dice on held-out real patients, mean ± std over {checked['num_seeds']} seed(s); every "
+        f"arm trained {checked['steps']} steps of {checked['batch_size']} slices."
+    )
+    if t["pairs"] is None or t["mean_difference"] is None:
+        return head + " No paired comparison of real + synthetic with real."
+    p = "not computed" if t["p_value"] is None else f"p = {t['p_value']:.3g}"
+    return (
+        f"{head} Real + synthetic vs real: mean Dice difference {t['mean_difference']:+.3f} "
+        f"over {t['pairs']:.0f} (seed, organ) pairs ({t['wins']:.0f} better, {t['losses']:.0f} "
+        f"worse; Wilcoxon signed-rank {p}). Organs of one network are not independent, so the "
+        "p-value is optimistic; phantom or small-scale results do not predict real data."
+    )
