@@ -233,5 +233,19 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
     res = CliRunner().invoke(cli, ["import-nvidia", str(good), "-o", str(out), "--force"])
     assert res.exit_code == 0, res.output
     assert _sha(good) == before[good]
+    disguised = tmp_path / "model.safetensors"  # an NVIDIA pickle named like our output
+    disguised.write_bytes(good.read_bytes())
+    for target in ("model.safetensors", "model.json"):
+        if target == "model.json":
+            disguised = disguised.rename(tmp_path / "model.json")
+        res = CliRunner().invoke(cli, ["import-nvidia", str(disguised), "--force", "-o",
+                                       str(tmp_path / "model.safetensors")])
+        assert res.exit_code == 1 and "would overwrite the input" in res.output, res.output
+        assert _sha(disguised) == before[good]
+    disguised.unlink()
+    res = CliRunner().invoke(cli, ["import-nvidia", str(good), "-o", "/proc/x/m.safetensors"])
+    assert res.exit_code == 1 and res.output.startswith("Error: /proc/x/m.safetensors")
+    with pytest.raises(InputError, match="not a regular file"):
+        import_pickle(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "evil.pkl", "good.pkl", "out.json", "out.safetensors"]

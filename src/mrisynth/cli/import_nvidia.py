@@ -10,9 +10,13 @@ from mrisynth.cli.params import RegularFile
 from mrisynth.errors import ConfigError
 
 
-def _check_output(output: Path, force: bool) -> None:
+def _check_output(output: Path, snapshot: Path, force: bool) -> None:
     if output.suffix != ".safetensors":
         raise ConfigError(f"--output {output}: name it *.safetensors (a mrisynth snapshot)")
+    for written in (output, output.with_suffix(".json")):  # the snapshot and its JSON copy
+        if written.resolve() == snapshot.resolve():
+            raise ConfigError(f"--output {output}: would overwrite the input {snapshot}; "
+                              "choose another name")
     if output.is_dir():
         raise ConfigError(f"--output {output}: is a folder; give a file name")
     if output.exists() and not force:
@@ -35,7 +39,7 @@ def command(snapshot: Path, output: Path, force: bool) -> None:
     from mrisynth import atomic
     from mrisynth.interop.nvidia_import import import_pickle, save_imported
 
-    _check_output(output, force)
+    _check_output(output, snapshot, force)
     imported = import_pickle(snapshot)
     with atomic.output_errors(output, "--output"):
         written = save_imported(imported, output)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,10 @@ class Imported:
 
 def read_pickle(path: Path) -> Any:
     """The file's content as plain data (see `nvidia_pickle`); one InputError when refused."""
-    size = path.stat().st_size
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+        raise InputError(f"{path}: not a regular file (a folder, pipe, device or socket)")
+    size = info.st_size
     if size > MAX_FILE_BYTES:
         raise InputError(f"{path}: {size / 2**30:.1f} GiB, larger than any StyleGAN2 snapshot "
                          f"({MAX_FILE_BYTES // 2**30} GiB at most)")
