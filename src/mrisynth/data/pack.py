@@ -31,6 +31,7 @@ from mrisynth.data.holdout import (
 )
 from mrisynth.data.labels import META_KEY, labels_to_array
 from mrisynth.data.manifest import labels_from_manifest
+from mrisynth.data.source_kind import refuse_unprepared, unprepared_hint
 from mrisynth.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -276,8 +277,12 @@ def pack_archive(
             f"{sibling}: a holdout archive from an earlier run sits next to {dest.name} and would "
             "be taken as this archive's holdout; delete it, or pass --holdout-patients"
         )
-    src = ImageArchive(source)
-    src.validate()  # [C, H, W] of every image: same size, square, power of two
+    refuse_unprepared(source)  # a DICOM tree: prepare comes first
+    try:
+        src = ImageArchive(source)
+        src.validate()  # [C, H, W] of every image: same size, square, power of two
+    except InputError as e:
+        raise InputError(f"{e}{unprepared_hint(source)}") from None
     left_out: list[str] = []
     if masks:
         from mrisynth.data.pairing import paired_source
