@@ -17,6 +17,7 @@ from mrisynth.cli import (
     dataset,
     demo,
     downstream,
+    export,
     generate,
     import_nvidia,
     metrics,
@@ -102,6 +103,7 @@ cli.add_command(readerstudy.command)
 cli.add_command(import_nvidia.command)
 cli.add_command(project.command)
 cli.add_command(downstream.command)
+cli.add_command(export.command)
 
 
 def main(argv: list[str] | None = None) -> None:
