@@ -68,7 +68,7 @@ def train_unit(
         loss = loss_fn(model(x), y)
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     n_real, n_syn = unit.batch_split(opts)
     info = {
