@@ -296,3 +296,20 @@ def test_altered_databases_are_refused_or_cleaned(tmp_path):
         open_study(folder)
     with pytest.raises(MrisynthError, match="not a reader-study database"):
         create_app(folder)
+
+
+def test_a_killed_create_leaves_nothing_behind_the_next_one(tmp_path):
+    """The build folder of a killed create is removed by the next create; a look-alike folder
+    holding anything else is left alone."""
+    real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
+    killed = tmp_path / ".study.abc123.tmp"
+    (killed / "images").mkdir(parents=True)
+    (killed / "images" / ("0" * 32 + ".png")).write_bytes(b"partial")
+    (killed / DB_NAME).write_bytes(b"partial")
+    foreign = tmp_path / ".study.keep.tmp"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    create_study(StudyPlan(real, synth, 2, 2, 1), tmp_path / "study")
+    assert not killed.exists()
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "study" / DB_NAME).is_file()

@@ -93,6 +93,7 @@ def create_study(plan: StudyPlan, outdir: Path) -> Links:
     images += synthetic_images(plan.synthetic, plan.n_synthetic, rng, plan.device)
     shape = check_same_shape(images)
     outdir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(outdir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
     try:
         links = _write(tmp, images, plan, shape, rng)
@@ -103,6 +104,20 @@ def create_study(plan: StudyPlan, outdir: Path) -> Links:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return links
+
+
+def _remove_leftovers(outdir: Path) -> None:
+    """A create that was killed leaves its hidden build folder beside `outdir`; remove those
+    that hold nothing but what `_write` puts there (anything else is not ours to delete)."""
+    ours = {IMAGES_DIR, store.DB_NAME, f"{store.DB_NAME}-wal", f"{store.DB_NAME}-shm", LINKS_NAME}
+    for old in outdir.parent.glob(f".{outdir.name}.*.tmp"):
+        names = {p.name for p in old.iterdir()} if old.is_dir() and not old.is_symlink() else None
+        images = old / IMAGES_DIR
+        if names is None or not names <= ours or images.is_symlink():
+            continue
+        if images.is_dir() and any(not IMAGE_NAME.fullmatch(p.name) for p in images.iterdir()):
+            continue
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(
