@@ -163,6 +163,11 @@ def test_storage_parser_checks_claims_against_bytes():
     _refused(_tensor_pickle(good, size=(2**50,)), "reaching element|bad size")
     _refused(_tensor_pickle(good, size=(1,) * 20, stride=(1,) * 20), "bad size")
     _refused(_tensor_pickle(good, size="4"), "bad size")
+    _refused(_tensor_pickle(good, size=(2**30,), stride=(0,)), "over a storage of 4")
+    big = Call(torch.storage._load_from_bytes, _storage_bytes(2**18, 2**18, b"\x00" * 2**20))
+    many = [Call(torch._utils._rebuild_tensor_v2, big, 0, (2**18,), (1,), False, None)
+            for _ in range(1000)]  # 1 MB of data named 1000 times: 1 GB of tensors
+    _refused(pickle.dumps(many, protocol=3), "more tensor data than the file holds")
     bad_store = Call(torch._utils._rebuild_tensor_v2, "storage", 0, (1,), (1,), False, None)
     _refused(pickle.dumps(bad_store, protocol=3), "not a storage")
     _refused(pickle.dumps(Call(torch.storage._load_from_bytes, 7), protocol=3), "not bytes")

@@ -21,7 +21,9 @@ The result is then walked (depth- and size-bounded) into plain Python values and
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import pickle
 import pickletools
 from collections import OrderedDict
@@ -47,7 +49,6 @@ _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
 }  # fmt: skip
 
 
@@ -141,9 +142,23 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     return value
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                    hooks: Any = None, metadata: Any = None) -> _Tensor:
-    """torch._utils._rebuild_tensor_v2, bounds-checked: a view into one parsed storage."""
+class _Budget:
+    """Bytes the rebuilt storages and tensors may take in all: twice the file (each byte of a
+    real snapshot is one storage and one tensor), so that a file naming the same storage
+    thousands of times, or a zero-stride view, cannot ask for more memory than it brings."""
+
+    def __init__(self, file_bytes: int) -> None:
+        self.left = 2 * file_bytes + 2**20
+
+    def charge(self, num_bytes: int) -> None:
+        self.left -= num_bytes
+        if self.left < 0:
+            raise PickleRefused("rebuilds more tensor data than the file holds (hostile)")
+
+
+def _rebuild_tensor(budget: _Budget, storage: Any, offset: Any, size: Any, stride: Any,
+                    requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> _Tensor:
+    """torch._utils._rebuild_tensor_v2, bounds-checked: a copy of a view into one storage."""
     del requires_grad, hooks, metadata  # weights only; hooks would be functions (refused anyway)
     if not isinstance(storage, _Storage):
         raise PickleRefused("rebuilds a tensor from something that is not a storage")
@@ -154,6 +169,10 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if all(size) and last >= numel:
         raise PickleRefused(f"has a tensor reaching element {last} of a storage of {numel}")
+    count = math.prod(size)
+    if count > numel:  # a broadcast (zero-stride) view: NVIDIA's tensors never are
+        raise PickleRefused(f"has a tensor of {count} elements over a storage of {numel}")
+    budget.charge(count * storage.data.element_size())
     if not all(size):
         return _Tensor(torch.empty(size, dtype=storage.data.dtype))
     return _Tensor(torch.as_strided(storage.data, size, stride, offset).clone())
@@ -185,23 +204,31 @@ def _latin1(text: Any, encoding: Any = None) -> bytes:
     return text.encode("latin1")
 
 
-def _load_storage(data: Any) -> _Storage:
+def _load_storage(budget: _Budget, data: Any) -> _Storage:
     """torch.storage._load_from_bytes, parsed here rather than by torch.load."""
     if not isinstance(data, bytes):
         raise PickleRefused("has a storage record that is not bytes")
+    budget.charge(len(data))
     return parse_legacy_storage(data)
 
 
-OUTER_ALLOWED: dict[tuple[str, str], Any] = {
+def outer_allowed(budget: _Budget) -> dict[tuple[str, str], Any]:
+    """The only globals an NVIDIA snapshot may name, each bound to a checking function."""
+    return {
+        **_PLAIN_ALLOWED,
+        ("torch._utils", "_rebuild_tensor_v2"): functools.partial(_rebuild_tensor, budget),
+        ("torch.storage", "_load_from_bytes"): functools.partial(_load_storage, budget),
+    }
+
+
+_PLAIN_ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,  # protocol 2 writes Python 2 names
     ("__builtin__", "frozenset"): frozenset,
     ("_codecs", "encode"): _latin1,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_storage,
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("dnnlib", "EasyDict"): _EasyDict,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _record,
@@ -310,7 +337,7 @@ def loads(data: bytes) -> Any:
         raise PickleRefused("is not a pickle of protocol 2-5 (what NVIDIA's tools write)")
     scan_opcodes(data)
     try:
-        obj = _load(data, OUTER_ALLOWED)
+        obj = _load(data, outer_allowed(_Budget(len(data))))
     except PickleRefused:
         raise
     except MemoryError:
