@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mrisynth.cli.params import NetworkPath
 from mrisynth.errors import ConfigError
 
 
@@ -24,7 +25,7 @@ def parse_psi(text: str) -> float | None:
 
 
 @click.command("export")
-@click.option("--network", required=True, metavar="CHECKPOINT",
+@click.option("--network", required=True, metavar="CHECKPOINT", type=NetworkPath(),
               help="Snapshot file (.safetensors) or run folder (its latest snapshot).")
 @click.option("--format", "fmt", required=True, type=click.Choice(["onnx", "torchscript"]),
               help="onnx (runs with onnxruntime) or torchscript (runs with torch.jit.load).")
@@ -34,7 +35,7 @@ def parse_psi(text: str) -> float | None:
               help="Truncation fixed in the graph (1 = none), or 'input' for a psi [N] input.")
 @click.option("--no-check", is_flag=True,
               help="Skip running the file against the PyTorch generator after writing it.")
-def command(network: str, fmt: str, output: Path, psi_text: str, no_check: bool) -> None:
+def command(network: Path, fmt: str, output: Path, psi_text: str, no_check: bool) -> None:
     """Export the generator (mapping + truncation + synthesis, constant noise) as one file.
 
     Inputs: z float32 [N, z_dim] (z of a seed as `mrisynth generate` draws it:

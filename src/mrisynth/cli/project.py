@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from mrisynth.cli.params import NetworkPath
+
 
 @click.command("project")
-@click.option("--network", required=True, metavar="CHECKPOINT",
+@click.option("--network", required=True, metavar="CHECKPOINT", type=NetworkPath(),
               help="Snapshot file (.safetensors) or run folder (its latest snapshot).")
 @click.option("--target", "targets", required=True, multiple=True, metavar="PNG|FOLDER|ZIP",
               type=click.Path(exists=True, path_type=Path),
@@ -35,7 +37,7 @@ import click
 @click.option("--detector-dir", type=click.Path(file_okay=False), default=None,
               help="Folder holding vgg16.pt (default: the search order of `mrisynth weights`).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def command(network: str, targets: tuple[Path, ...], outdir: Path, holdout: tuple[Path, ...],
+def command(network: Path, targets: tuple[Path, ...], outdir: Path, holdout: tuple[Path, ...],
             compare: bool, num: int | None, steps: int, w_plus: bool, loss: str, seed: int,
             class_idx: int | None, device: str, detector_dir: str | None,
             no_progress: bool) -> None:  # fmt: skip

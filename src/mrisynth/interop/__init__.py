@@ -6,4 +6,5 @@
 - `nvidia_networks`: NVIDIA's init kwargs and parameter names -> `NetworkConfig` and our
   state dicts (up-sampling kernels flipped to our orientation).
 - `nvidia_import`: a whole pickle -> a mrisynth snapshot (`mrisynth import-nvidia`).
+- `export_model`: a generator as one ONNX or TorchScript file (`mrisynth export`).
 """

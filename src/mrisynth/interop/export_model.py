@@ -132,6 +132,7 @@ def export_generator(G: nn.Module, path: str | Path, fmt: str, psi: float | None
 def _write_onnx(module: nn.Module, args: tuple, names: list[str], tmp: Path, meta: str) -> None:
     try:
         import onnx
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError as e:
         raise MissingDependencyError(
             "ONNX export needs onnx and onnxscript: pip install 'mrisynth[export]'"

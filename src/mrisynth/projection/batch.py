@@ -28,7 +28,7 @@ from mrisynth.projection import outputs
 from mrisynth.projection.compare import compare_errors, comparison_png
 from mrisynth.projection.losses import LossWeights
 from mrisynth.projection.projector import ProjectionOptions, latent_stats, project
-from mrisynth.projection.targets import Target, iter_targets, open_sources
+from mrisynth.projection.targets import MAX_TARGETS, Target, iter_targets, open_sources
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ def run_projection(job: ProjectJob, progress: bool = True) -> dict[str, Any]:
     from mrisynth.training.checkpoint import load_generator
 
     job.options.check()
+    if job.num is not None and not 1 <= job.num <= MAX_TARGETS:
+        raise ConfigError(f"--num must be in 1..{MAX_TARGETS}, got {job.num}")
     groups = groups_of(job)
     sources = {g: open_sources(paths) for g, paths in groups.items()}  # fail early on typos
     check_outdir(job.outdir, [p for paths in groups.values() for p in paths])
