@@ -169,8 +169,8 @@ def _pairs_from_manifest(folder: Path, option: str) -> list[tuple[str, str | Non
     pairs = []
     for row in rows:
         name, mask = row.get("file") or "", row.get("mask_file") or ""
-        if row.get("format", "png") != "png" or not name.lower().endswith(".png"):
-            continue  # DICOM rows and others: the PNG row of the seed carries the pair
+        if row.get("format", "png") != "png":
+            continue  # DICOM rows: the PNG row of the same seed carries the pair
         pairs.append((name, mask or None))
     return pairs
 
