@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -211,6 +213,9 @@ def test_bad_targets_are_skipped_and_reported(files, tmp_path, G):
     (src / "b_big.png").write_bytes(encode_png(np.zeros((1, 32, 32), np.uint8)))
     (src / "c_rgb.png").write_bytes(encode_png(np.zeros((3, 16, 16), np.uint8)))
     (src / "d_cut.png").write_bytes(encode_png(generated(G, 1))[:40])
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # claims 10 GB of pixels
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (src / "e_huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     rgb = tmp_path / "single_rgb.png"
     rgb.write_bytes(encode_png(np.zeros((3, 16, 16), np.uint8)))
     out = tmp_path / "out"
@@ -221,9 +226,10 @@ def test_bad_targets_are_skipped_and_reported(files, tmp_path, G):
     assert [r["key"] for r in record["targets"]] == ["0000-a_good"]
     problems = {r["key"]: r["problem"] for r in record["skipped"]}
     assert "32x32" in problems["0001-b_big"] and "16x16" in problems["0001-b_big"]
-    assert "3 channel" in problems["0002-c_rgb"] and "3 channel" in problems["0004-single_rgb"]
+    assert "3 channel" in problems["0002-c_rgb"] and "3 channel" in problems["0005-single_rgb"]
+    assert "100000" in problems["0004-e_huge"]
     assert "corrupt" in problems["0003-d_cut"] or "truncated" in problems["0003-d_cut"]
-    assert "skipped 4" in res.output
+    assert "skipped 5" in res.output
     csv_text = (out / "projection.csv").read_text()
     assert "b_big" in csv_text and "a_good" in csv_text
 
@@ -250,6 +256,8 @@ def test_hostile_command_lines_are_one_error_line(files, tmp_path, G):
                      "nan"]), "--steps")  # fmt: skip
     _error_line(run([*base, "--target", train, "--outdir", str(files["train"] / "inside")]),
                 "inside the target folder")  # fmt: skip
+    _error_line(run([*base, "--target", train, "--outdir", str(tmp_path / "o9"), "--num", "0"]),
+                "--num")  # fmt: skip
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
