@@ -85,6 +85,11 @@ SPECIAL_FILES = [
       "fifo"], "--outdir fifo"),
     (["import-nvidia", "fifo", "-o", "n.safetensors"], "fifo: not a regular file"),
     (["import-nvidia", "file.txt", "-o", "fifo"], "--output fifo"),
+    (["project", "--network", "00000-tiny", "--target", "fifo", "--outdir", "pj"], "fifo"),
+    (["project", "--network", "00000-tiny", "--target", "archive", "--outdir", "fifo"],
+     "--outdir fifo"),
+    (["export", "--network", "00000-tiny", "--format", "torchscript", "--output", "fifo"],
+     "fifo"),
 ]  # fmt: skip
 
 
@@ -154,6 +159,10 @@ INTO_INPUTS = [
       "other", "--n-real", "2", "--n-synthetic", "2"], "not empty"),
     (["reader-study", "create", "--real", "archive", "--synthetic", "archive", "--outdir",
       "s"], "both"),
+    (["project", "--network", "00000-tiny", "--target", "archive", "--outdir", "archive/p"],
+     "inside the target folder"),
+    (["project", "--network", "00000-tiny", "--target", "archive", "--outdir", "other"],
+     "not empty"),
 ]  # fmt: skip
 
 
