@@ -175,3 +175,23 @@ def test_report_reader_refuses_hostile_documents(files):
         target[path[-1]] = value
         with pytest.raises(BadValue):
             check_document(bad)
+
+
+def test_report_shows_the_study_of_the_run(files, tmp_path):
+    from fake_runs import make_run
+    from mrisynth.cli.report import write_report
+
+    run = make_run(tmp_path / "runs", with_metrics=False)
+    args = ["downstream", "--real", str(files / "data.zip"), "--synthetic", str(files / "synth"),
+            "--outdir", str(run / "downstream"), "--steps", "1", "--batch-size", "4", "--seeds",
+            "0,1", "--no-hd95"]  # fmt: skip
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    page = write_report(run, tmp_path / "report", panel_images=0, device="cpu").read_text()
+    assert "Downstream segmentation" in page and "real+synthetic" in page
+    assert "Wilcoxon" in page and 'src="downstream.png"' in page
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| arm | liver |" in md
+    (run / "downstream" / "downstream.png").write_bytes(b"\x89PNG not really")
+    (run / "downstream" / "downstream.json").write_text('{"format": "mrisynth-downstream"}')
+    page = write_report(run, tmp_path / "report2", panel_images=0, device="cpu").read_text()
+    assert "Downstream segmentation" not in page  # a tampered study is left out, not a crash

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mrisynth.report import classes as per_class
-from mrisynth.report import figures, grids, memorisation, pairs
+from mrisynth.report import downstream, figures, grids, memorisation, pairs
 from mrisynth.report.diversity import DiversityTable, diversity_table
 from mrisynth.report.panel import real_vs_generated_figure
 from mrisynth.report.runfiles import MAX_FILE_BYTES, RunFiles, audit_order
@@ -71,6 +71,7 @@ class Report:
     single: list[Series] = field(default_factory=list)  # metrics evaluated at one snapshot only
     verdicts: list[Verdict] = field(default_factory=list)  # the summary box, in display order
     diversity: DiversityTable | None = None
+    downstream: dict[str, Any] | None = None  # report.downstream's checked study
 
     def add(self, entry: FigureEntry, data: bytes) -> None:
         """Keep a figure under a file name safe in a URL and unique in the report folder."""
@@ -284,6 +285,19 @@ def _audit_picture(run: RunFiles, obj: dict[str, Any], path: Path) -> Path | Non
     return picture if picture.is_file() else None
 
 
+def _downstream(report: Report) -> None:
+    """`mrisynth downstream --outdir RUN/downstream`: its table, test and figure."""
+    found = downstream.load_section(report.run.run_dir)
+    if found is None:
+        return
+    report.downstream, figure = found
+    if figure is not None:
+        entry = FigureEntry(
+            "downstream.png", "Dice per organ and arm", downstream.CAPTION, section="downstream"
+        )
+        report.add(entry, figure)
+
+
 def build_report(
     run: RunFiles, panel: PanelImages | None = None, classes: per_class.ClassGrids | None = None
 ) -> Report:
@@ -342,6 +356,7 @@ def build_report(
             ),
         )
     _memorisation(report)
+    _downstream(report)
     log.info("report of %s: %d figures", run.run_dir, len(report.entries))
     return report
 

@@ -112,3 +112,38 @@ def test_sentence(checked: dict[str, Any]) -> str:
         f"worse; Wilcoxon signed-rank {p}). Organs of one network are not independent, so the "
         "p-value is optimistic; phantom or small-scale results do not predict real data."
     )
+
+
+HEADING = "Downstream segmentation: does synthetic data help?"
+CAPTION = (
+    "Dice of the same MONAI U-Net trained on real, synthetic and real + synthetic slices, "
+    "scored on held-out real patients (bars: mean, whiskers: std over seeds; dashes: chance)."
+)
+
+
+def load_section(run_dir: Path) -> tuple[dict[str, Any], bytes | None] | None:
+    """The checked study found in the run folder and its figure (None when not a readable
+    PNG of sane size), or None when the run holds no downstream study."""
+    from mrisynth.report.grids import decode_png
+
+    path = find_downstream(run_dir)
+    checked = None if path is None else read_downstream(path)
+    if checked is None:
+        return None
+    figure = path.parent / FIGURE_NAME
+    try:
+        data = (
+            figure.read_bytes() if figure.is_file() and figure.stat().st_size < MAX_BYTES else None
+        )
+    except OSError:
+        data = None
+    return checked, data if data is not None and decode_png(data) is not None else None
+
+
+def section_lines(checked: dict[str, Any]) -> list[str]:
+    """The section as Markdown lines (the HTML page uses dice_rows and test_sentence)."""
+    header, rows = dice_rows(checked)
+    lines = ["", f"## {HEADING}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*lines, "", test_sentence(checked)]

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from mrisynth import __version__
+from mrisynth.report import downstream
 from mrisynth.report.build import FigureEntry, Report
 from mrisynth.report.memorisation import summary_rows
 from mrisynth.report.plaintext import escape, inline_html, plain
@@ -33,6 +34,7 @@ SECTIONS = (
     ("images", "Images"),
     ("memorisation", "Memorisation audit"),
     ("readerstudy", "Reader study (visual Turing test)"),
+    ("downstream", downstream.HEADING),
 )
 NO_REFERENCE = (
     "No precision, recall, FID or KID results in this run: they need NVIDIA's "
@@ -215,6 +217,12 @@ def _sections_html(report: Report) -> list[str]:
                 rows = [[str(k), str(v)] for k, v in summary_rows(obj)]
                 parts.append(_html_table(["field", "value"], rows, set()))
             parts += [_figure_html(e) for e in entries]
+        elif section == "downstream" and report.downstream:
+            header, rows = downstream.dice_rows(report.downstream)
+            parts.append(f"<h2>{heading}</h2>")
+            parts.append(_html_table(header, rows, set(range(1, len(header)))))
+            parts.append(f"<p>{escape(downstream.test_sentence(report.downstream))}</p>")
+            parts += [_figure_html(e) for e in entries]
         elif entries:
             parts.append(f"<h2>{heading}</h2>")
             parts += [_figure_html(e) for e in entries]
@@ -328,5 +336,7 @@ def render_markdown(report: Report) -> str:
     for name, obj in report.memorisation:
         lines += ["", f"## Memorisation: {name}", ""]
         lines += [f"- {str(k).strip()}: {v}" for k, v in summary_rows(obj)]
+    if report.downstream:
+        lines += downstream.section_lines(report.downstream)
     lines += ["", f"Full report: [{HTML_NAME}]({HTML_NAME})", ""]
     return "\n".join(lines)
