@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,7 +39,7 @@ def _copy(tree, dest):
             src = os.path.join(dirpath, name)
             dst = dest / os.path.relpath(src, tree)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(open(src, "rb").read())
+            dst.write_bytes(Path(src).read_bytes())
     return dest
 
 
@@ -260,3 +261,66 @@ def test_cli_mask_labels_needs_masks(tree, tmp_path):
                                    "--size", "16"])
     assert res.exit_code == 0, res.output
     assert "masks: " in res.output
+
+
+def _seg_from_ground(root, pid=1, names=("Liver", "Right kidney", "Left kidney", "Spleen")):
+    """A DICOM SEG (highdicom) of the patient's in-phase series, drawn from its Ground PNGs;
+    the Ground folder is removed, so the SEG is the only mask source."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    t1 = _ground(root, pid).parent
+    files = sorted((t1 / "DICOM_anon" / "InPhase").glob("*.dcm"))
+    sources = [pydicom.dcmread(f) for f in files]
+    grey = np.stack([cv2.imread(str(t1 / "Ground" / f"{f.stem}.png"), 0) for f in files])
+    labels = grey_to_labels(grey.reshape(len(files), -1), CHAOS_LABELS).reshape(grey.shape)
+    descs = [
+        hd.seg.SegmentDescription(
+            segment_number=i, segment_label=name, segmented_property_category=codes.SCT.Organ,
+            segmented_property_type=codes.SCT.Organ,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for i, name in enumerate(names, start=1)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descs,
+        series_instance_uid=hd.UID(), series_number=9, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1",
+    )
+    for p in _ground(root, pid).iterdir():
+        p.unlink()
+    _ground(root, pid).rmdir()
+    seg.save_as(t1 / "seg.dcm")
+    return t1 / "seg.dcm"
+
+
+def test_dicom_seg_masks_equal_the_ground_pngs(tree, tmp_path):
+    prepare([tree], tmp_path / "png", MASK_OPTS)
+    root = _copy(tree, tmp_path / "in")
+    _seg_from_ground(root)
+    res = prepare([root], tmp_path / "seg", MASK_OPTS)
+    assert res.report["masks"]["skipped"] == [] and res.report["masks"]["images_without_mask"] == []
+    assert not [k for k in res.skipped if "Segmentation" in k.reason]  # used, not skipped
+
+    def by_position(out):
+        return {(r["position_mm"], r["slice_count"]): cv2.imread(str(out / r["mask_file"]), 0)
+                for r in _rows(out)}
+
+    a, b = by_position(tmp_path / "png"), by_position(tmp_path / "seg")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_dicom_seg_without_known_segments_or_unreadable(tree, tmp_path):
+    root = _copy(tree, tmp_path / "in")
+    _seg_from_ground(root, names=("tumour", "cyst", "vessel", "bone"))
+    res = prepare([root], tmp_path / "out", MASK_OPTS)
+    reasons = {k["reason"] for k in res.report["masks"]["skipped"]}
+    assert reasons and all("no segment of this SEG names a label" in r for r in reasons)
+    seg = root / "Train_Sets" / "MR" / "1" / "T1DUAL" / "seg.dcm"
+    seg.write_bytes(seg.read_bytes()[:-500])  # pixel data cut short
+    res = prepare([root], tmp_path / "out2", MASK_OPTS)
+    bad = [k for k in res.report["masks"]["skipped"] if "DICOM SEG mask" in k["reason"]]
+    assert bad and res.num_images == len(_rows(tmp_path / "out2"))  # images all written

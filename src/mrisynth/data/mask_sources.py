@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from mrisynth.data.dicom_scan import Skipped, SliceHeader
+from mrisynth.data.mask_seg import seg_labels
 from mrisynth.data.masks import (
     LabelMap,
     MaskError,
@@ -36,6 +37,7 @@ class SeriesMasks:
 
     paths: dict[tuple[str, int | None], tuple[Path, str]] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)  # Ground folders that cannot pair
+    segs: tuple[str, ...] = ()  # DICOM SEG files, for slices without a Ground PNG
 
 
 def _key(sl: SliceHeader) -> tuple[str, int | None]:
@@ -71,9 +73,10 @@ def _rel(path: Path, sl: SliceHeader) -> str:
     return path.relative_to(_input_root(sl)).as_posix()
 
 
-def match_series(slices: list[SliceHeader]) -> SeriesMasks:
-    """Pair every slice with its mask file (by name, else by sorted order with equal counts)."""
-    out = SeriesMasks()
+def match_series(slices: list[SliceHeader], segs: tuple[str, ...] = ()) -> SeriesMasks:
+    """Pair every slice with its mask file (by name, else by sorted order with equal counts);
+    slices left without one may find theirs in the DICOM SEG files `segs`."""
+    out = SeriesMasks(segs=segs)
     groups: dict[Path, list[SliceHeader]] = {}
     for sl in slices:
         ground = ground_folder(sl)
@@ -102,6 +105,16 @@ def match_series(slices: list[SliceHeader]) -> SeriesMasks:
     return out
 
 
+def _from_seg(found: SeriesMasks, sl: SliceHeader, label_map: LabelMap, opts: SliceOptions):
+    try:
+        got = seg_labels(found.segs, sl.path, (sl.rows, sl.columns), label_map)
+    except MaskError as e:
+        return Skipped(sl.source, f"DICOM SEG mask: {e}")
+    if got is None:
+        return None
+    return encode_label_png(mask_to_training(got[0], sl.spacing_mm, opts))
+
+
 def _read_regular(path: Path) -> bytes:
     """A mask file's bytes, bounded; only regular files (a FIFO named *.png would block)."""
     try:
@@ -123,10 +136,27 @@ def training_mask(
     """PNG bytes of the slice's label mask at training geometry; Skipped (mask file, reason)
     when its mask is unusable; None when the slice has no (pairable) mask."""
     if _key(sl) not in found.paths:
-        return None
+        return _from_seg(found, sl, label_map, opts) if found.segs and sl.frame is None else None
     path, rel = found.paths[_key(sl)]
     try:
         labels = read_source_mask(_read_regular(path), rel, (sl.rows, sl.columns), label_map)
         return encode_label_png(mask_to_training(labels, sl.spacing_mm, opts))
     except MaskError as e:
         return Skipped(rel, str(e))
+
+
+def mask_report(outs: list, label_map: LabelMap, name, warnings: list[str]) -> dict:
+    """report.json's "masks" from prepare's per-series outputs: labels, counts, and why each
+    unusable mask was skipped (`name(rel)`: how the report names an input); adds warnings."""
+    skipped = [k for o in outs for k in o.mask_skipped]
+    missing = sorted(n for o in outs for n in o.no_mask)
+    if missing:
+        warnings.append(f"{len(missing)} images have no mask (no Ground PNG or DICOM SEG for their slice)")
+    if skipped:
+        warnings.append(f"{len(skipped)} masks skipped: {skipped[0].reason} (see report.json)")
+    return {
+        "labels": label_map.labels,
+        "written": sum(len(o.masks) for o in outs),
+        "images_without_mask": missing,
+        "skipped": [{"source": name(k.rel), "reason": k.reason} for k in skipped],
+    }

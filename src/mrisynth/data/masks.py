@@ -56,6 +56,14 @@ class LabelMap:
         return lut
 
 
+# SNOMED CT codes of the CHAOS organs (DICOM SEG segmented property types, read and written)
+ORGAN_CODES = {
+    "liver": ("10200004", "Liver"),
+    "right_kidney": ("9846003", "Right kidney"),
+    "left_kidney": ("18639004", "Left kidney"),
+    "spleen": ("78961009", "Spleen"),
+}
+
 CHAOS_LABELS = LabelMap(
     ("liver", "right_kidney", "left_kidney", "spleen"),
     ((56, 70), (111, 135), (176, 200), (241, 255)),

@@ -17,7 +17,7 @@ import platform
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,8 @@ from mrisynth.data import prepare_folder as folder
 from mrisynth.data.dicom_checks import FATAL, failure_reason
 from mrisynth.data.dicom_scan import Skipped, SliceHeader, scan_inputs
 from mrisynth.data.manifest import manifest_csv
-from mrisynth.data.mask_sources import match_series, training_mask
+from mrisynth.data.mask_seg import seg_files
+from mrisynth.data.mask_sources import mask_report, match_series, training_mask
 from mrisynth.data.masks import LabelMap, label_map_json
 from mrisynth.data.prepare_folder import MANIFEST_FILE, MASK_LABELS_FILE, REPORT_FILE, check_paths
 from mrisynth.data.series import SEQUENCE_CHOICES, Series, build_series, select_series
@@ -61,6 +62,7 @@ class PrepareOptions:
     source_paths: bool = False  # True: manifest/report name input files by their paths
     secret_file: Path | None = None  # HMAC key for patient keys (default: the output's own)
     masks: LabelMap | None = None  # --masks: also write each slice's label mask (masks/NAME)
+    mask_segs: tuple[str, ...] = ()  # DICOM SEG files found by the scan (set by prepare)
 
 
 @dataclass
@@ -206,7 +208,7 @@ def process_series(series: Series, opts: PrepareOptions) -> _SeriesOut:
 
 def _add_masks(out: _SeriesOut, series: Series, kept: list[SliceHeader], opts) -> None:
     """Each written image's mask (same name under masks/) and its manifest column."""
-    found = match_series(series.slices)
+    found = match_series(series.slices, opts.mask_segs)
     out.mask_skipped += found.skipped
     by_name = {}
     for (name, _, _), sl in zip(out.images, kept, strict=True):
@@ -321,22 +323,6 @@ def _report(inputs, opts, name, all_series, chosen, outs, skipped, warnings, cou
     }
 
 
-def _mask_report(outs: list[_SeriesOut], label_map: LabelMap, name, warnings) -> dict:
-    """report.json's "masks": labels, counts, and why each unusable mask was skipped."""
-    skipped = [k for o in outs for k in o.mask_skipped]
-    missing = sorted(n for o in outs for n in o.no_mask)
-    if missing:
-        warnings.append(f"{len(missing)} images have no mask (no Ground PNG found for their slice)")
-    if skipped:
-        warnings.append(f"{len(skipped)} masks skipped: {skipped[0].reason} (see report.json)")
-    return {
-        "labels": label_map.labels,
-        "written": sum(len(o.masks) for o in outs),
-        "images_without_mask": missing,
-        "skipped": [{"source": name(k.rel), "reason": k.reason} for k in skipped],
-    }
-
-
 def _not_selected(all_series: list[Series], chosen: list[Series], sequence: str) -> list[Skipped]:
     """Slices of other sequences: listed too, so every input file is accounted for."""
     picked = {id(s) for s in chosen}
@@ -373,6 +359,9 @@ def prepare(
     folder.claim(out)  # marker first: a killed run's folder is recognised as ours
     secret = folder.load_secret(out, opts.secret_file)
     headers, skipped = scan_inputs(in_paths, progress=progress)
+    if opts.masks is not None:  # SEG objects are masks then, not skipped files
+        segs, skipped = seg_files(in_paths, skipped)
+        opts = replace(opts, mask_segs=tuple(segs))
     all_series, bad = build_series(headers, secret)
     skipped += bad
     chosen = select_series(all_series, SEQUENCE_CHOICES[opts.sequence])
@@ -400,7 +389,7 @@ def prepare(
     tables = {MANIFEST_FILE: manifest_csv([r for _, _, r in images]).encode()}
     mask_skipped = [k for o in outs for k in o.mask_skipped]
     if opts.masks is not None:
-        report["masks"] = _mask_report(outs, opts.masks, name, warnings)
+        report["masks"] = mask_report(outs, opts.masks, name, warnings)
         files.update((n, png) for o in outs for n, png in o.masks)
         tables[MASK_LABELS_FILE] = label_map_json(opts.masks).encode()
     tables[REPORT_FILE] = (json.dumps(report, indent=2) + "\n").encode()

@@ -18,18 +18,11 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from mrisynth import __version__, untrusted
-from mrisynth.data.masks import CHAOS_LABELS, MaskSpec, decode_mask, mask_spec
+from mrisynth.data.masks import CHAOS_LABELS, ORGAN_CODES, MaskSpec, decode_mask, mask_spec
 from mrisynth.errors import InputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-# SNOMED CT codes of the CHAOS organs (segmented property types)
-ORGAN_CODES = {
-    "liver": ("10200004", "Liver"),
-    "right_kidney": ("9846003", "Right kidney"),
-    "left_kidney": ("18639004", "Left kidney"),
-    "spleen": ("78961009", "Spleen"),
-}
 FIXED_DATE, FIXED_TIME = "20000101", "000000"  # no clock in outputs: re-runs are identical
 
 
