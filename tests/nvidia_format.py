@@ -290,3 +290,57 @@ def reference_generate(g: dict, G_kw: dict, seed: int, psi: float = 1.0,
         img = y if img is None else img + y
         res *= 2
     return (img[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# NVIDIA's discriminator ('resnet'), float64, from the published algorithm
+
+
+def _conv(x, t, name, act=True, gain=1.0, clamp=None, down=False):
+    w = t[f"{name}.weight"]
+    w = w / math.sqrt(w[0].numel())
+    k = w.shape[-1]
+    if down:  # upfirdn2d with the [1,3,3,1] filter (pad 2 for 3x3, 1 for 1x1), then stride 2
+        c, pad = x.shape[1], 2 if k == 3 else 1
+        x = F.conv2d(F.pad(x, (pad,) * 4), FIR.double()[None, None].repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, w, stride=2) if k == 3 else F.conv2d(x[:, :, ::2, ::2], w)
+    else:
+        x = F.conv2d(x, w, padding=k // 2)
+    if f"{name}.bias" in t:
+        x = x + t[f"{name}.bias"][None, :, None, None]
+    if act:
+        x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+    x = x * gain
+    return x.clamp(-clamp * gain, clamp * gain) if clamp is not None else x
+
+
+def _mbstd(x, group):
+    n, c, h, w = x.shape
+    g = min(group, n)
+    y = x.reshape(g, n // g, 1, c, h, w)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=[2, 3, 4])  # [n/g, 1]
+    return torch.cat([x, y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)], dim=1)
+
+
+def reference_discriminate(d: dict, D_kw: dict, img: torch.Tensor,
+                           c: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [N, 1] of NVIDIA's resnet D with mbstd group 4 and conv clamp from D_kw."""
+    t = {k: v.double() for k, v in d.items()}
+    clamp, res = D_kw.get("conv_clamp"), D_kw["img_resolution"]
+    x = _conv(img.double(), t, f"b{res}.fromrgb", clamp=clamp)
+    while res > 4:
+        b = f"b{res}"
+        y = _conv(x, t, f"{b}.skip", act=False, gain=math.sqrt(0.5), down=True)
+        x = _conv(x, t, f"{b}.conv0", clamp=clamp)
+        x = _conv(x, t, f"{b}.conv1", gain=math.sqrt(0.5), clamp=clamp, down=True)
+        x = x + y
+        res //= 2
+    x = _conv(_mbstd(x, D_kw["epilogue_kwargs"]["mbstd_group_size"]), t, "b4.conv", clamp=clamp)
+    x = _fc(x.flatten(1), t, "b4.fc", act=True)
+    x = _fc(x, t, "b4.out")
+    if D_kw["c_dim"]:
+        cmap = _norm(_fc(c.double(), t, "mapping.embed"))
+        for i in range(8):
+            cmap = _fc(cmap, t, f"mapping.fc{i}", lr_mul=0.01, act=True)
+        x = (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(cmap.shape[1])
+    return x

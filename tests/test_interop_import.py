@@ -219,3 +219,21 @@ def test_unsupported_variants_are_named(tmp_path):
 def test_wrong_types_in_init_kwargs_are_one_error(tmp_path, key, value, match):
     G_kw, _ = nf.small_kwargs()
     _refused(tmp_path, G_kw=dict(G_kw, **{key: value}), match=match)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_imported_discriminator_equals_nvidia_reference(tmp_path, variant):
+    channels, c_dim = VARIANTS[variant]
+    G_kw, D_kw = nf.small_kwargs(channels=channels, c_dim=c_dim)
+    g, d = nf.nvidia_tensors(G_kw, D_kw)
+    pkl = tmp_path / "snap.pkl"
+    pkl.write_bytes(nf.dumps(nf.snapshot_dict(G_kw, D_kw, g, d)))
+    D = import_pickle(pkl).D
+    torch.manual_seed(0)
+    img = torch.randn(8, channels, 16, 16)
+    c = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float() if c_dim else None
+    ref = nf.reference_discriminate(d, D_kw, img, c)
+    with torch.no_grad():
+        ours = D(img, c)
+    assert ref.abs().max() > 0.1
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4)
