@@ -242,6 +242,12 @@ TRAIN_AND_GENERATE = [
       "nan"], "--position"),
     (["dataset", "archive", "-o", "runs/d.zip", "--labels", "position:0"], "--labels"),
     (["dataset", "archive", "-o", "runs/d.zip", "--labels", "sequence"], "manifest.csv"),
+    (["dataset", "archive", "-o", "runs/d.zip", "--masks"], "prepare --masks"),
+    (["prepare", "empty", "-o", "runs/p", "--mask-labels", "liver=1"], "needs --masks"),
+    (["prepare", "empty", "-o", "runs/p", "--masks", "--mask-labels", "liver=300"],
+     "--mask-labels 'liver=300'"),
+    (["prepare", "empty", "-o", "runs/p", "--masks", "--mask-labels", '{"liver": NaN}'],
+     "--mask-labels"),
 ]  # fmt: skip
 
 

@@ -124,6 +124,8 @@ def test_generate_paired_png_and_seg(run, paired, tmp_path):
         frames = hd.seg.segread(out / f"seed{seed:06d}-seg.dcm").pixel_array  # [4, H, W]
         for k in range(4):
             assert (frames[k].astype(bool) == (mask == k + 1)).all()
+    gen = ImageArchive(tmp_path / "gen")  # what metrics --images and downstream read
+    assert gen.names == [f"seed{s:06d}.png" for s in seeds] and gen.num_channels == 1
     again = write_generation(run, tmp_path / "gen2", seeds, formats=("png", "dicom"),
                              progress=False)
     assert again["mask"] == record["mask"]
