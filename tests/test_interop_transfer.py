@@ -125,6 +125,9 @@ def test_refusals(tmp_path):
             '{"labels": [' + ",".join(f'["{i:04d}.png", {i % 2}]' for i in range(16)) + "]}")
         train(tiny(labelled, tmp_path / "runs", resume=str(_imported(tmp_path / "g", 1)),
                    cond=True))
+    with pytest.raises(ConfigError, match=r"--cbase 512: the weights of .* need channel_base 256"):
+        train(tiny(grey, tmp_path / "runs", resume=str(rgb_snapshot), resume_channels="average",
+                   cbase=512))
     res = CliRunner().invoke(cli, ["train", "--data", str(grey), "--outdir", str(tmp_path),
                                    "--resume-channels", "sum"])
     assert res.exit_code != 0 and "Error:" in res.output and "sum" in res.output

@@ -85,6 +85,12 @@ def weights_configs(snap: checkpoint.Snapshot, r: ResolvedOptions
             f"{snap.info.path}: a generator with {g.c_dim} label dimensions, this run has "
             f"{r.c_dim} ({'drop' if r.c_dim else 'add'} --cond or resume from another snapshot)"
         )
+    for flag, asked, field in (("--cbase", r.user.cbase, "channel_base"),
+                               ("--cmax", r.user.cmax, "channel_max"),
+                               ("--map-depth", r.user.map_depth, "map_depth")):
+        if asked is not None and asked != getattr(g, field):
+            raise ConfigError(f"{flag} {asked}: the weights of {snap.info.path} need "
+                              f"{field} {getattr(g, field)}; drop {flag}")
     preset = network_config_from_preset(r.preset, r.img_channels, r.c_dim)
     differ = [k for k in _ARCHITECTURE if getattr(preset, k) != getattr(g, k)]
     if differ:
