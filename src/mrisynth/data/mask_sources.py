@@ -151,7 +151,9 @@ def mask_report(outs: list, label_map: LabelMap, name, warnings: list[str]) -> d
     skipped = [k for o in outs for k in o.mask_skipped]
     missing = sorted(n for o in outs for n in o.no_mask)
     if missing:
-        warnings.append(f"{len(missing)} images have no mask (no Ground PNG or DICOM SEG for their slice)")
+        warnings.append(
+            f"{len(missing)} images have no mask (no Ground PNG or DICOM SEG for their slice)"
+        )
     if skipped:
         warnings.append(f"{len(skipped)} masks skipped: {skipped[0].reason} (see report.json)")
     return {

@@ -396,6 +396,8 @@ def prepare(
     if not opts.source_paths:  # ids -> paths, for the user's eyes only (hidden, mode 0600)
         tables[folder.SOURCES_FILE] = _sources_csv(in_paths, skipped + mask_skipped, chosen, name)
     written, removed = folder.write_outputs(out, files, tables)
+    if opts.masks is None:
+        folder.drop_masks_folder(out)  # of an earlier --masks run: its PNGs are gone now
     result = PrepareResult(
         out,
         len(images),

@@ -196,5 +196,13 @@ def write_outputs(
     return len(changed), len(stale)
 
 
+def drop_masks_folder(output: Path) -> None:
+    """Remove masks/labels.json and the then empty masks/ left by an earlier --masks run."""
+    (output / MASK_LABELS_FILE).unlink(missing_ok=True)
+    masks = output / MASKS_DIR
+    if masks.is_dir() and not masks.is_symlink() and not any(masks.iterdir()):
+        masks.rmdir()
+
+
 def _same(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
