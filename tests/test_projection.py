@@ -312,3 +312,18 @@ def test_vgg_features_are_used_when_the_detector_file_is_present(files, tmp_path
     curve = out / "targets" / "0000-img010" / "loss.csv"
     assert curve.read_text().splitlines()[0].startswith("step,loss,lr,pixel,msssim,vgg")
     assert float(curve.read_text().splitlines()[1].split(",")[5]) > 0  # the vgg column
+
+
+def test_a_vgg16_file_without_lpips_features_is_one_error_line(files, tmp_path):
+    from tests.fake_detectors import write_detector
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        write_detector(tmp_path / "det" / "vgg16.pt", "vgg16")  # features only, no LPIPS call
+    out = tmp_path / "out"
+    res = run(["project", "--network", str(files["snap"]), "--target", str(files["held"]),
+               "--outdir", str(out), "--steps", "2", "--no-progress", "--detector-dir",
+               str(tmp_path / "det")])  # fmt: skip
+    _error_line(res, "return_lpips", "--loss pixel")
+    assert not out.exists()  # refused before anything was written
+

@@ -26,7 +26,7 @@ from mrisynth import atomic, untrusted
 from mrisynth.errors import ConfigError, InputError, MrisynthError
 from mrisynth.projection import outputs
 from mrisynth.projection.compare import compare_errors, comparison_png
-from mrisynth.projection.losses import LossWeights
+from mrisynth.projection.losses import VGG_MAX_SIDE, LossWeights
 from mrisynth.projection.projector import ProjectionOptions, latent_stats, project
 from mrisynth.projection.targets import MAX_TARGETS, Target, iter_targets, open_sources
 
@@ -102,7 +102,7 @@ def claim_outdir(outdir: Path, settings: dict[str, Any]) -> None:
     atomic.write_json(path, settings)
 
 
-def loss_setup(job: ProjectJob, device: torch.device):
+def loss_setup(job: ProjectJob, device: torch.device, resolution: int):
     """(LossWeights, VGG16 module or None, its sha256 or None) for the chosen --loss."""
     from mrisynth.metrics import detectors
 
@@ -115,13 +115,14 @@ def loss_setup(job: ProjectJob, device: torch.device):
 
     path = detectors.locate_detector("vgg16", job.detector_dir)  # one Error line if absent
     extractor = load_detector_file(path, "vgg16", device)
-    probe_lpips(extractor.net, path, device)
+    probe_lpips(extractor.net, path, device, min(resolution, VGG_MAX_SIDE))
     return LossWeights(pixel=0.0, msssim=0.0, vgg=1.0), extractor.net, extractor.sha256
 
 
-def probe_lpips(net: torch.nn.Module, path: Path, device: torch.device) -> None:
-    """The VGG16 file must answer NVIDIA's projector call with finite features."""
-    x = torch.full((1, 3, 32, 32), 128.0, device=device)
+def probe_lpips(net: torch.nn.Module, path: Path, device: torch.device, size: int) -> None:
+    """The VGG16 file must answer NVIDIA's projector call, at the targets' size, with finite
+    features (before any target is projected)."""
+    x = torch.full((1, 3, size, size), 128.0, device=device)
     try:
         out = net(x, resize_images=False, return_lpips=True)
         ok = isinstance(out, torch.Tensor) and out.ndim == 2 and bool(torch.isfinite(out).all())
@@ -151,7 +152,7 @@ def run_projection(job: ProjectJob, progress: bool = True) -> dict[str, Any]:
     device = resolve_device(job.device)
     G, info = load_generator(job.network, device=str(device))
     SamplingOptions(class_idx=job.class_idx).check(int(G.c_dim))
-    weights, vgg, vgg_sha = loss_setup(job, device)
+    weights, vgg, vgg_sha = loss_setup(job, device, int(G.img_resolution))
     options = dataclasses.replace(job.options, weights=weights)
     settings = settings_record(job, options, sha256_file(info.path), Path(info.path).name, vgg_sha)
     claim_outdir(job.outdir, settings)
