@@ -213,7 +213,7 @@ def command(
     )
     other = [k for k in res.skipped if k.reason.startswith("not selected")]
     images = sum(k.reason in _IMAGE_REASONS for k in res.skipped)
-    if images:  # expected in CHAOS-like trees: say what they are, not that something failed
+    if images and not masks:  # expected in CHAOS-like trees (with --masks: the masks line)
         click.echo(f"ignored {images} PNG/JPEG images (e.g. CHAOS masks), not DICOM")
     kinds = Counter(
         k.reason.split(" (")[0]
