@@ -119,7 +119,10 @@ def test_reader_row_counts_synthetic_as_positive():
     assert row["sensitivity"]["value"] == 0.75
     assert row["specificity"]["value"] == pytest.approx(4 / 6)
     assert row["accuracy"]["value"] == 0.7
-    assert row["binomial_p"] == pytest.approx(stats.binomial_p(7, 10))
+    # 6 real of 10: chance is 0.6 (always 'real'), tested one-sided: P(X >= 7), X ~ B(10, 0.6)
+    assert row["chance"] == 0.6
+    tail = sum(math.comb(10, k) * 0.6**k * 0.4 ** (10 - k) for k in range(7, 11))
+    assert row["binomial_p"] == pytest.approx(tail, rel=1e-9)
     assert row["auc_realism"] is None  # no realism scores given
 
 

@@ -37,10 +37,10 @@ def _answers(con: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def _clean(a: dict[str, Any]) -> dict[str, Any]:
     """The schema's CHECKs hold labels and truth to their two values; a score or time that a
-    hand-edited file made fractional, infinite or text is dropped rather than averaged."""
+    hand-edited file made fractional, negative, infinite or text is dropped, not averaged."""
     if not (isinstance(a["realism"], int) and 1 <= a["realism"] <= 5):
         a["realism"] = None
-    if not (isinstance(a["seconds"], float) and math.isfinite(a["seconds"])):
+    if not (isinstance(a["seconds"], float) and 0 <= a["seconds"] < math.inf):
         a["seconds"] = None
     a["comment"] = a["comment"] if isinstance(a["comment"], str) else ""
     return a
@@ -58,6 +58,7 @@ def reader_row(name: str, answers: list[dict[str, Any]], of: int) -> dict[str, A
         a["realism"] for a in answers if a["truth"] == "synthetic" and a["realism"] is not None
     ]
     times = [a["seconds"] for a in answers if a["seconds"] is not None]
+    chance = stats.chance_accuracy(c)
     return {
         "reader": name,
         "answered": c.total,
@@ -65,7 +66,9 @@ def reader_row(name: str, answers: list[dict[str, Any]], of: int) -> dict[str, A
         "accuracy": _prop(stats.wilson(c.correct, c.total)),
         "sensitivity": _prop(stats.wilson(c.tp, c.tp + c.fn)),
         "specificity": _prop(stats.wilson(c.tn, c.tn + c.fp)),
-        "binomial_p": stats.binomial_p(c.correct, c.total),
+        "chance": chance,
+        "binomial_p": None if chance is None else stats.binomial_p(c.correct, c.total, chance),
+        "independence_p": stats.independence_p(c),
         "confusion": asdict(c),
         "auc_realism": stats.auc_from_scores(real, synth),
         "realism_p": stats.rank_test_p(real, synth),

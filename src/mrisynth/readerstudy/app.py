@@ -11,28 +11,33 @@ Nothing a reader gets names the truth or the source; unknown tokens and ids are 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
 from flask import (
     Flask,
+    Response,
     abort,
     current_app,
     g,
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 
 from mrisynth.readerstudy import store
 from mrisynth.readerstudy.create import IMAGE_NAME, IMAGES_DIR
+from mrisynth.readerstudy.serving import install_log_redaction
 
 MAX_COMMENT = 2000  # characters
 MAX_FORM_BYTES = 64 * 1024
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a 4096x4096 RGB PNG stored raw is 48 MiB
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; script-src 'self'; "
@@ -48,6 +53,7 @@ def create_app(study: str | Path) -> Flask:
     """The app serving one study folder (opened and checked now, not at the first request)."""
     study = Path(study)
     store.open_study(study).close()
+    install_log_redaction()  # every URL holds a secret token
     app = Flask(__name__)
     app.config["STUDY"] = study
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
@@ -114,20 +120,32 @@ def _read(token: str) -> Any:
 
 def _image(token: str, opaque: str) -> Any:
     reader = _reader(token)
-    name = store.image_file(_db(), reader.id, opaque)
-    if name is None or not IMAGE_NAME.fullmatch(name):  # never a path from the database
+    found = store.image_file(_db(), reader.id, opaque)
+    if found is None or not IMAGE_NAME.fullmatch(found[0]):  # never a path from the database
         abort(404)
-    path = _study() / IMAGES_DIR / name
-    if not path.is_file():
+    blob = read_study_image(_study() / IMAGES_DIR / found[0], found[1])
+    if blob is None:
         abort(404)
-    return send_file(
-        path,
-        mimetype="image/png",
-        download_name="image.png",
-        etag=False,
-        last_modified=None,
-        max_age=0,
-    )
+    # The bytes alone: no Last-Modified or ETag (a file date would tell when, so in which
+    # order, create wrote it), hence no 304 or range replies either.
+    return Response(blob, mimetype="image/png")
+
+
+def read_study_image(path: Path, sha256: str) -> bytes | None:
+    """The PNG create stored at `path`, or None: a link, FIFO or other non-regular file, one
+    larger than any study image, or bytes that differ from the recorded hash (a hand-edited
+    folder) are never sent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:
+            return None
+        blob = f.read(MAX_IMAGE_BYTES + 1)
+    ok = len(blob) <= MAX_IMAGE_BYTES and hashlib.sha256(blob).hexdigest() == sha256
+    return blob if ok else None
 
 
 def _answer(token: str) -> Any:

@@ -28,6 +28,7 @@ from mrisynth.readerstudy import store
 from mrisynth.readerstudy.sources import (
     MAX_IMAGES,
     SourceImage,
+    as_shown,
     check_same_shape,
     encode,
     real_images,
@@ -91,12 +92,13 @@ def create_study(plan: StudyPlan, outdir: Path) -> Links:
     rng = np.random.default_rng(plan.seed)
     images = real_images(plan.real, plan.n_real, rng)
     images += synthetic_images(plan.synthetic, plan.n_synthetic, rng, plan.device)
+    images = as_shown(images)
     shape = check_same_shape(images)
     outdir.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(outdir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
     try:
-        links = _write(tmp, images, plan, shape, rng)
+        links = _write(tmp, images, plan, shape)
         if outdir.is_dir():
             outdir.rmdir()  # empty (checked); rename needs it gone
         os.replace(tmp, outdir)
@@ -125,8 +127,13 @@ def _write(
     images: list[SourceImage],
     plan: StudyPlan,
     shape: tuple[int, int, int],
-    rng: np.random.Generator,
 ) -> Links:
+    # --seed is public (default 0, code open): it reproduces which images are drawn, but the
+    # orders readers see and the order images are stored (ids, file dates) come from a secret
+    # seed, kept in the database for the organiser, or a reader could recompute them.
+    order_seed = secrets.randbits(128)
+    rng = np.random.default_rng(order_seed)
+    images = [images[i] for i in rng.permutation(len(images))]
     (folder / IMAGES_DIR).mkdir()
     con = store.connect(folder / store.DB_NAME)
     try:
@@ -137,6 +144,7 @@ def _write(
             "created": str(time.time()),
             "shape": json.dumps(list(shape)),
             "seed": str(plan.seed),
+            "order_seed": str(order_seed),
             "n_real": str(plan.n_real),
             "n_synthetic": str(plan.n_synthetic),
         }

@@ -10,6 +10,7 @@ chunks (IHDR, IDAT, IEND only), so the file says nothing about where it came fro
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import defaultdict
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrisynth.errors import InputError
+from mrisynth.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,27 @@ def _from_snapshot(path: Path, n: int, rng: np.random.Generator, device: str) ->
 
     dev = resolve_device(device)
     G, info = load_generator(path, device=str(dev))
+    if int(G.c_dim) > 0:  # which classes, in what mix, is the organiser's choice, not ours
+        raise ConfigError(
+            f"--synthetic {path}: a conditional generator ({int(G.c_dim)} classes); generate "
+            "the images first with `mrisynth generate --class K` (classes mixed as in the real "
+            "images) and give that folder as --synthetic"
+        )
     seeds = sorted(int(s) for s in rng.choice(2**31 - 1, size=n, replace=False))
     log.info("generating %d images from %s", n, info.path)
     return [
         SourceImage(img, "synthetic", f"seed{seed}")
         for seed, img in sample_images(G, seeds, SamplingOptions(), dev)
+    ]
+
+
+def as_shown(images: list[SourceImage]) -> list[SourceImage]:
+    """What a reader sees of each image: a paired image + mask (2 channels, `dataset --masks`
+    or a paired generator) is shown as its image channel only; the mask would otherwise be the
+    PNG's alpha. Every study image passes here before it is checked and encoded."""
+    return [
+        dataclasses.replace(im, pixels=im.pixels[:1]) if im.pixels.shape[0] == 2 else im
+        for im in images
     ]
 
 

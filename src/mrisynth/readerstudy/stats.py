@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest, mannwhitneyu
+from scipy.stats import binomtest, fisher_exact, mannwhitneyu
 from statsmodels.stats.inter_rater import fleiss_kappa as _fleiss
 from statsmodels.stats.proportion import proportion_confint
 
@@ -35,9 +35,34 @@ def wilson(count: int, total: int) -> Proportion:
     return Proportion(count, total, count / total, float(low), float(high))
 
 
-def binomial_p(correct: int, total: int) -> float | None:
-    """Two-sided exact binomial test of `correct` of `total` against chance (p = 0.5)."""
-    return None if total == 0 else float(binomtest(correct, total, 0.5).pvalue)
+def binomial_p(correct: int, total: int, chance: float = 0.5) -> float | None:
+    """Exact binomial test of `correct` of `total` against chance accuracy `chance`.
+
+    Balanced (chance 0.5): two-sided, since an accuracy far below 0.5 also shows the reader
+    tells the classes apart (inverted). Unbalanced (chance = the larger class share): one-sided
+    'greater', since any accuracy between the two class shares is reached without looking
+    (always the same answer, or guessing at some rate)."""
+    if total == 0:
+        return None
+    alternative = "two-sided" if chance == 0.5 else "greater"
+    return float(binomtest(correct, total, chance, alternative=alternative).pvalue)
+
+
+def chance_accuracy(c: Confusion) -> float | None:
+    """The accuracy of a reader who cannot tell real from synthetic and gives the more common
+    answer: the larger class share of the images answered (0.5 in a balanced study)."""
+    if c.total == 0:
+        return None
+    return max(c.tp + c.fn, c.tn + c.fp) / c.total
+
+
+def independence_p(c: Confusion) -> float | None:
+    """Two-sided Fisher exact test that the answers are independent of the truth (the 2x2
+    table truth x answer): valid whatever the class balance and the reader's answer bias.
+    None until the reader has answered images of both classes."""
+    if c.tp + c.fn == 0 or c.tn + c.fp == 0:
+        return None
+    return float(fisher_exact([[c.tp, c.fn], [c.fp, c.tn]]).pvalue)
 
 
 def auc_from_scores(real: Sequence[float], synthetic: Sequence[float]) -> float | None:

@@ -142,14 +142,15 @@ def count_answers(con: sqlite3.Connection, reader_id: int) -> int:
     return con.execute(q, (reader_id,)).fetchone()[0]
 
 
-def image_file(con: sqlite3.Connection, reader_id: int, opaque: str) -> str | None:
-    """The stored file behind one of this reader's opaque ids (None for anyone else's)."""
+def image_file(con: sqlite3.Connection, reader_id: int, opaque: str) -> tuple[str, str] | None:
+    """(file name, sha256 create stored) behind one of this reader's opaque ids (None for
+    anyone else's)."""
     row = con.execute(
-        "SELECT im.file FROM items i JOIN images im ON im.id = i.image_id "
+        "SELECT im.file, im.sha256 FROM items i JOIN images im ON im.id = i.image_id "
         "WHERE i.reader_id = ? AND i.opaque = ?",
         (reader_id, opaque),
     ).fetchone()
-    return None if row is None else row["file"]
+    return None if row is None else (row["file"], row["sha256"])
 
 
 def mark_shown(con: sqlite3.Connection, reader_id: int, position: int) -> None:

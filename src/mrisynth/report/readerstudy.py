@@ -66,7 +66,8 @@ def readers_figure(results: dict[str, Any]) -> bytes:
             capsize=3,
             label=key,
         )
-    ax.axhline(CHANCE, color="#888", ls="--", lw=1, label="chance")
+    chance = results["pooled"].get("chance") or CHANCE
+    ax.axhline(chance, color="#888", ls="--", lw=1, label="chance (accuracy)")
     ax.set_xticks(x, [r["reader"] for r in rows], rotation=30, ha="right")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("proportion (95% Wilson CI)")
@@ -158,7 +159,8 @@ def reader_lines(results: dict[str, Any]) -> list[str]:
     return [
         f"{r['reader']}: {r['answered']}/{r['of']} answered; accuracy {_ci(r['accuracy'])}, "
         f"sensitivity {_ci(r['sensitivity'])}, specificity {_ci(r['specificity'])}, "
-        f"binomial p {_p(r['binomial_p'])}, realism AUC {_num(r['auc_realism'])}"
+        f"binomial p {_p(r['binomial_p'])} (chance {_num(r.get('chance'))}), Fisher p "
+        f"{_p(r.get('independence_p'))}, realism AUC {_num(r['auc_realism'])}"
         for r in [*results["readers"], results["pooled"]]
     ]
 
@@ -183,8 +185,11 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 
 
 CAPTIONS = {
-    FIG_READERS: "Positive class: synthetic. Accuracy against chance (dashed) with an exact "
-    "binomial test; the pooled row treats all answers as independent, which they are not.",
+    FIG_READERS: "Positive class: synthetic. Accuracy against chance (dashed: the larger class "
+    "share, what always giving the more common answer scores; 0.5 when balanced) with an exact "
+    "binomial test (two-sided when balanced, else one-sided); Fisher's exact test of answer vs "
+    "truth holds for any balance. The pooled row treats all answers as independent, which they "
+    "are not.",
     FIG_ROC: "A low realism score read as 'synthetic'; AUC = Mann-Whitney U / (n_real n_synth).",
     FIG_REALISM: "Pooled over readers.",
     FIG_IMAGES: "A synthetic image many readers called real is a convincing one; a real image "
@@ -232,6 +237,7 @@ def _reader_table(results: dict[str, Any]) -> str:
         "sensitivity",
         "specificity",
         "binomial p",
+        "Fisher p",
         "realism AUC",
         "realism p",
         "median s",
@@ -244,6 +250,7 @@ def _reader_table(results: dict[str, Any]) -> str:
             _ci(r["sensitivity"]),
             _ci(r["specificity"]),
             _p(r["binomial_p"]),
+            _p(r.get("independence_p")),
             _num(r["auc_realism"]),
             _p(r["realism_p"]),
             _num(r["median_seconds"], 1),

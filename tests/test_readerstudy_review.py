@@ -1,0 +1,240 @@
+"""Hostile review of the reader study: truth leaks through file dates, storage order and the
+public --seed; paired (image + mask) inputs; hand-edited image files; tokens in the server
+log; the statistics of unbalanced designs against an independent computation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mrisynth.data.png import decode_png, encode_grey_alpha
+from mrisynth.errors import MrisynthError
+from mrisynth.readerstudy import stats
+from mrisynth.readerstudy.analysis import analyse, reader_row
+from mrisynth.readerstudy.app import create_app
+from mrisynth.readerstudy.create import StudyPlan, create_study
+from mrisynth.readerstudy.store import DB_NAME, open_study
+from readerstudy_data import make_study, write_real, write_synthetic
+
+ITEM = re.compile(r'name="item" value="([^"]+)"')
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def db(folder: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(folder / DB_NAME)
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def image_urls(client, link: str, n: int) -> list[str]:
+    """Answer through the whole study, collecting the URL of every image shown."""
+    urls = []
+    for _ in range(n):
+        page = client.get(link).get_data(as_text=True)
+        item = ITEM.search(page).group(1)
+        urls.append(f"{link}/image/{item}")
+        data = {"csrf": CSRF.search(page).group(1), "item": item, "label": "real"}
+        assert client.post(f"{link}/answer", data=data).status_code == 303
+    return urls
+
+
+def test_image_responses_carry_no_file_dates(tmp_path):
+    """Last-Modified was the file's mtime, and create wrote the real images first: a reader
+    could sort images by it. No date, no ETag, no 304, and the same headers for every image."""
+    folder, links = make_study(tmp_path, n_real=3, n_synthetic=3, readers=1)
+    con = db(folder)
+    for i, r in enumerate(con.execute("SELECT file, truth FROM images")):  # dates by truth
+        t = 1_000_000_000 + (0 if r["truth"] == "real" else 10**6) + i
+        os.utime(folder / "images" / r["file"], (t, t))
+    client = create_app(folder).test_client()
+    link = links.readers["reader1"]
+    headers = set()
+    for url in image_urls(client, link, 6):
+        resp = client.get(url, headers={"If-Modified-Since": "Sun, 01 Jan 2090 00:00:00 GMT"})
+        assert resp.status_code == 200 and resp.data.startswith(b"\x89PNG")
+        assert "Last-Modified" not in resp.headers and "ETag" not in resp.headers
+        varying = {"Content-Length", "Date", "Expires"}
+        headers.add(tuple(sorted((k, v) for k, v in resp.headers if k not in varying)))
+    assert len(headers) == 1, headers
+
+
+def _orders(folder: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+    con = db(folder)
+    stored = [r[0] for r in con.execute("SELECT truth FROM images ORDER BY id")]
+    q = (
+        "SELECT im.truth FROM items i JOIN images im ON im.id = i.image_id "
+        "WHERE i.reader_id = ? ORDER BY i.position"
+    )
+    readers = [tuple(r[0] for r in con.execute(q, (rid,))) for rid in (1, 2, 3)]
+    return stored, readers
+
+
+def test_orders_are_not_reproducible_from_the_public_seed(tmp_path):
+    """--seed (default 0, code public) reproduces which images are drawn, but a reader who
+    knows it must not be able to recompute their order, nor the order the images are stored
+    (and dated) in: those come from a secret seed kept in the database."""
+    real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
+    plan = StudyPlan(real, synth, 6, 6, 3, seed=0, device="cpu")
+    create_study(plan, tmp_path / "a")
+    create_study(plan, tmp_path / "b")
+    sources = [
+        sorted(r[0] for r in db(tmp_path / s).execute("SELECT source FROM images")) for s in "ab"
+    ]
+    assert sources[0] == sources[1]  # the sample is reproducible
+    (stored_a, readers_a), (stored_b, readers_b) = _orders(tmp_path / "a"), _orders(tmp_path / "b")
+    assert readers_a != readers_b  # chance of equality: 924^-3
+    by_truth = sorted(stored_a)  # 'real' first, as the sources are read
+    assert stored_a != by_truth or stored_b != by_truth  # chance: 924^-2
+
+
+def test_hand_edited_image_files_are_not_served(tmp_path):
+    """images/ of a study folder is input too: a link (to anything on the server), a FIFO, or
+    a file whose bytes differ from what create stored is a 404, never sent."""
+    folder, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("server secret")
+    files = [r[0] for r in db(folder).execute("SELECT file FROM images ORDER BY id")]
+    (folder / "images" / files[0]).unlink()
+    (folder / "images" / files[0]).symlink_to(secret)
+    blob = (folder / "images" / files[1]).read_bytes()
+    (folder / "images" / files[1]).write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    (folder / "images" / files[2]).unlink()
+    os.mkfifo(folder / "images" / files[2])  # would block a plain open()
+    client = create_app(folder).test_client()
+    codes = {}
+    for url in image_urls(client, links.readers["reader1"], 4):
+        resp = client.get(url)
+        assert b"server secret" not in resp.data
+        codes[resp.status_code] = codes.get(resp.status_code, 0) + 1
+    assert codes == {404: 3, 200: 1}
+
+
+def _paired_real(folder: Path, n: int = 8, size: int = 16) -> Path:
+    """A prepared-like folder of grey + alpha PNGs (image, mask), as `dataset --masks`."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    rows = ["file,patient_key"]
+    for i in range(n):
+        img = rng.integers(0, 256, (2, size, size), dtype=np.uint8)
+        img[1] = np.where(img[1] > 128, 255, 0)  # the mask channel
+        (folder / f"img{i:03d}.png").write_bytes(encode_grey_alpha(img))
+        rows.append(f"img{i:03d}.png,pt{i % 3}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def _study_images(folder: Path) -> dict[str, np.ndarray]:
+    rows = db(folder).execute("SELECT file, source FROM images").fetchall()
+    return {r["source"]: decode_png((folder / "images" / r["file"]).read_bytes()) for r in rows}
+
+
+def test_paired_images_are_shown_without_their_mask(tmp_path):
+    """A paired archive's PNG is grey + alpha, the alpha being the organ mask: stored as such,
+    create failed on it (or, had it encoded it, the browser would have shown the mask as
+    transparency). Readers see channel 0 only, from a
+    paired archive and from a paired generator alike (and a generate folder, whose seed PNGs
+    are the image alone, now matches a paired archive)."""
+    from mrisynth.config import resolve_preset
+    from mrisynth.networks import build_generator, network_config_from_preset
+    from mrisynth.training.checkpoint import save_snapshot
+
+    real = _paired_real(tmp_path / "real")
+    synth = write_synthetic(tmp_path / "synth", size=16)
+    create_study(StudyPlan(real, synth, 4, 4, 1, device="cpu"), tmp_path / "s1")
+    shown = _study_images(tmp_path / "s1")
+    for name, img in shown.items():
+        assert img.shape == (1, 16, 16), name
+        if name.startswith("img"):
+            assert np.array_equal(img[0], decode_png((real / name).read_bytes())[0])
+    torch.manual_seed(0)
+    G = build_generator(network_config_from_preset(resolve_preset("tiny", 16), 2, 0)).eval()
+    snap = tmp_path / "run" / "network-snapshot-000000.safetensors"
+    save_snapshot(snap, G=G, D=None, G_ema=G, state={"kimg": 0})
+    create_study(StudyPlan(real, snap, 2, 2, 1, device="cpu"), tmp_path / "s2")
+    assert {img.shape for img in _study_images(tmp_path / "s2").values()} == {(1, 16, 16)}
+
+
+def test_conditional_snapshot_says_what_to_do(tmp_path):
+    """reader-study create has no --class: a conditional snapshot must not ask for one."""
+    from mrisynth.config import resolve_preset
+    from mrisynth.networks import build_generator, network_config_from_preset
+    from mrisynth.training.checkpoint import save_snapshot
+
+    G = build_generator(network_config_from_preset(resolve_preset("tiny", 16), 1, 3)).eval()
+    snap = tmp_path / "network-snapshot-000000.safetensors"
+    save_snapshot(snap, G=G, D=None, G_ema=G, state={"kimg": 0})
+    real = write_real(tmp_path / "real")
+    with pytest.raises(MrisynthError, match=r"conditional.*mrisynth generate") as exc:
+        create_study(StudyPlan(real, snap, 2, 2, 1, device="cpu"), tmp_path / "s")
+    assert "pass --class" not in str(exc.value)
+    assert not (tmp_path / "s").exists()
+
+
+def test_server_log_never_shows_a_token(caplog):
+    """The request log (werkzeug) and Flask's error log name the URL, which is the secret."""
+    from mrisynth.readerstudy.serving import redact
+
+    token = "S3cr3t-token_value"
+    assert token not in redact(f'"GET /r/{token}/image/abc HTTP/1.1" 200 -')
+    assert token not in redact(f"Exception on /o/{token} [GET]")
+    assert "/static/reader.js" in redact('"GET /static/reader.js HTTP/1.1" 200 -')
+    create_app_logger = logging.getLogger("werkzeug")
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        from mrisynth.readerstudy.serving import install_log_redaction
+
+        install_log_redaction()
+        create_app_logger.info('%s - - "%s" %s -', "127.0.0.1", f"GET /r/{token} HTTP/1.1", 200)
+    assert caplog.records and token not in caplog.text
+
+
+def _fisher_by_hand(tp: int, fn: int, tn: int, fp: int) -> float:
+    """Two-sided Fisher exact p: sum of hypergeometric tables as or less likely."""
+    syn, real, called = tp + fn, tn + fp, tp + fp
+    n = syn + real
+
+    def prob(k: int) -> float:
+        return math.comb(syn, k) * math.comb(real, called - k) / math.comb(n, called)
+
+    lo, hi = max(0, called - real), min(syn, called)
+    p0 = prob(tp)
+    return min(1.0, sum(prob(k) for k in range(lo, hi + 1) if prob(k) <= p0 * (1 + 1e-7)))
+
+
+@pytest.mark.parametrize("counts", [(0, 3, 9, 0), (3, 1, 5, 2), (6, 0, 0, 6), (2, 2, 2, 2)])
+def test_independence_test_matches_fisher_by_hand(counts):
+    tp, fn, tn, fp = counts
+    got = stats.independence_p(stats.Confusion(tp, fn, tn, fp))
+    assert got == pytest.approx(_fisher_by_hand(tp, fn, tn, fp), rel=1e-9)
+
+
+def test_unbalanced_study_does_not_reward_the_majority_answer():
+    """9 real + 3 synthetic, a reader who answers 'real' to everything: 75% accuracy beats 0.5,
+    yet the answers say nothing about the truth. The test against chance must not call that
+    significant; the figure's chance line must be what such a reader gets."""
+    answers = [{"truth": "real", "label": "real", "realism": None, "seconds": 1.0}] * 9
+    answers += [{"truth": "synthetic", "label": "real", "realism": None, "seconds": 1.0}] * 3
+    row = reader_row("r", answers, 12)
+    assert row["accuracy"]["value"] == 0.75
+    assert row["independence_p"] == 1.0
+    assert row["chance"] == 0.75
+    assert row["binomial_p"] > 0.5  # against 0.75, not 0.5 (which gives p = 0.146)
+
+
+def test_negative_times_from_a_hand_edit_are_dropped(tmp_path):
+    folder, links = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    client = create_app(folder).test_client()
+    image_urls(client, links.readers["reader1"], 2)
+    con = db(folder)
+    con.execute("UPDATE answers SET seconds = -50")
+    con.commit()
+    ro = open_study(folder, readonly=True)
+    assert all(a["seconds"] is None for a in analyse(ro)["answers"])
+    ro.close()
