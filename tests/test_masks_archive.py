@@ -102,6 +102,8 @@ def test_paired_archive_round_trips_image_and_mask(prepared, tmp_path):
         assert (decode_mask(pair[1], spec.num_labels) == mask).all()
     again = pack_archive(prepared, tmp_path / "again.zip", masks=True)
     assert again.content_hash == res.content_hash  # deterministic encoding
+    copy = pack_archive(tmp_path / "d.zip", tmp_path / "copy")  # re-packed: still paired
+    assert copy.content_hash == res.content_hash and mask_spec(ImageArchive(copy.path)) == spec
 
 
 def test_paired_holdout_and_masks_never_packed_as_images(prepared, tmp_path):

@@ -31,6 +31,7 @@ from mrisynth.data.holdout import (
 )
 from mrisynth.data.labels import META_KEY, labels_to_array
 from mrisynth.data.manifest import labels_from_manifest
+from mrisynth.data.masks import mask_spec
 from mrisynth.data.source_kind import refuse_unprepared, unprepared_hint
 from mrisynth.errors import ConfigError, InputError
 
@@ -294,8 +295,9 @@ def pack_archive(
         values, named = _resolve_labels(src, label), kept_names(src, label)
     parts = _plan(src, dest, values, None if holdout_patients is None else str(holdout_patients),
                   holdout_seed, named)
-    if masks:  # both parts say how their second channel is coded
-        parts = [replace(p, meta={**(p.meta or {}), "mask": src.spec.record()}) for p in parts]
+    spec = src.spec if masks else mask_spec(src)  # a paired source stays paired when re-packed
+    if spec is not None:  # both parts say how their second channel is coded
+        parts = [replace(p, meta={**(p.meta or {}), "mask": spec.record()}) for p in parts]
     results = [_write_part(src, part, split=len(parts) > 1 or masks) for part in parts]
     src.close()
     if len(results) == 1:
