@@ -133,6 +133,16 @@ def test_generate_paired_png_and_seg(run, paired, tmp_path):
         assert (tmp_path / "gen" / name).read_bytes() == (tmp_path / "gen2" / name).read_bytes()
 
 
+def test_metrics_of_generated_images_against_a_paired_archive(run, paired, tmp_path):
+    from mrisynth.metrics.evaluations import evaluate_images
+
+    write_generation(run, tmp_path / "gen", list(range(8)), progress=False)
+    res = evaluate_images(tmp_path / "gen", paired, ["pixfd8"], out_dir=tmp_path / "m")
+    assert res is not None
+    line = json.loads((tmp_path / "m" / "metric-pixfd8.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(line["results"]["pixfd8"]) and line["num_gen"] == 8
+
+
 def test_generate_without_the_archive_falls_back_to_chaos_labels(run, tmp_path, caplog):
     moved = tmp_path / "run"
     moved.mkdir()

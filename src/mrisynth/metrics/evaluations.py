@@ -159,7 +159,7 @@ def open_images(images: str | os.PathLike, train: ImageArchive) -> ImageArchive:
             f"--images {images}: an unfinished `mrisynth generate` output ({PLAN_NAME} is "
             "there); re-run the same generate command to finish it first"
         )
-    if arch.image_shape != tuple(train.image_shape):
+    if sources.metric_shape(arch.image_shape) != sources.metric_shape(train.image_shape):
         c, r, _ = arch.image_shape
         tc, tr, _ = train.image_shape
         raise InputError(

@@ -40,6 +40,12 @@ def metric_images(images):
     return images[:, :1] if images.shape[1] == 2 else images
 
 
+def metric_shape(image_shape) -> tuple[int, int, int]:
+    """[C, H, W] of an image as metrics measure it (see `metric_images`)."""
+    c, h, w = image_shape
+    return (1 if c == 2 else int(c), int(h), int(w))
+
+
 @torch.no_grad()
 def generate_batches(
     G: torch.nn.Module,
