@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -139,6 +141,11 @@ def _damage(tmp_path, tree, how):
         cv2.imwrite(str(first), np.zeros((32, 32), np.uint16))
     elif how == "truncated":
         first.write_bytes(first.read_bytes()[:60])
+    elif how == "huge claim":  # a valid IHDR claiming 100000 x 100000 pixels
+        ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+        crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+        chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + crc
+        first.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     elif how == "fifo":
         first.unlink()
         os.mkfifo(first)
@@ -154,6 +161,7 @@ def _damage(tmp_path, tree, how):
         ("16-bit", "16-bit PNG"),
         ("truncated", "truncated PNG"),
         ("fifo", "not a regular file"),
+        ("huge claim", "the limit is 64 MiB"),
     ],
 )
 def test_bad_mask_is_skipped_with_a_reason_and_the_rest_kept(tree, tmp_path, how, reason):
