@@ -238,3 +238,24 @@ def test_negative_times_from_a_hand_edit_are_dropped(tmp_path):
     ro = open_study(folder, readonly=True)
     assert all(a["seconds"] is None for a in analyse(ro)["answers"])
     ro.close()
+
+
+def test_triggers_and_a_linked_analysis_folder_are_refused(tmp_path):
+    """A trigger would run hidden SQL on each answer (e.g. rewrite another reader's); an
+    analysis/ that links elsewhere would have analyze write outside the study."""
+    from mrisynth.readerstudy.analysis import write_analysis
+
+    folder, _ = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / "analysis").symlink_to(elsewhere)
+    with pytest.raises(MrisynthError, match="analysis"):
+        write_analysis(folder)
+    assert list(elsewhere.iterdir()) == []
+    con = db(folder)
+    con.execute(
+        "CREATE TRIGGER t AFTER INSERT ON answers BEGIN UPDATE answers SET label = 'real'; END"
+    )
+    con.commit()
+    with pytest.raises(MrisynthError, match="not a reader-study database"):
+        create_app(folder)

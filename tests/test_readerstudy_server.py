@@ -119,7 +119,8 @@ def test_cli_create_and_errors(tmp_path):
     ok = run_cli("create", *common, "--n-real", "3", "--n-synthetic", "3", "--readers", "2",
              "--outdir", str(tmp_path / "study"))  # fmt: skip
     assert ok.exit_code == 0, ok.output
-    assert ok.output.count("/r/") == 2 and "organiser: /o/" in ok.output
+    assert ok.output.count("http://127.0.0.1:8000/r/") == 2  # links a newcomer can open
+    assert "organiser: http://127.0.0.1:8000/o/" in ok.output
     bad = [
         [*common, "--outdir", str(tmp_path / "study")],  # not empty
         [*common, "--n-real", "x", "--outdir", str(tmp_path / "a")],

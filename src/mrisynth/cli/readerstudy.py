@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 log = logging.getLogger(__name__)
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
 @click.group("reader-study")
@@ -75,10 +77,14 @@ def create(
     plan = StudyPlan(real, synthetic, n_real, n_synthetic, readers, seed, device)
     links = create_study(plan, outdir)
     click.echo(f"Study: {outdir} ({n_real} real + {n_synthetic} synthetic, {readers} readers)")
-    click.echo(f"Secret links (also in {outdir / LINKS_NAME}); prefix them with the server URL:")
+    click.echo(
+        f"Secret links (also in {outdir / LINKS_NAME}) once `mrisynth reader-study serve "
+        f"{outdir}` runs; give each reader only their own (with --host/--port, change the "
+        "address):"
+    )
     for name, path in links.readers.items():
-        click.echo(f"  {name}: {path}")
-    click.echo(f"  organiser: {links.organiser}")
+        click.echo(f"  {name}: {DEFAULT_URL}{path}")
+    click.echo(f"  organiser: {DEFAULT_URL}{links.organiser}")
 
 
 def is_loopback(host: str) -> bool:
@@ -94,11 +100,11 @@ def is_loopback(host: str) -> bool:
 @click.argument("study", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--host",
-    default="127.0.0.1",
+    default=DEFAULT_HOST,
     show_default=True,
     help="Address to listen on; anything but localhost exposes the study.",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
 def serve(study: Path, host: str, port: int) -> None:
     """Serve STUDY to its readers until stopped (Ctrl-C); answers are saved as given."""
     from werkzeug.serving import make_server
@@ -107,12 +113,12 @@ def serve(study: Path, host: str, port: int) -> None:
 
     app = create_app(study)
     if not is_loopback(host):
-        log.warning(
-            "serving on %s: anyone who can reach this address and holds a link can answer; "
-            "the links travel unencrypted over plain HTTP (use a VPN or an HTTPS proxy)",
-            host,
+        click.echo(
+            f"Warning: listening on {host}, not only this computer: anyone who can reach it "
+            "and holds a link can answer, and links travel unencrypted over plain HTTP (use a "
+            "VPN or an HTTPS reverse proxy).",
+            err=True,
         )
-        click.echo(f"Warning: listening on {host}, not only this computer.", err=True)
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as e:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mrisynth import atomic
+from mrisynth.errors import InputError
 from mrisynth.readerstudy import stats, store
 
 ANALYSIS_DIR = "analysis"
@@ -202,6 +203,8 @@ def write_analysis(study: Path) -> Path:
     finally:
         con.close()
     out = study / ANALYSIS_DIR
+    if out.is_symlink() or (out.exists() and not out.is_dir()):  # a hand-edited study folder
+        raise InputError(f"{out}: not a folder (a link?); remove it, analyze writes it afresh")
     atomic.write_json(out / "results.json", results)
     atomic.write_text(
         out / "readers.csv",

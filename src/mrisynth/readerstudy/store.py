@@ -83,13 +83,17 @@ def _normal(sql: str) -> str:
 
 def schema_matches(con: sqlite3.Connection) -> bool:
     """Every table exactly as SCHEMA makes it (its CHECK constraints are what the app and the
-    analysis rely on), so a hand-made or altered database file is refused."""
+    analysis rely on), and no trigger or view (a trigger would run hidden SQL on every answer),
+    so a hand-made or altered database file is refused."""
     want = {}
     for stmt in SCHEMA.split(";"):
         if stmt.strip():
             want[stmt.split()[2]] = _normal(stmt)
     rows = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
     have = {r["name"]: _normal(r["sql"] or "") for r in rows}
+    extra = con.execute("SELECT COUNT(*) FROM sqlite_master WHERE type IN ('trigger', 'view')")
+    if extra.fetchone()[0]:
+        return False
     return all(have.get(name) == sql for name, sql in want.items())
 
 
