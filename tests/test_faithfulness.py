@@ -17,7 +17,7 @@ from mrisynth.cli import cli
 from mrisynth.data.archive import ImageArchive
 from mrisynth.data.manifest import manifest_csv
 from mrisynth.data.pack import pack_archive
-from mrisynth.errors import ConfigError
+from mrisynth.errors import ConfigError, InputError
 from mrisynth.imaging import encode_png
 from mrisynth.metrics import faithfulness
 from mrisynth.metrics.label_probe import LinearProbe, image_features
@@ -126,6 +126,11 @@ def test_refusals(archives, tmp_path):
     (folder / "dataset.json").unlink()
     with pytest.raises(ConfigError, match="conditional generator"):
         faithfulness.evaluate(ToyG(True, c_dim=0), ImageArchive(folder), 20)
+    # two classes declared, but the real slices hold only one
+    labels = {"labels": [[f"{i}.png", 0] for i in range(4)], "mrisynth": {"num_classes": 2}}
+    (folder / "dataset.json").write_text(json.dumps(labels))
+    with pytest.raises(InputError, match="one class only"):
+        faithfulness.evaluate(ToyG(True, c_dim=2), ImageArchive(folder), 20)
 
 
 def test_metrics_cli_records_faithfulness(archives, tmp_path):

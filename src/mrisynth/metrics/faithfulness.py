@@ -190,6 +190,9 @@ def evaluate(
     per_class = {c: _PerClass(extractor) for c in present}
     feats = _real_side(archive, classes, per_class, extractor)
     eval_feats, eval_classes, fit_idx, caveats = _eval_set(archive, feats, classes, seed)
+    if len(np.unique(classes[fit_idx])) < 2:
+        raise InputError(f"faithfulness: the classifier's real slices of {archive.path} hold one "
+                         "class only; use more patients or fewer position bins")
     probe = LinearProbe(archive.label_dim).fit(feats[fit_idx], classes[fit_idx])
     real_acc = per_class_accuracy(probe.predict(eval_feats), eval_classes)
     per_gen = max(2, num_gen // len(present))
@@ -212,7 +215,7 @@ def evaluate(
         caveats.append(f"{archive.label_dim - len(present)} class(es) have no training image "
                        "and were not generated")
     log.info("%s: generated %.3f, real %.3f, chance %.3f", prefix, results[f"{prefix}_acc_gen"],
-             results[f"{prefix}_acc_real"], results[f"{prefix}_chance"])
+             results.get(f"{prefix}_acc_real", float("nan")), results[f"{prefix}_chance"])
     return Faithfulness(results, len(eval_classes), per_gen * len(present), [CAVEAT, *caveats])
 
 
