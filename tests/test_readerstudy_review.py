@@ -17,6 +17,7 @@ import torch
 
 from mrisynth.data.png import decode_png, encode_grey_alpha
 from mrisynth.errors import MrisynthError
+from mrisynth.imaging import encode_png
 from mrisynth.readerstudy import stats
 from mrisynth.readerstudy.analysis import analyse, reader_row
 from mrisynth.readerstudy.app import create_app
@@ -259,3 +260,42 @@ def test_triggers_and_a_linked_analysis_folder_are_refused(tmp_path):
     con.commit()
     with pytest.raises(MrisynthError, match="not a reader-study database"):
         create_app(folder)
+
+
+def test_two_tabs_answering_at_once_save_one_answer(tmp_path):
+    """The same item submitted from several tabs at the same moment: one answer counts."""
+    import threading
+
+    folder, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    app = create_app(folder)
+    link = links.readers["reader1"]
+    page = app.test_client().get(link).get_data(as_text=True)
+    form = {"csrf": CSRF.search(page).group(1), "item": ITEM.search(page).group(1)}
+    start, codes = threading.Barrier(6), []
+
+    def tab(label: str) -> None:
+        client = app.test_client()
+        start.wait()
+        codes.append(client.post(f"{link}/answer", data={**form, "label": label}).status_code)
+
+    threads = [threading.Thread(target=tab, args=(lab,)) for lab in ["real", "synthetic"] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [303] * 6
+    assert db(folder).execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1
+
+
+def test_colour_and_grey_images_are_not_mixed(tmp_path):
+    """RGB synthetic beside grey real images would give the class away by colour type."""
+    real = write_real(tmp_path / "real")
+    synth = tmp_path / "rgb"
+    synth.mkdir()
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        img = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+        (synth / f"seed{seed:06d}.png").write_bytes(encode_png(img))
+    with pytest.raises(MrisynthError, match=r"real 1x16x16, synthetic 3x16x16"):
+        create_study(StudyPlan(real, synth, 2, 2, 1), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
