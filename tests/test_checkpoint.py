@@ -85,7 +85,7 @@ def test_the_weights_file_alone_is_the_commit_and_the_json_copy_is_not_trusted(t
     second.with_suffix(".json").unlink()  # killed between the rename and the JSON copy
     first.with_suffix(".json").write_text('{"kimg": "abc"}')  # a tampered copy is ignored
     snap = ckpt.load_snapshot(tmp_path)
-    assert snap.info.path == second and snap.info.nimg == 8016 and snap.info.kimg == 8
+    assert snap.info.path == second and snap.info.nimg == 8016 and snap.info.kimg == 8.016
     assert [p.name for p in ckpt.list_snapshots(tmp_path)] == [first.name, second.name]
     assert ckpt.load_snapshot(first).info.kimg == 4
     G2 = _net(9)

@@ -80,7 +80,7 @@ def test_short_run_writes_stats_grids_and_a_loadable_snapshot(archive, tmp_path)
     with Image.open(run_dir / "fakes-000000.008.png") as im:  # sub-kimg ticks: own names
         assert im.mode == "L" and im.size == (8 * 16, 4 * 16)
     G, info = checkpoint.load_generator(run_dir)
-    assert info.kimg == 0 and info.run_dir == run_dir and len(info.dataset_hash) == 64
+    assert info.kimg == 0.04 and info.run_dir == run_dir and len(info.dataset_hash) == 64
     img = G(torch.randn(2, G.z_dim), torch.zeros(2, 0))
     assert img.shape == (2, 1, 16, 16) and torch.isfinite(img).all()
     snap = checkpoint.load_snapshot(run_dir)
@@ -235,7 +235,7 @@ def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_pa
     run_dir = train(tiny(archive, tmp_path, kimg=0.008, metrics=("intensity_hist50",)))
     (line,) = (run_dir / "metric-intensity_hist50.jsonl").read_text().splitlines()
     record = json.loads(line)
-    assert record["snapshot"] == "network-snapshot-000000.008.safetensors" and record["kimg"] == 0
+    assert record["snapshot"] == "network-snapshot-000000.008.safetensors" and record["kimg"] == 0.008
     assert record["results"] and all(np.isfinite(v) for v in record["results"].values())
 
 

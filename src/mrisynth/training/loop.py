@@ -128,7 +128,7 @@ def check(opts: TrainOptions) -> ResolvedOptions:
         resolved = resolve_for_archive(opts, archive, resuming=False)
     finally:
         archive.close()
-    check_run_inputs(resolved.user, full_resume=False)
+    check_run_inputs(resolved.user, full_resume=opts.resume is not None)  # ranks know exactly
     return resolved
 
 
