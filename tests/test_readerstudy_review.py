@@ -299,3 +299,59 @@ def test_colour_and_grey_images_are_not_mixed(tmp_path):
     with pytest.raises(MrisynthError, match=r"real 1x16x16, synthetic 3x16x16"):
         create_study(StudyPlan(real, synth, 2, 2, 1), tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def _folders_with_a_tell(tmp_path: Path) -> tuple[Path, Path]:
+    """Real images that never reach 0 (as the demo's), synthetic ones that do (clamped)."""
+    real, synth = tmp_path / "real", tmp_path / "synth"
+    real.mkdir()
+    synth.mkdir()
+    rng = np.random.default_rng(6)
+    rows = ["file,patient_key"]
+    for i in range(6):
+        img = rng.integers(1, 256, (1, 16, 16), dtype=np.uint8)
+        img[0, 0, 0] = 1
+        (real / f"r{i}.png").write_bytes(encode_png(img))
+        rows.append(f"r{i}.png,p{i % 2}")
+        img = rng.integers(0, 256, (1, 16, 16), dtype=np.uint8)
+        img[0, 0, 0] = 0
+        (synth / f"seed{i:06d}.png").write_bytes(encode_png(img))
+    (real / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return real, synth
+
+
+def test_pixel_statistics_that_give_the_class_away_are_reported(tmp_path):
+    """Encoding alike is not pixels alike: the demo's real images never go below 1 while the
+    generator's reach 0, so window/level narrowed on the darkest values sorts every image.
+    create warns, and the analysis (page, JSON, report section) says so."""
+    from click.testing import CliRunner
+
+    from mrisynth.cli import cli
+    from mrisynth.readerstudy.analysis import write_analysis
+    from mrisynth.report.readerstudy import summary_lines
+
+    real, synth = _folders_with_a_tell(tmp_path)
+    args = ["reader-study", "create", "--real", str(real), "--synthetic", str(synth)]
+    args += ["--n-real", "6", "--n-synthetic", "6", "--readers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--outdir", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "Warning: real and synthetic images differ in simple pixel" in result.output
+    assert "  darkest value: real 1, synthetic 0 (AUC 1.00)" in result.output
+    page = write_analysis(tmp_path / "s").read_text()
+    assert "darkest value: real 1, synthetic 0 (AUC 1.00)" in page
+    ro = open_study(tmp_path / "s", readonly=True)
+    results = analyse(ro)
+    ro.close()
+    assert any("darkest value" in line for line in summary_lines(results))
+    # images drawn alike: nothing to report
+    plain = create_study(
+        StudyPlan(write_real(tmp_path / "r2"), write_synthetic(tmp_path / "s2"), 6, 6, 1),
+        tmp_path / "s3",
+    )
+    assert plain.tells == ()
+    con = db(tmp_path / "s3")
+    con.execute("UPDATE meta SET value = '[{\"feature\": 1}]' WHERE key = 'tells'")
+    con.commit()
+    ro = open_study(tmp_path / "s3", readonly=True)
+    assert analyse(ro)["study"]["tells"] is None  # a broken record is not believed
+    ro.close()

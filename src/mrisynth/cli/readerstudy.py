@@ -85,6 +85,14 @@ def create(
     for name, path in links.readers.items():
         click.echo(f"  {name}: {DEFAULT_URL}{path}")
     click.echo(f"  organiser: {DEFAULT_URL}{links.organiser}")
+    if links.tells:
+        click.echo(
+            "Warning: real and synthetic images differ in simple pixel statistics; a reader "
+            "who narrows window/level or inspects the PNGs can tell them apart by these alone:",
+            err=True,
+        )
+    for tell in links.tells:
+        click.echo(f"  {tell}", err=True)
 
 
 def is_loopback(host: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sqlite3
 import statistics
@@ -21,6 +22,7 @@ import numpy as np
 from mrisynth import atomic
 from mrisynth.errors import InputError
 from mrisynth.readerstudy import stats, store
+from mrisynth.readerstudy.tells import describe
 
 ANALYSIS_DIR = "analysis"
 
@@ -45,6 +47,17 @@ def _clean(a: dict[str, Any]) -> dict[str, Any]:
         a["seconds"] = None
     a["comment"] = a["comment"] if isinstance(a["comment"], str) else ""
     return a
+
+
+def stored_tells(con: sqlite3.Connection) -> list[str] | None:
+    """create's pixel statistics that separate the classes, one sentence each (tells.py);
+    None for a study made before that check or a record a hand edit broke."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'tells'").fetchone()
+    try:
+        found = json.loads(row["value"])
+        return [describe(t) for t in found]
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
 
 
 def _prop(p: stats.Proportion) -> dict[str, Any]:
@@ -154,6 +167,7 @@ def analyse(con: sqlite3.Connection) -> dict[str, Any]:
             "synthetic": counts.get("synthetic", 0),
             "readers": len(readers),
             "answers": len(answers),
+            "tells": stored_tells(con),
         },
         "readers": rows,
         "pooled": reader_row("all readers", answers, sum(r["of"] for r in rows)),

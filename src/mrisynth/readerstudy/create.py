@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from mrisynth.readerstudy.sources import (
     real_images,
     synthetic_images,
 )
+from mrisynth.readerstudy.tells import describe, find_tells
 
 LINKS_NAME = "links.txt"
 IMAGE_NAME = re.compile(r"[0-9a-f]{32}\.png")  # what _store_images names a study image
@@ -65,6 +66,7 @@ class StudyPlan:
 class Links:
     readers: dict[str, str]  # reader name -> link path (/r/TOKEN)
     organiser: str  # /o/TOKEN
+    tells: tuple[str, ...] = ()  # pixel statistics that separate the classes (tells.py)
 
 
 def check_outdir(outdir: Path, inputs: list[Path]) -> None:
@@ -94,11 +96,15 @@ def create_study(plan: StudyPlan, outdir: Path) -> Links:
     images += synthetic_images(plan.synthetic, plan.n_synthetic, rng, plan.device)
     images = as_shown(images)
     shape = check_same_shape(images)
+    found = find_tells(
+        [im.pixels for im in images if im.truth == "real"],
+        [im.pixels for im in images if im.truth == "synthetic"],
+    )
     outdir.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(outdir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
     try:
-        links = _write(tmp, images, plan, shape)
+        links = _write(tmp, images, plan, shape, found)
         if outdir.is_dir():
             outdir.rmdir()  # empty (checked); rename needs it gone
         os.replace(tmp, outdir)
@@ -127,6 +133,7 @@ def _write(
     images: list[SourceImage],
     plan: StudyPlan,
     shape: tuple[int, int, int],
+    found: list[dict],
 ) -> Links:
     # --seed is public (default 0, code open): it reproduces which images are drawn, but the
     # orders readers see and the order images are stored (ids, file dates) come from a secret
@@ -145,12 +152,14 @@ def _write(
             "shape": json.dumps(list(shape)),
             "seed": str(plan.seed),
             "order_seed": str(order_seed),
+            "tells": json.dumps(found),
             "n_real": str(plan.n_real),
             "n_synthetic": str(plan.n_synthetic),
         }
         con.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
         ids = _store_images(con, folder / IMAGES_DIR, images)
         links = _store_readers(con, ids, plan.readers, rng)
+        links = replace(links, tells=tuple(describe(t) for t in found))
         con.execute("COMMIT")
     finally:
         con.close()

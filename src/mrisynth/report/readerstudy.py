@@ -175,12 +175,25 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return [
         f"{s['images']} images ({s['real']} real, {s['synthetic']} synthetic), {s['readers']} "
         f"readers, {s['answers']} answers.",
+        *tell_lines(s.get("tells")),
         f"Fleiss' kappa {_num(ag['fleiss_kappa'])} over {ag['images']} images answered by all "
         f"{ag['readers']} readers with answers.",
         f"Synthetic images called real by readers: mean {_num(np.mean(fooled) if fooled else None)}"
         f" per image; realism median real {_num(re_['real']['median'], 1)} vs synthetic "
         f"{_num(re_['synthetic']['median'], 1)} (Mann-Whitney p {_p_text(re_['mannwhitney_p'])}, "
         f"pooled AUC {_num(re_['auc'])}).",
+    ]
+
+
+def tell_lines(tells: list[str] | None) -> list[str]:
+    """The warning about pixel statistics that separate the classes (create's check)."""
+    if not tells:
+        return []
+    return [
+        "Warning: real and synthetic images differ in simple pixel statistics, so a reader "
+        "could tell them apart without judging anatomy (by window/level or any image tool): "
+        + "; ".join(tells)
+        + "."
     ]
 
 
