@@ -276,6 +276,14 @@ def test_hostile_command_lines_are_one_error_line(files, tmp_path, G):
     _error_line(run([*base, "--target", train, "--outdir", str(tmp_path / "o8"), "--loss", "vgg",
                      "--detector-dir", str(tmp_path / "nodetectors")]), "vgg16.pt")  # fmt: skip
     assert not (foreign / "projection.json").exists() and (foreign / "notes.txt").exists()
+    broken = tiny_generator()
+    with torch.no_grad():
+        broken.mapping.fc0.weight.fill_(math.nan)
+    nan_snap = save_snapshot(tmp_path / "nan" / "network-snapshot-000001.safetensors", G=broken,
+                             D=None, G_ema=broken, state={"kimg": 1})  # fmt: skip
+    _error_line(run(["project", "--network", str(nan_snap), "--target", train, "--outdir",
+                     str(tmp_path / "o10"), "--no-progress"]), "NaN")  # fmt: skip
+    assert not (tmp_path / "o10").exists()
 
 
 class FakeLpipsVgg(torch.nn.Module):

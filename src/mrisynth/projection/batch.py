@@ -155,8 +155,8 @@ def run_projection(job: ProjectJob, progress: bool = True) -> dict[str, Any]:
     weights, vgg, vgg_sha = loss_setup(job, device, int(G.img_resolution))
     options = dataclasses.replace(job.options, weights=weights)
     settings = settings_record(job, options, sha256_file(info.path), Path(info.path).name, vgg_sha)
-    claim_outdir(job.outdir, settings)
     stats = latent_stats(G, options.w_avg_samples, job.class_idx, device)
+    claim_outdir(job.outdir, settings)  # the first write: everything before can refuse
     shape = (int(G.img_channels), int(G.img_resolution), int(G.img_resolution))
 
     rows, skipped = [], []
