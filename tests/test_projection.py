@@ -335,3 +335,24 @@ def test_a_vgg16_file_without_lpips_features_is_one_error_line(files, tmp_path):
     _error_line(res, "return_lpips", "--loss pixel")
     assert not out.exists()  # refused before anything was written
 
+
+def test_conditional_generator_w_plus(tmp_path):
+    G = tiny_generator(c_dim=2)
+    snap = save_snapshot(tmp_path / "run" / "network-snapshot-000001.safetensors", G=G, D=None,
+                         G_ema=G, state={"kimg": 1})  # fmt: skip
+    with torch.no_grad():
+        c = torch.tensor([[0.0, 1.0]])
+        img = quantize_images(G(torch.randn(1, G.z_dim), c, noise_mode="const"))[0].numpy()
+    (tmp_path / "t.png").write_bytes(encode_png(img))
+    base = ["project", "--network", str(snap), "--target", str(tmp_path / "t.png"), "--steps",
+            "3", "--no-progress", "--w-plus"]  # fmt: skip
+    _error_line(run([*base, "--outdir", str(tmp_path / "o1")]), "--class")
+    res = run([*base, "--outdir", str(tmp_path / "o2"), "--class", "1"])
+    assert res.exit_code == 0, res.output
+    ws, noise, w_plus = load_latent(tmp_path / "o2" / "targets" / "0000-t" / "latent.safetensors")
+    assert w_plus and ws.shape == (G.num_ws, G.w_dim)
+    assert not torch.equal(ws[0], ws[-1])  # one w per layer, optimised apart
+    layers = {n.removesuffix(".noise_const") for n, _ in G.synthesis.named_buffers()
+              if n.endswith(".noise_const")}  # fmt: skip
+    assert set(noise) == layers and len(layers) == 2 * 3 - 1  # 16 px: b4.conv1, b8/b16 conv0+1
+
