@@ -195,3 +195,20 @@ def test_report_shows_the_study_of_the_run(files, tmp_path):
     (run / "downstream" / "downstream.json").write_text('{"format": "mrisynth-downstream"}')
     page = write_report(run, tmp_path / "report2", panel_images=0, device="cpu").read_text()
     assert "Downstream segmentation" not in page  # a tampered study is left out, not a crash
+
+
+@pytest.mark.slow
+def test_demo_quick_downstream(tmp_path):
+    """`mrisynth demo --quick --downstream`: paired data through every stage, the study in the
+    run folder, its section in the report."""
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(cli, ["demo", "--quick", "--downstream", "--outdir", str(out),
+                                   "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "[7/8] Does synthetic data help?" in res.output and "[8/8] Writing" in res.output
+    run_dir = next((out / "runs").iterdir())
+    doc = json.loads((run_dir / "downstream" / "downstream.json").read_text())
+    assert doc["data"]["synthetic"]["num_images"] == 32 and doc["data"]["test"]["num_patients"] == 1
+    assert "Downstream segmentation" in (run_dir / "report" / "index.html").read_text()
+    both = CliRunner().invoke(cli, ["demo", "--cond", "--downstream", "--outdir", str(out)])
+    assert both.exit_code == 1 and "choose one" in both.output

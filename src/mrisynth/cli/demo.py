@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from mrisynth.cli import demo_cond
+from mrisynth.cli import demo_cond, demo_downstream
 from mrisynth.errors import ConfigError
 
 
@@ -85,6 +85,7 @@ def run_demo(
     device: str = "auto",
     echo: Callable[[str], None] = click.echo,
     cond: bool = False,
+    downstream: bool = False,
 ) -> Path:
     """Run every stage into `outdir`; returns the report's HTML page."""
     from mrisynth.cli.generate import write_generation
@@ -108,7 +109,7 @@ def run_demo(
         if (out / own).is_dir():
             shutil.rmtree(out / own)
     t_start = time.time()
-    total = 7
+    total = 8 if downstream else 7  # --downstream: the segmentation study before the report
 
     def step(n: int, text: str) -> float:
         echo(f"[{n}/{total}] {text}")
@@ -140,7 +141,10 @@ def run_demo(
     prepared = prepare(
         [out / "phantom"],
         out / "prepared",
-        PrepareOptions(slice=SliceOptions(size=plan.resolution)),
+        PrepareOptions(
+            slice=SliceOptions(size=plan.resolution),
+            masks=demo_downstream.mask_labels(downstream),
+        ),
     )
     reasons = prepared.report.get("counts", {}).get("skipped_by_reason", {})
     skipped = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
@@ -153,10 +157,11 @@ def run_demo(
     t = step(
         3,
         f"Packing the training archive -> {out / 'data.zip'}, {plan.holdout} patient(s) held "
-        "out for the copy test -> data-holdout.zip" + demo_cond.describe(cond),
+        "out for the copy test -> data-holdout.zip" + demo_cond.describe(cond)
+        + demo_downstream.describe(downstream),
     )
     packed = pack_archive(out / "prepared", out / "data.zip", holdout_patients=str(plan.holdout),
-                          labels=demo_cond.pack_labels(cond))
+                          labels=demo_cond.pack_labels(cond), masks=downstream)
     done(t, f"{packed.num_images} images, hash {packed.content_hash[:12]}")
 
     metrics = [
@@ -229,7 +234,19 @@ def run_demo(
     )
     done(t, f"{record['num_images']} images from {record['snapshot']}")
 
-    t = step(7, f"Writing the report -> {run_dir / 'report'}")
+    if downstream:
+        quick = dataclasses.replace(plan, kimg=QUICK.kimg) == QUICK
+        ds_plan = demo_downstream.QUICK if quick else demo_downstream.FULL
+        t = step(
+            7,
+            f"Does synthetic data help? {ds_plan.num_pairs} generated image + mask pairs; "
+            f"U-Nets on real / synthetic / real + synthetic slices, {len(ds_plan.seeds)} "
+            f"seed(s), {ds_plan.steps} steps each -> {run_dir / 'downstream'}",
+        )
+        demo_downstream.run_step(run_dir, out, ds_plan, device, echo)
+        done(t, "Dice per organ on the held-out patients above")
+
+    t = step(total, f"Writing the report -> {run_dir / 'report'}")
     page = write_report(
         run_dir,
         run_dir / "report",
@@ -323,7 +340,15 @@ def _quiet_console() -> None:
     help="Train a position-conditional model (4 slice-level bins, top to bottom) and show "
     "generated slices per level and the faithfulness metric.",
 )
-def command(outdir: str, quick: bool, kimg: float | None, device: str, cond: bool) -> None:
+@click.option(
+    "--downstream",
+    is_flag=True,
+    help="Train on image + organ-mask pairs and end with `mrisynth downstream`: U-Nets on "
+    "real / synthetic / real + synthetic slices scored on the held-out patients (~5 min more).",
+)
+def command(
+    outdir: str, quick: bool, kimg: float | None, device: str, cond: bool, downstream: bool
+) -> None:
     """Run the whole pipeline on built-in phantom data and write a report.
 
     Phantom DICOM -> prepare -> archive -> train (tiny preset) -> metrics (weight-free always;
@@ -336,4 +361,6 @@ def command(outdir: str, quick: bool, kimg: float | None, device: str, cond: boo
         raise ConfigError(f"--kimg must be a number in (0, 1000000], got {kimg}")
     if kimg is not None:
         plan = dataclasses.replace(plan, kimg=kimg)
-    run_demo(outdir, plan, device=device, cond=cond)
+    if cond and downstream:
+        raise ConfigError("--cond and --downstream: choose one (no conditional paired demo)")
+    run_demo(outdir, plan, device=device, cond=cond, downstream=downstream)

@@ -47,7 +47,7 @@ def nearest_by_ncc(
 
 
 def _show(ax, image: np.ndarray) -> None:
-    if image.shape[0] == 1:
+    if image.shape[0] in (1, 2):  # 2: a paired image + mask model; show the image channel
         ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     else:
         ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
