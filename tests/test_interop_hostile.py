@@ -107,7 +107,7 @@ def test_truncated_and_trailing_data(tmp_path):
         (b"\x80\x02\x82\x01.", "EXT1"),
         (b"\x80\x02cbuiltins\nexec\n.", "builtins.exec"),
         (b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93.", "os.system"),
-        (b"\x80\x02ccollections\nOrderedDict\n.", "holds a value of type type"),
+        (b"\x80\x02ccollections\nOrderedDict\n.", "holds a value of type function"),
         (b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".", "nests deeper"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not a pickle"),
         (b"PK\x03\x04" + b"\x00" * 40, "ZIP archive"),
@@ -167,7 +167,7 @@ def test_storage_parser_checks_claims_against_bytes():
     big = Call(torch.storage._load_from_bytes, _storage_bytes(2**18, 2**18, b"\x00" * 2**20))
     many = [Call(torch._utils._rebuild_tensor_v2, big, 0, (2**18,), (1,), False, None)
             for _ in range(1000)]  # 1 MB of data named 1000 times: 1 GB of tensors
-    _refused(pickle.dumps(many, protocol=3), "more tensor data than the file holds")
+    _refused(pickle.dumps(many, protocol=3), "more data than the file holds")
     bad_store = Call(torch._utils._rebuild_tensor_v2, "storage", 0, (1,), (1,), False, None)
     _refused(pickle.dumps(bad_store, protocol=3), "not a storage")
     _refused(pickle.dumps(Call(torch.storage._load_from_bytes, 7), protocol=3), "not bytes")

@@ -7,14 +7,17 @@ rebuild helpers with each storage serialised as bytes (`torch.storage._load_from
 legacy `torch.save` stream). Loading such a file with `pickle` imports NVIDIA's packages and
 executes the embedded source, so a file from anywhere can run anything.
 
-Here a file is read in two passes over bytes held in memory:
-1. `pickletools.genops` walks every opcode first: truncation, trailing bytes, opcodes NVIDIA's
-   files never contain (BUILD, INST, OBJ, persistent ids, extension codes, out-of-band buffers)
-   and absurd memo indices are refused before anything is built.
+Here a file is read in passes over bytes held in memory:
+1. `pickle_scan.scan` checks every instruction and replays the stack before anything is built:
+   truncation, trailing bytes, instructions NVIDIA's files never contain, memo games, keys that
+   are not text or integers (hashing them can crash or stall the interpreter), huge integers and
+   more instructions than any snapshot has are refused there.
 2. An `Unpickler` whose `find_class` knows only a handful of names, each bound to a function of
    ours that checks its arguments: plain containers, tensors rebuilt from storages we parse
    ourselves (sizes checked against the bytes present before any allocation), and persistent
    records kept as inert data (`PersistentRecord`; `module_src` stays text, never executed).
+   Everything these functions allocate is charged to a budget of twice the file's size, so that
+   naming one large value many times (the memo makes that a few bytes each) cannot exhaust memory.
 The result is then walked (depth- and size-bounded) into plain Python values and tensors.
 `torch.load` is never called: its legacy loader sizes storages from the stream's claims.
 """
@@ -25,35 +28,34 @@ import functools
 import io
 import math
 import pickle
-import pickletools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 
+from mrisynth.interop.pickle_scan import LEGACY_MAGIC, OpBudget, PickleRefused, scan
+
+__all__ = ["LEGACY_MAGIC", "PersistentRecord", "PickleRefused", "loads"]
+
 MAX_DEPTH = 64  # NVIDIA's deepest nesting is ~20 (network > block > layer > state > dict)
-MAX_NODES = 5_000_000
+MAX_NODES = 100_000  # a 1024px snapshot is ~5k values; a tree walk of shared ones is bounded too
 MAX_DIMS = 8
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy-format magic number
+MAX_MEMBERS = 10_000  # a set NVIDIA writes (module attribute names) holds a few
 LEGACY_PROTOCOL = 1001
+STORAGE_OVERHEAD = 1024  # bytes charged per storage record besides its data (parsing costs)
 
 # Opcodes that NVIDIA's snapshots never contain and that reach code or state we do not control.
 _FORBIDDEN_OPCODES = {
     "BUILD", "INST", "OBJ", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER",
     "READONLY_BUFFER",
 }  # fmt: skip
-_MEMO_OPCODES = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
 }  # fmt: skip
-
-
-class PickleRefused(Exception):
-    """The file is not a pickle we can read safely; the message says why (no file name)."""
 
 
 class PersistentRecord(NamedTuple):
@@ -82,28 +84,13 @@ class _StorageType(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pass 1: opcodes
+# Pass 1: instructions (pickle_scan)
 
 
-def _scan(stream: io.BytesIO, forbidden: set[str]) -> None:
-    """Walk one pickle's opcodes up to its STOP (`stream` is left just after it)."""
-    count = 0
-    try:
-        for opcode, arg, _pos in pickletools.genops(stream):
-            count += 1
-            if opcode.name in forbidden:
-                raise PickleRefused(f"holds the pickle instruction {opcode.name}, which "
-                                    f"NVIDIA's snapshots never use (it can reach foreign code)")
-            if opcode.name in _MEMO_OPCODES and not 0 <= int(arg) <= count:
-                raise PickleRefused(f"refers to pickle memo slot {arg} (corrupt or hostile)")
-    except ValueError as e:  # genops: truncated argument, unknown opcode, missing STOP
-        raise PickleRefused(f"is not a complete pickle ({str(e)[:120]})") from None
-
-
-def scan_opcodes(data: bytes) -> None:
-    """Refuse truncated or trailing data, foreign opcodes and memo indices beyond the file."""
+def scan_opcodes(data: bytes, budget: OpBudget) -> None:
+    """Refuse trailing data and everything `pickle_scan.scan` refuses."""
     stream = io.BytesIO(data)
-    _scan(stream, _FORBIDDEN_OPCODES)
+    scan(stream, _FORBIDDEN_OPCODES, budget)
     if stream.tell() != len(data):
         raise PickleRefused(f"has {len(data) - stream.tell()} bytes after the end of the pickle")
 
@@ -138,22 +125,28 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, tuple) or len(value) > MAX_DIMS or not all(
         type(v) is int and 0 <= v < 2**40 for v in value
     ):
-        raise PickleRefused(f"has a tensor with a bad {what} {str(value)[:60]}")
+        shown = repr(value)[:60] if isinstance(value, tuple) and len(value) <= MAX_DIMS else (
+            f"(a {type(value).__name__[:20]})")  # never the repr of a huge or deep value
+        raise PickleRefused(f"has a tensor with a bad {what} {shown}")
     return value
 
 
 class _Budget:
-    """Bytes the rebuilt storages and tensors may take in all: twice the file (each byte of a
-    real snapshot is one storage and one tensor), so that a file naming the same storage
-    thousands of times, or a zero-stride view, cannot ask for more memory than it brings."""
+    """Bytes the rebuilt storages, tensors and other values our functions make may take in
+    all: twice the file (each byte of a real snapshot is one storage and one tensor), so that a
+    file naming the same value thousands of times (a memo read is a few bytes), or a
+    zero-stride view, cannot ask for more memory than it brings. `ops` is pass 1's budget of
+    instructions, shared with the storage records parsed while unpickling."""
 
     def __init__(self, file_bytes: int) -> None:
         self.left = 2 * file_bytes + 2**20
+        self.ops = OpBudget()
 
     def charge(self, num_bytes: int) -> None:
         self.left -= num_bytes
         if self.left < 0:
-            raise PickleRefused("rebuilds more tensor data than the file holds (hostile)")
+            raise PickleRefused("rebuilds more data than the file holds (the same values "
+                                "named over and over: hostile)")
 
 
 def _rebuild_tensor(budget: _Budget, storage: Any, offset: Any, size: Any, stride: Any,
@@ -179,10 +172,29 @@ def _rebuild_tensor(budget: _Budget, storage: Any, offset: Any, size: Any, strid
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None) -> _Tensor:
-    del requires_grad, hooks
+    del requires_grad, hooks  # hooks would be functions, which find_class never yields
     if not isinstance(data, _Tensor):
         raise PickleRefused("rebuilds a parameter from something that is not a tensor")
     return data
+
+
+def _ordered_dict(*args: Any) -> OrderedDict:
+    """collections.OrderedDict as pickle calls it: with no arguments (items follow). An
+    argument would be iterated here, in C (a tensor inside one would be split into millions)."""
+    if args:
+        raise PickleRefused("builds an OrderedDict from arguments (NVIDIA's pickles never do)")
+    return OrderedDict()
+
+
+def _members(budget: _Budget, kind: type, items: Any = ()) -> set | frozenset:
+    """set/frozenset as protocols 2-3 write them: from a list of text or integers (charged:
+    the same list can be named many times)."""
+    if not isinstance(items, list | tuple) or len(items) > MAX_MEMBERS or not all(
+        type(v) in (str, int) for v in items
+    ):
+        raise PickleRefused(f"builds a {kind.__name__} other than of a few texts or integers")
+    budget.charge(64 * len(items))
+    return kind(items)
 
 
 def _record(meta: Any) -> _Record:
@@ -197,10 +209,12 @@ class _EasyDict(dict):
         return {}
 
 
-def _latin1(text: Any, encoding: Any = None) -> bytes:
-    """_codecs.encode as protocol 2 uses it to write bytes: latin-1 text -> bytes, nothing else."""
+def _latin1(budget: _Budget, text: Any, encoding: Any = None) -> bytes:
+    """_codecs.encode as protocol 2 uses it to write bytes: latin-1 text -> bytes, nothing else
+    (charged: each call makes a new copy of text the file may hold once)."""
     if not isinstance(text, str) or encoding != "latin1":
         raise PickleRefused("uses _codecs.encode other than for protocol 2's bytes")
+    budget.charge(len(text))
     return text.encode("latin1")
 
 
@@ -208,26 +222,30 @@ def _load_storage(budget: _Budget, data: Any) -> _Storage:
     """torch.storage._load_from_bytes, parsed here rather than by torch.load."""
     if not isinstance(data, bytes):
         raise PickleRefused("has a storage record that is not bytes")
-    budget.charge(len(data))
-    return parse_legacy_storage(data)
+    budget.charge(len(data) + STORAGE_OVERHEAD)
+    return parse_legacy_storage(data, budget.ops)
 
 
 def outer_allowed(budget: _Budget) -> dict[tuple[str, str], Any]:
     """The only globals an NVIDIA snapshot may name, each bound to a checking function."""
+    make_set = functools.partial(_members, budget, set)
+    make_frozenset = functools.partial(_members, budget, frozenset)
     return {
         **_PLAIN_ALLOWED,
+        ("builtins", "set"): make_set,
+        ("builtins", "frozenset"): make_frozenset,
+        ("__builtin__", "set"): make_set,  # protocol 2 writes Python 2 names
+        ("__builtin__", "frozenset"): make_frozenset,
+        ("_codecs", "encode"): functools.partial(_latin1, budget),
         ("torch._utils", "_rebuild_tensor_v2"): functools.partial(_rebuild_tensor, budget),
         ("torch.storage", "_load_from_bytes"): functools.partial(_load_storage, budget),
     }
 
 
+# Plain functions or classes; NEWOBJ (`cls.__new__(cls, *args)`) accepts only a class, so only
+# _EasyDict can be reached that way, and its __new__ ignores its arguments.
 _PLAIN_ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,  # protocol 2 writes Python 2 names
-    ("__builtin__", "frozenset"): frozenset,
-    ("_codecs", "encode"): _latin1,
+    ("collections", "OrderedDict"): _ordered_dict,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("dnnlib", "EasyDict"): _EasyDict,
@@ -245,15 +263,16 @@ def _load(data: bytes, allowed: dict, persistent: Callable[[Any], Any] | None = 
 _STORAGE_ALLOWED = {("torch", name): _StorageType(dt) for name, dt in _STORAGE_DTYPES.items()}
 
 
-def parse_legacy_storage(data: bytes) -> _Storage:
+def parse_legacy_storage(data: bytes, ops: OpBudget) -> _Storage:
     """Magic, protocol, sys_info, the storage's persistent id, its key list, then per key an
-    int64 element count and the raw little-endian bytes. Each pickle is scanned and loaded with
-    only the storage type names allowed; sizes are checked against the bytes present."""
+    int64 element count and the raw little-endian bytes. Each pickle is scanned (its
+    instructions count against the file's `ops`) and loaded with only the storage type names
+    allowed; sizes are checked against the bytes present."""
     stream = io.BytesIO(data)
 
     def next_pickle(persistent: Callable[[Any], Any] | None = None) -> Any:
         start = stream.tell()
-        _scan(stream, _FORBIDDEN_OPCODES - {"BINPERSID", "PERSID"})
+        scan(stream, _FORBIDDEN_OPCODES - {"BINPERSID", "PERSID"}, ops)
         return _load(data[start:stream.tell()], _STORAGE_ALLOWED, persistent)
 
     if next_pickle() != LEGACY_MAGIC or next_pickle() != LEGACY_PROTOCOL:
@@ -335,9 +354,10 @@ def loads(data: bytes) -> Any:
                             "NVIDIA's pickle")
     if len(data) < 2 or data[0] != pickle.PROTO[0] or not 2 <= data[1] <= 5:
         raise PickleRefused("is not a pickle of protocol 2-5 (what NVIDIA's tools write)")
-    scan_opcodes(data)
+    budget = _Budget(len(data))
+    scan_opcodes(data, budget.ops)
     try:
-        obj = _load(data, outer_allowed(_Budget(len(data))))
+        obj = _load(data, outer_allowed(budget))
     except PickleRefused:
         raise
     except MemoryError:
