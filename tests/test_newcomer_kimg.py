@@ -41,6 +41,8 @@ def test_metric_records_and_snapshot_info_carry_the_fraction(short_run):
     lines = (run / "metric-body_area8.jsonl").read_text().splitlines()
     assert [json.loads(x)["kimg"] for x in lines] == [0.008, 0.016]  # was [0, 0]
     assert checkpoint.read_snapshot_info(run).kimg == 0.016
+    log = (run / "log.txt").read_text()  # each value once per snapshot (was twice: item 9)
+    assert log.count("body_area8_w1 =") == 2, log
 
 
 def test_generate_and_report_show_the_fraction(short_run, monkeypatch):
