@@ -183,7 +183,7 @@ def run_demo(
         data=str(out / "data.zip"),
         outdir=str(out / "runs"),
         cfg="tiny",
-        mirror=True,
+        mirror=not downstream,  # paired: an x-flip would swap the kidneys' labels
         kimg=plan.kimg,
         tick=plan.tick,
         snap=plan.snap,
