@@ -141,6 +141,16 @@ def test_cli_hostile_options_one_line(files, extra, message):
     assert res.output.count("\n") == 1 and not (files / "out").exists()
 
 
+def test_cli_never_writes_into_an_input(files):
+    before = sorted(p.name for p in (files / "synth").iterdir())
+    for outdir in (files / "synth", files / "synth" / "ds"):
+        args = ["downstream", "--real", str(files / "data.zip"), "--synthetic",
+                str(files / "synth"), "--outdir", str(outdir)]  # fmt: skip
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and "inside --synthetic" in res.output
+    assert sorted(p.name for p in (files / "synth").iterdir()) == before
+
+
 def test_cli_runs_and_finds_the_holdout(files):
     args = ["downstream", "--real", str(files / "data.zip"), "--synthetic", str(files / "synth"),
             "--outdir", str(files / "out"), "--steps", "2", "--batch-size", "4", "--seeds", "0",

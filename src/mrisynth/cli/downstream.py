@@ -34,6 +34,7 @@ def run_downstream(
                 f"--test not given and {test} (the holdout of --real) does not exist; pack with "
                 "`mrisynth dataset --masks --holdout-patients N` or pass --test"
             )
+    _outside_inputs(Path(outdir), {"--real": real, "--synthetic": synthetic, "--test": test})
     real_set = load_archive(real, "--real")
     test_set = load_archive(test, "--test")
     num_labels = len(real_set.label_names or ())
@@ -48,6 +49,15 @@ def run_downstream(
         echo(line)
     echo(f"Results: {Path(outdir) / RESULT_NAME}")
     return doc
+
+
+def _outside_inputs(outdir: Path, inputs: dict[str, Any]) -> None:
+    """Inputs are never modified: the results may not land in an input folder."""
+    for option, path in inputs.items():
+        if Path(path).is_dir() and outdir.resolve().is_relative_to(Path(path).resolve()):
+            raise ConfigError(
+                f"--outdir {outdir} lies inside {option} {path}; write the results elsewhere"
+            )
 
 
 def table_lines(doc: dict[str, Any]) -> list[str]:
