@@ -17,22 +17,9 @@ from mrisynth.errors import ConfigError, InputError
 
 def _data_from_run(network: Path) -> str:
     """The archive a run was trained on, from its training_options.json."""
-    run_dir = network if network.is_dir() else network.parent
-    opts_path = run_dir / "training_options.json"
-    if opts_path.is_file():
-        try:
-            opts = untrusted.loads(opts_path.read_text(), str(opts_path), allow_nan=True)
-        except (ValueError, untrusted.BadValue) as e:
-            raise InputError(f"{opts_path}: not JSON ({e}); pass --data") from None
-        data = (opts.get("user") or {}).get("data") or opts.get("data")
-        if data and not Path(data).exists():
-            raise InputError(
-                f"{data} (the training archive named in {opts_path}) is not there from the "
-                f"current folder {Path.cwd()}; pass --data ARCHIVE"
-            )
-        if data:
-            return str(data)
-    raise ConfigError(f"{network}: cannot tell which archive it was trained on; pass --data")
+    from mrisynth.training.run_record import recorded_data
+
+    return recorded_data(network, "--network")
 
 
 def _format(value: float) -> str:

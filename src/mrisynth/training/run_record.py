@@ -43,23 +43,24 @@ def recorded_options(run_dir: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def recorded_data(resume: str | Path) -> str:
-    """The training archive the run behind `--resume` was trained on, checked to be there.
+def recorded_data(run: str | Path, option: str = "--resume") -> str:
+    """The training archive the run behind `run` (a run folder or snapshot, typed as `option`)
+    was trained on, checked to be there.
 
     Raises InputError naming the run's record and what to pass when it cannot be used.
     """
-    run_dir = run_dir_of(resume)
-    options = recorded_options(run_dir)
-    user = options.get("user") if options else None
-    data = user.get("data") if isinstance(user, dict) else None
+    run_dir = run_dir_of(run)
+    options = recorded_options(run_dir) or {}
+    user = options.get("user")
+    data = (user.get("data") if isinstance(user, dict) else None) or options.get("data")
     if not isinstance(data, str) or not data:
         raise InputError(
-            f"--resume {resume}: {run_dir / OPTIONS_NAME} does not name the training archive; "
-            "pass --data ARCHIVE"
+            f"{option} {run}: {run_dir / OPTIONS_NAME} is missing or does not name the training "
+            "archive; pass --data ARCHIVE"
         )
     if not Path(data).exists():
         raise InputError(
-            f"--resume {resume}: the run was trained on {data} (recorded in "
+            f"{option} {run}: the run was trained on {data} (recorded in "
             f"{run_dir / OPTIONS_NAME}), which is not there from the current folder "
             f"{Path.cwd()}; run from the folder you trained in, or pass --data ARCHIVE"
         )
