@@ -160,3 +160,13 @@ def test_split_paired_checks_its_input():
     image, labels = split_paired(np.stack([np.zeros((2, 2)), [[0, 100], [200, 255]]]).astype(
         np.uint8), MaskSpec(NAMES))
     assert image.shape == (1, 2, 2) and labels.tolist() == [[0, 2], [3, 4]]
+
+
+def test_mirror_is_refused_for_sided_masks(paired, tmp_path):
+    from mrisynth.errors import ConfigError
+
+    opts = TrainOptions(data=str(paired), outdir=str(tmp_path), cfg="tiny", batch=8, kimg=0.008,
+                        workers=0, device="cpu", mirror=True)
+    with pytest.raises(ConfigError, match="--mirror: the archive's masks have sided labels"):
+        train(opts)
+    assert not list(tmp_path.iterdir())

@@ -262,6 +262,17 @@ def mask_spec(archive) -> MaskSpec | None:
     return spec
 
 
+def check_mirror_of_masks(mirror: bool, spec: MaskSpec | None) -> None:
+    """`train --mirror` on a paired archive whose labels have a side: an x-flipped copy shows
+    the right kidney where the left one belongs, still labelled right (ConfigError)."""
+    sided = [n for n in (spec.labels if spec else ()) if {"left", "right"} & set(n.split("_"))]
+    if mirror and sided:
+        raise ConfigError(
+            f"--mirror: the archive's masks have sided labels ({', '.join(sided)}) that an "
+            "x-flip would put on the wrong side; train this paired archive without --mirror"
+        )
+
+
 def label_map_json(label_map: LabelMap) -> str:
     """`masks/labels.json` of a prepared folder: names and the grey ranges they came from."""
     ranges = dict(zip(label_map.names, map(list, label_map.ranges), strict=True))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mrisynth import untrusted as u
 from mrisynth.config import ResolvedPreset, resolve_preset
 from mrisynth.data.labels import archive_class_names
+from mrisynth.data.masks import check_mirror_of_masks, mask_spec
 from mrisynth.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -313,6 +314,7 @@ def resolve_for_archive(
     opts: TrainOptions, archive: ImageArchive, resuming: bool
 ) -> ResolvedOptions:
     """`resolve_options` for an opened `ImageArchive`."""
+    check_mirror_of_masks(opts.mirror, mask_spec(archive))
     return resolve_options(
         opts,
         resolution=archive.resolution,
