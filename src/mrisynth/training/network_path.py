@@ -27,6 +27,8 @@ def check_network_path(path: str | Path, *, folder_only: bool = False) -> Path:
     otherwise a CheckpointError saying what `path` is and what was expected."""
     p = Path(path)
     expected = RUN_DIR_EXPECTED if folder_only else EXPECTED
+    if not str(path).strip():  # Path('') is '.', a folder the user never named
+        raise CheckpointError(f"an empty path was given; {expected}")
     problem = _problem(p, folder_only)
     if problem is not None:
         raise CheckpointError(_message(path, problem, expected))
