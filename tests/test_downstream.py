@@ -164,3 +164,19 @@ def test_unet_is_monai_and_shapes():
     net = fit.build_unet(5, (4, 8, 16))
     assert isinstance(net, UNet)
     assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 5, 16, 16)
+
+
+def test_fraction_curve_units_and_figure(phantom, tmp_path):
+    opts = DownstreamOptions(seeds=(0, 1), steps=1, batch_size=4, channels=(4, 8), hd95=False,
+                             real_fractions=(0.25,))  # fmt: skip
+    doc = study.run_study(tmp_path, *phantom, opts, CPU, echo=lambda _: None)
+    curve = doc["results"]["fraction_curve"]
+    assert [(r["fraction"], r["arm"], r["n"]) for r in curve] == [
+        (0.25, "real", 2), (0.25, "real+synthetic", 2), (1.0, "real", 2),
+        (1.0, "real+synthetic", 2)]  # fmt: skip
+    quarter = [u for u in doc["units"] if u["fraction"] == 0.25]
+    assert all(u["budget"]["real_slices_available"] == 8 for u in quarter)  # 25 % of 32
+    values = doc["results"]["dice"]["values"]
+    assert set(values) == set(ARMS) and set(values["real"]["liver"]) == {"0", "1"}
+    png = (tmp_path / study.FIGURE_NAME).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
