@@ -5,6 +5,7 @@ shared patients, NaN and other hostile options)."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import cv2
@@ -79,7 +80,9 @@ def test_bad_pairs_are_skipped_with_reasons(files):
     cv2.imwrite(str(folder / "seed000002-mask.png"), np.full((16, 16), 7, np.uint8))  # label 7
     cv2.imwrite(str(folder / "seed000003.png"), np.zeros((16, 16), np.uint16))  # 16-bit
     rows = (folder / "manifest.csv").read_text().splitlines()
-    rows += ["../data.zip,png,9,seed000000-mask.png", "seed000009.png,png,9,"]
+    os.mkfifo(folder / "seed000005.png")  # named in the manifest: must not block the read
+    rows += ["../data.zip,png,9,seed000000-mask.png", "seed000009.png,png,9,",
+             "seed000005.png,png,5,seed000000-mask.png"]  # fmt: skip
     (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
     got = load_generated(folder, 5)
     assert len(got) == 1
@@ -87,6 +90,7 @@ def test_bad_pairs_are_skipped_with_reasons(files):
     assert "8x8" in reasons["seed000001.png"] and "label 7" in reasons["seed000002.png"]
     assert "8-bit" in reasons["seed000003.png"] and "not a PNG" in reasons["../data.zip"]
     assert "cannot be read" in reasons["seed000009.png"]
+    assert "not a regular file" in reasons["seed000005.png"]
     assert not (files / "data.zip").read_bytes().startswith(b"\x89PNG")  # inputs untouched
 
 

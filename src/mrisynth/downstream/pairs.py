@@ -219,6 +219,8 @@ def _read_pair(
 
 def _decode(path: Path):
     """Checked decode of a PNG file (size bounded before reading it whole)."""
+    if path.exists() and not path.is_file():  # a pipe named like a PNG would block the read
+        raise InputError(f"{path}: not a regular file")
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_PNG_BYTES + 1)
