@@ -164,6 +164,8 @@ def _manifest_folder(root, rows):
         ({"position_mm": "1e999"}, "position:2", "not a finite number"),
         ({"position_mm": "-inf"}, "position:2", "not a finite number"),
         ({"position_mm": "12mm"}, "position:2", "not a finite number"),
+        ({"position_mm": "1e308"}, "position:2", "within"),  # top - bottom would overflow
+        ({"position_mm": "-2e6"}, "position:2", "within"),
         ({"position_mm": ""}, "position:2", "no position_mm"),
         ({"patient_key": ""}, "position:2", "patient_key"),
         ({"sequence": ""}, "sequence", "not a sequence name"),

@@ -33,6 +33,7 @@ from mrisynth.data.manifest import read_manifest
 from mrisynth.errors import ConfigError, InputError
 
 MAX_POSITION_BINS = 64
+MAX_POSITION_MM = 1e6
 _SEQUENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,10 @@ def _finite(value: str, what: str, source: str) -> float:
         x = float(value)
     except (TypeError, ValueError):
         x = math.nan
-    if not math.isfinite(x):
-        raise InputError(f"{source}: {what} {str(value)[:40]!r} is not a finite number; "
-                         "re-run `mrisynth prepare` to rebuild the manifest")
+    if not (math.isfinite(x) and abs(x) <= MAX_POSITION_MM):  # a body is not kilometres long
+        raise InputError(f"{source}: {what} {str(value)[:40]!r} is not a finite number within "
+                         f"+-{MAX_POSITION_MM:g} mm; re-run `mrisynth prepare` to rebuild the "
+                         "manifest")
     return x
 
 
