@@ -85,6 +85,7 @@ def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(work, caplog):
     # --resume without --data continues the run on the archive it recorded.
     res = invoke(work, ["--resume", rel, "--kimg", "0.024", "--workers", "0", "--device", "cpu"])
     assert res.exit_code == 0, res.output
+    assert "--data data/discs (recorded by the run)" in res.output
     stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["Progress/kimg"]["mean"] == pytest.approx(0.024)
     assert len(list((work / "runs").iterdir())) == 1  # continued, no new run

@@ -43,7 +43,9 @@ def _data_option(data: str | None, resume: str | None) -> str:
         )
     from mrisynth.training.run_record import recorded_data
 
-    return recorded_data(resume)
+    data = recorded_data(resume)
+    click.echo(f"--data {data} (recorded by the run)", err=True)
+    return data
 
 
 @click.command("train")
