@@ -40,6 +40,9 @@ def test_pick_class_by_position_and_label():
         pick_class(NAMES, 6, position=0.2)
     with pytest.raises(ConfigError, match="no such class"):
         pick_class(NAMES, 6, label="flair")
+    with pytest.raises(ConfigError, match="no such class") as err:
+        pick_class(NAMES, 6, label="x" * 100_000)
+    assert len(str(err.value)) < 400
     with pytest.raises(ConfigError, match="no position classes"):
         pick_class(["t1_in", "t1_opp"], 2, position=0.5)
     for bad in (-0.1, 1.5, float("nan"), float("inf")):

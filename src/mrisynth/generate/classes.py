@@ -84,8 +84,8 @@ def pick_class(
         candidates = exact or [i for i in candidates if _norm(parts[i][0] or "") == key]
     if len(candidates) == 1:
         return candidates[0]
-    asked = " ".join(f"{k} {v}" for k, v in (("--position", position), ("--label", label))
-                     if v is not None)
+    asked = " ".join(f"{k} {str(v)[:64]}" for k, v in (("--position", position),
+                                                       ("--label", label)) if v is not None)
     if not candidates:
         raise ConfigError(f"{asked}: no such class; the model's classes are {_list(names)}")
     raise ConfigError(f"{asked} fits {len(candidates)} classes "
