@@ -9,6 +9,7 @@ parsing a command line stays cheap.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ EXPECTED = "expected a run folder (e.g. runs/00000-...) or a network-snapshot-*.
 RUN_DIR_EXPECTED = "expected a run folder made by `mrisynth train` (e.g. runs/00000-...)"
 _RUN_NAME = re.compile(r"^\d{5,}-")
 _PICKLES = (".pkl", ".pickle")
-_FIXED = "\0"  # ends a problem text that already says what to give instead
+MAX_LISTED = 10_000  # folder entries looked at for run names (a hint, not a search)
 
 
 def check_network_path(path: str | Path, *, folder_only: bool = False) -> Path:
@@ -46,32 +47,36 @@ def check_run_has_snapshots(run_dir: Path) -> None:
     )
 
 
-def _message(path: str | Path, problem: str, expected: str) -> str:
-    """A problem that names its own fix needs no 'expected ...'."""
-    fix = "" if problem.endswith(_FIXED) else f"; {expected}"
-    return f"{path}: {problem.removesuffix(_FIXED)}{fix}"
+# (what the path is, whether that text already says what to give instead)
+_Problem = tuple[str, bool]
 
 
-def _problem(p: Path, folder_only: bool) -> str | None:
+def _message(path: str | Path, problem: _Problem, expected: str) -> str:
+    text, names_fix = problem
+    return f"{path}: {text}" + ("" if names_fix else f"; {expected}")
+
+
+def _problem(p: Path, folder_only: bool) -> _Problem | None:
     if not folder_only and not p.is_dir() and _weights_beside(p).is_file():
         return None  # the snapshot's .json copy or its bare stem name the snapshot
     if p.suffix.lower() in _PICKLES:
         return (
             "NVIDIA pickles are not loaded directly (a pickle can run any code); convert it "
-            "with `mrisynth import-nvidia` and give the .safetensors file it writes" + _FIXED
+            "with `mrisynth import-nvidia` and give the .safetensors file it writes",
+            True,
         )
     if not p.exists():
-        return "not found" + _siblings_hint(p)
+        return "not found" + _siblings_hint(p), False
     if p.is_dir():
         return _folder_kind(p) if not any(p.glob("network-snapshot-*")) else None
     if not p.is_file():
-        return "not a snapshot (not a regular file: a pipe, device or socket)"
+        return "not a snapshot (not a regular file: a pipe, device or socket)", False
     if _is_zip(p):
-        return "a training archive (ZIP from `mrisynth dataset`), not a network"
+        return "a training archive (ZIP from `mrisynth dataset`), not a network", False
     if folder_only:
-        return "a file, not a folder"
+        return "a file, not a folder", False
     if p.suffix != ".safetensors":
-        return f"not a snapshot ({p.suffix or 'no suffix'} file)"
+        return f"not a snapshot ({p.suffix or 'no suffix'} file)", False
     return None
 
 
@@ -79,17 +84,17 @@ def _weights_beside(p: Path) -> Path:
     return p.with_name(p.name.removesuffix(".json").removesuffix(".safetensors") + ".safetensors")
 
 
-def _folder_kind(p: Path) -> str | None:
+def _folder_kind(p: Path) -> _Problem | None:
     """What a folder without snapshots is, when it is recognisably something else."""
     if (p / "dataset.json").is_file():
-        return "a training archive folder (from `mrisynth dataset`), not a run folder"
+        return "a training archive folder (from `mrisynth dataset`), not a run folder", False
     if (p / "manifest.csv").is_file() and (p / "report.json").is_file():
-        return "a `prepare` output folder, not a run folder"
+        return "a `prepare` output folder, not a run folder", False
     if (p / "generation.json").is_file() or (p / "generation.partial.json").is_file():
-        return "a folder of generated images, not a run folder"
+        return "a folder of generated images, not a run folder", False
     runs = _run_folders(p)
     if runs:
-        return f"a folder of runs, not one run; give one, e.g. {p / runs[-1]}" + _FIXED
+        return f"a folder of runs, not one run; give one, e.g. {p / runs[-1]}", True
     return None
 
 
@@ -107,9 +112,8 @@ def _siblings_hint(p: Path) -> str:
 
 def _run_folders(folder: Path) -> list[str]:
     try:
-        return sorted(
-            c.name for c in folder.iterdir() if c.is_dir() and _RUN_NAME.match(c.name)
-        )
+        entries = itertools.islice(folder.iterdir(), MAX_LISTED)
+        return sorted(c.name for c in entries if _RUN_NAME.match(c.name) and c.is_dir())
     except OSError:
         return []
 
