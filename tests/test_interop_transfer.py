@@ -131,3 +131,27 @@ def test_refusals(tmp_path):
     res = CliRunner().invoke(cli, ["train", "--data", str(grey), "--outdir", str(tmp_path),
                                    "--resume-channels", "sum"])
     assert res.exit_code != 0 and "Error:" in res.output and "sum" in res.output
+
+
+def test_newcomer_path_on_the_command_line(tmp_path, caplog):
+    """A bare RGB generator from NVIDIA -> import-nvidia -> train on grey data, as the README
+    shows it: the first try names --resume-channels average, the second trains a new grey run
+    and says what was adapted and that D starts fresh."""
+    grey = write_archive(tmp_path / "grey", n=16)
+    imported = _imported(tmp_path, 3, bare=True)
+    args = ["train", "--data", str(grey), "--outdir", str(tmp_path / "runs"), "--cfg", "tiny",
+            "--batch", "8", "--resume", str(imported), "--kimg", "0.008", "--tick", "0.008",
+            "--workers", "0", "--device", "cpu"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "trained on 3-channel images" in res.output and "--resume-channels average" in res.output
+    with caplog.at_level(logging.INFO, logger="mrisynth.training"):
+        res = CliRunner().invoke(cli, [*args, "--resume-channels", "average"])
+    assert res.exit_code == 0, res.output
+    assert "image layers adapted from 3 to 1 channels" in caplog.text
+    assert "holds no discriminator: D starts from a fresh initialisation" in caplog.text
+    assert "resuming from" in caplog.text and "(weights only)" in caplog.text
+    (run,) = (tmp_path / "runs").iterdir()
+    (snap,) = checkpoint.list_snapshots(run)
+    loaded = checkpoint.load_snapshot(snap)
+    assert loaded.configs["G"]["img_channels"] == 1 and loaded.state["nimg"] == 8
