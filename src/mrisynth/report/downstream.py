@@ -110,7 +110,7 @@ def test_sentence(checked: dict[str, Any]) -> str:
         f"{head} Real + synthetic vs real: mean Dice difference {t['mean_difference']:+.3f} "
         f"over {t['pairs']:.0f} (seed, organ) pairs ({t['wins']:.0f} better, {t['losses']:.0f} "
         f"worse; Wilcoxon signed-rank {p}). Organs of one network are not independent, so the "
-        "p-value is optimistic; phantom or small-scale results do not predict real data."
+        "p-value is optimistic; the result holds for this data and budget only."
     )
 
 
