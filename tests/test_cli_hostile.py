@@ -61,6 +61,8 @@ USAGE = [
       "--n-real", "x"], "'x'"),
     (["reader-study", "serve", "empty", "--port", "70000"], "--port"),
     (["import-nvidia", "file.txt"], "--output"),
+    (["downstream", "--real", "archive", "--synthetic", "empty", "--outdir", "ds", "--steps", "x"],
+     "'x'"),
 ]  # fmt: skip
 
 
@@ -89,6 +91,8 @@ SPECIAL_FILES = [
     (["project", "--network", "00000-tiny", "--target", "archive", "--outdir", "fifo"],
      "--outdir fifo"),
     (["export", "--network", "00000-tiny", "--format", "torchscript", "--output", "fifo"],
+     "fifo"),
+    (["downstream", "--real", "fifo", "--synthetic", "empty", "--test", "fifo", "--outdir", "ds"],
      "fifo"),
 ]  # fmt: skip
 
@@ -163,6 +167,8 @@ INTO_INPUTS = [
      "inside the target folder"),
     (["project", "--network", "00000-tiny", "--target", "archive", "--outdir", "other"],
      "not empty"),
+    (["downstream", "--real", "archive", "--synthetic", "00000-tiny", "--test", "archive",
+      "--outdir", "00000-tiny/ds"], "inside --synthetic"),
 ]  # fmt: skip
 
 
@@ -184,6 +190,10 @@ WRONG_VALUES = [
     (["report", "00000-tiny", "--panel", "0", "--reader-study", "empty"], "no study.sqlite"),
     (["import-nvidia", "file.txt", "-o", "d1.safetensors"], "file.txt: refused"),
     (["import-nvidia", "archive", "-o", "d1.safetensors"], "archive"),
+    (["downstream", "--real", "archive", "--synthetic", "empty", "--outdir", "d1", "--lr", "nan"],
+     "--lr"),
+    (["downstream", "--real", "archive", "--synthetic", "empty", "--test", "archive", "--outdir",
+      "d1"], "has no masks"),
 ]
 
 
