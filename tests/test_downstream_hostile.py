@@ -112,7 +112,8 @@ def test_sizes_labels_and_patients_must_agree(sets, files):
     "field, value",
     [("lr", float("nan")), ("lr", 0.0), ("ratio", float("inf")), ("ratio", float("nan")),
      ("steps", 0), ("steps", 2.5), ("batch_size", True), ("real_fractions", (float("nan"),)),
-     ("ratio", 100.0), ("seeds", ()), ("channels", (8,))],
+     ("ratio", 100.0), ("seeds", ()), ("seeds", (-1,)), ("seeds", (2**40,)), ("seeds", ("0",)),
+     ("channels", (8,))],
 )  # fmt: skip
 def test_hostile_options(field, value):
     with pytest.raises(ConfigError):

@@ -32,6 +32,8 @@ class DownstreamOptions:
         """ConfigError naming the option for any value out of range (NaN included)."""
         if not self.seeds or len(self.seeds) > MAX_SEEDS:
             raise ConfigError(f"--seeds: give 1 to {MAX_SEEDS} seeds, got {len(self.seeds)}")
+        for seed in self.seeds:
+            _in_range("--seeds", seed, 0, 2**32 - 1)
         _in_range("--steps", self.steps, 1, MAX_STEPS)
         _in_range("--batch-size", self.batch_size, 2, MAX_BATCH)
         _finite("--lr", self.lr, 0.0, 10.0)
