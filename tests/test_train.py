@@ -235,7 +235,8 @@ def test_metrics_are_checked_first_and_recorded_at_each_snapshot(archive, tmp_pa
     run_dir = train(tiny(archive, tmp_path, kimg=0.008, metrics=("intensity_hist50",)))
     (line,) = (run_dir / "metric-intensity_hist50.jsonl").read_text().splitlines()
     record = json.loads(line)
-    assert record["snapshot"] == "network-snapshot-000000.008.safetensors" and record["kimg"] == 0.008
+    assert record["snapshot"] == "network-snapshot-000000.008.safetensors"
+    assert record["kimg"] == 0.008
     assert record["results"] and all(np.isfinite(v) for v in record["results"].values())
 
 
