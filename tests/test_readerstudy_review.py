@@ -355,3 +355,30 @@ def test_pixel_statistics_that_give_the_class_away_are_reported(tmp_path):
     ro = open_study(tmp_path / "s3", readonly=True)
     assert analyse(ro)["study"]["tells"] is None  # a broken record is not believed
     ro.close()
+
+
+def test_bad_host_or_busy_port_is_one_error_line(tmp_path, monkeypatch):
+    """werkzeug printed its bare reason ('Name or service not known') and exited; an empty
+    --host listened on every interface, announced as 'http://:8000/'."""
+    import socket
+
+    from click.testing import CliRunner
+    from werkzeug.serving import BaseWSGIServer
+
+    from mrisynth.cli import cli
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", lambda self: None)  # never hang
+    folder, _ = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = str(busy.getsockname()[1])
+    try:
+        for host, p in (("", "0"), ("unix:///tmp/x", "0"), ("999.1.1.1", "0"), ("127.0.0.1", port)):
+            args = ["reader-study", "serve", str(folder), "--host", host, "--port", p]
+            result = CliRunner().invoke(cli, args)
+            lines = result.output.strip().splitlines()
+            assert result.exit_code == 1 and len(lines) == 1, (host, result.output)
+            assert lines[0].startswith("Error: --host"), result.output
+    finally:
+        busy.close()
+    ok = CliRunner().invoke(cli, ["reader-study", "serve", str(folder), "--port", "0"])
+    assert ok.exit_code == 0 and "on http://127.0.0.1:" in ok.output, ok.output

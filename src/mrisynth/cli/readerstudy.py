@@ -118,8 +118,10 @@ def serve(study: Path, host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from mrisynth.readerstudy.app import create_app
+    from mrisynth.readerstudy.serving import listen
 
     app = create_app(study)
+    sock = listen(host, port)
     if not is_loopback(host):
         click.echo(
             f"Warning: listening on {host}, not only this computer: anyone who can reach it "
@@ -127,13 +129,11 @@ def serve(study: Path, host: str, port: int) -> None:
             "VPN or an HTTPS reverse proxy).",
             err=True,
         )
-    try:
-        server = make_server(host, port, app, threaded=True)
-    except OSError as e:
-        raise click.ClickException(
-            f"--host {host} --port {port}: cannot listen ({e.strerror or e}); choose another port"
-        ) from None
-    click.echo(f"Serving {study} on http://{host}:{server.server_port}/ (Ctrl-C to stop)", err=True)
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    sock.close()  # the server holds its own duplicate
+    where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    url = f"http://{where}:{server.port}/"
+    click.echo(f"Serving {study} on {url} (Ctrl-C to stop)", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

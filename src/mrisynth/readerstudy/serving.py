@@ -1,14 +1,18 @@
-"""Keeping the secret links out of the server's log.
+"""Listening for readers, and keeping the secret links out of the server's log.
 
-A reader's or the organiser's token is part of every URL they request, and both werkzeug's
-request log and Flask's error log print the URL; terminal output and log files get pasted into
-tickets and chats. Every record of those loggers has its `/r/TOKEN` and `/o/TOKEN` replaced.
-"""
+`listen` binds the socket itself, so a bad --host or a busy port is one `Error:` line (werkzeug
+prints its own bare message and exits). A reader's or the organiser's token is part of every
+URL they request, and both werkzeug's request log and Flask's error log print the URL; terminal
+output and log files get pasted into tickets and chats. Every record of those loggers has its
+`/r/TOKEN` and `/o/TOKEN` replaced."""
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
+
+from mrisynth.errors import ConfigError
 
 _TOKEN_PATH = re.compile(r"/([ro])/[^/\s?#\"']+")
 LOGGERS = ("werkzeug", "mrisynth.readerstudy.app")  # request log; Flask's app.logger
@@ -37,3 +41,17 @@ def install_log_redaction() -> None:
     """Attach the filter to the loggers that name URLs (idempotent)."""
     for name in LOGGERS:
         logging.getLogger(name).addFilter(_FILTER)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free one), or a ConfigError."""
+    if not host.strip() or host.startswith("unix://"):
+        raise ConfigError(f"--host {host!r}: give an IP address or name, e.g. 127.0.0.1")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as werkzeug chooses
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as e:
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen ({e.strerror or e}); check the "
+            "address or choose another --port"
+        ) from None
