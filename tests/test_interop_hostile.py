@@ -254,3 +254,42 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
         import_pickle(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "evil.pkl", "good.pkl", "out.json", "out.safetensors"]
+
+
+_ODD_VALUES = [torch.ones(2), torch.tensor(3.0), b"x", frozenset(["a"]), {"a": 1}, [1], None,
+               1e300, -1, 2**62, "x", True, float("nan"), (1, 2), {}]
+
+
+def _kwargs_cases():
+    G_kw, D_kw = nf.small_kwargs(res=8)
+    subs = {"synthesis_kwargs": ["channel_base", "num_fp16_res", "conv_clamp", "architecture",
+                                 "resample_filter", "use_noise", "kernel_size"],
+            "mapping_kwargs": ["num_layers", "lr_multiplier", "w_avg_beta", "embed_features"],
+            "block_kwargs": ["activation", "freeze_layers"],
+            "epilogue_kwargs": ["mbstd_group_size", "mbstd_num_channels"]}
+    for kind, kw in (("Generator", G_kw), ("Discriminator", D_kw)):
+        for key in [*kw, "cmap_dim"]:
+            yield kind, dict(kw, **{key: "VALUE"})
+            for sub_key in subs.get(key, []):
+                yield kind, dict(kw, **{key: nf.EasyDict(kw[key], **{sub_key: "VALUE"})})
+
+
+def test_any_value_in_any_init_kwarg_is_one_input_error():
+    """Every kwarg (and nested kwarg) set to values of every odd type: an InputError or a
+    network, never another exception (a tensor there used to raise RuntimeError)."""
+    from mrisynth.interop import nvidia_networks as nn_
+    from mrisynth.interop.nvidia_pickle import PersistentRecord
+
+    def fill(value, v):
+        if value == "VALUE":
+            return v
+        return {k: fill(x, v) for k, x in value.items()} if isinstance(value, dict) else value
+
+    for kind, kwargs in _kwargs_cases():
+        for v in _ODD_VALUES:
+            rec = PersistentRecord(kind, "", 6, {"_init_kwargs": fill(kwargs, v)})
+            call = nn_.generator_config if kind == "Generator" else nn_.discriminator_config
+            try:
+                nn_.checked(call, "x.pkl", rec)
+            except InputError as e:
+                assert str(e).startswith("x.pkl: ") and "\n" not in str(e)

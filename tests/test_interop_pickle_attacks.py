@@ -166,6 +166,16 @@ def test_allowed_names_with_odd_but_harmless_calls():
     assert nvidia_pickle.loads(P2 + _glob("builtins", "set") + b"](KJK\x01e\x85R.") == {74, 1}
 
 
+def test_string_bombs_cost_what_the_file_holds():
+    """8 MB of text with one 4-byte character is 32 MB as str; naming it again is free."""
+    big = "a" * 8_000_000 + "\U0001f600"
+    peak = _peak_kib()
+    out = nvidia_pickle.loads(P2 + b"]" + _text(big) + _put(0) + b"a" + (_get(0) + b"a") * 1000
+                              + b".")
+    assert len(out) == 1001 and out[0] is out[-1]
+    assert _peak_kib() - peak < 300 * 2**10
+
+
 def test_a_key_nested_a_million_tuples_deep_is_refused_before_hashing():
     """Hashing it recurses in C without a guard: the interpreter died of a segfault."""
     _refused(P2 + b"}N" + b"\x85" * 200_000 + b"Ns.", "key or set member", seconds=5)

@@ -51,7 +51,20 @@ def init_kwargs(rec: PersistentRecord) -> dict[str, Any]:
     kwargs = rec.state.get("_init_kwargs")
     if not isinstance(kwargs, dict):
         raise Unsupported(f"{rec.class_name} has no recorded init kwargs")
+    _no_tensors(kwargs, f"{rec.class_name} kwargs")
     return kwargs
+
+
+def _no_tensors(value: Any, where: str) -> None:
+    """Settings are plain values: a tensor would reach comparisons and `or` that raise."""
+    if isinstance(value, torch.Tensor):
+        raise Unsupported(f"{where} holds a tensor where a setting belongs")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_tensors(item, f"{where}.{str(key)[:40]}")
+    elif isinstance(value, list | tuple | frozenset):
+        for item in value:
+            _no_tensors(item, where)
 
 
 def _sub(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
