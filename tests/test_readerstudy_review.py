@@ -382,3 +382,18 @@ def test_bad_host_or_busy_port_is_one_error_line(tmp_path, monkeypatch):
         busy.close()
     ok = CliRunner().invoke(cli, ["reader-study", "serve", str(folder), "--port", "0"])
     assert ok.exit_code == 0 and "on http://127.0.0.1:" in ok.output, ok.output
+
+
+def test_drawn_roc_encloses_the_reported_auc():
+    """The ROC figure and the AUC number are computed apart: the trapezoid area under the
+    drawn points must equal Mann-Whitney U / (n_real n_synthetic), ties included."""
+    from mrisynth.report.readerstudy import _roc_points
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        real, syn = rng.integers(1, 6, 15).tolist(), rng.integers(1, 6, 11).tolist()
+        answers = [{"truth": "real", "realism": x} for x in real]
+        answers += [{"truth": "synthetic", "realism": x} for x in syn]
+        fpr, tpr = _roc_points(answers)
+        area = sum((fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2 for i in range(5))
+        assert area == pytest.approx(stats.auc_from_scores(real, syn), abs=1e-12)

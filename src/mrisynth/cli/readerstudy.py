@@ -39,15 +39,23 @@ def command() -> None:
     required=True,
     help="Synthetic images: a folder of PNGs (mrisynth generate) or a snapshot/run.",
 )
-@click.option("--n-real", type=int, default=20, show_default=True)
-@click.option("--n-synthetic", type=int, default=20, show_default=True)
-@click.option("--readers", type=int, default=5, show_default=True)
+@click.option("--n-real", type=int, default=20, show_default=True, help="Real images shown.")
+@click.option(
+    "--n-synthetic", type=int, default=20, show_default=True, help="Synthetic images shown."
+)
+@click.option(
+    "--readers",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Readers, each with a secret link; all see every image, in their own order.",
+)
 @click.option(
     "--seed",
     type=int,
     default=0,
     show_default=True,
-    help="Seeds the sampling and every reader's order.",
+    help="Seeds which images are drawn (the readers' orders come from a secret seed).",
 )
 @click.option(
     "--outdir",
