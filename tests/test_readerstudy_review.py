@@ -397,3 +397,25 @@ def test_drawn_roc_encloses_the_reported_auc():
         fpr, tpr = _roc_points(answers)
         area = sum((fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2 for i in range(5))
         assert area == pytest.approx(stats.auc_from_scores(real, syn), abs=1e-12)
+
+
+def test_mask_pngs_in_a_synthetic_folder_are_not_study_images(tmp_path):
+    """A paired generate output copied without its generation.json still names its label
+    maps in manifest.csv; they must not be drawn as 'synthetic images'."""
+    real = write_real(tmp_path / "real")
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    rng = np.random.default_rng(8)
+    rows = ["file,mask_file"]
+    for seed in range(4):
+        img = rng.integers(0, 256, (1, 16, 16), dtype=np.uint8)
+        (synth / f"seed{seed:06d}.png").write_bytes(encode_png(img))
+        mask = rng.integers(0, 5, (1, 16, 16), dtype=np.uint8)
+        (synth / f"seed{seed:06d}-mask.png").write_bytes(encode_png(mask))
+        rows.append(f"seed{seed:06d}.png,seed{seed:06d}-mask.png")
+    (synth / "manifest.csv").write_text("\n".join(rows) + "\n")
+    create_study(StudyPlan(real, synth, 4, 4, 1), tmp_path / "s")
+    sources = {r[0] for r in db(tmp_path / "s").execute("SELECT source FROM images")}
+    assert not [s for s in sources if s.endswith("-mask.png")], sources
+    with pytest.raises(MrisynthError, match="holds 4 PNG images, 5 requested"):
+        create_study(StudyPlan(real, synth, 4, 5, 1), tmp_path / "s2")

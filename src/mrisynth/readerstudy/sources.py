@@ -10,6 +10,7 @@ chunks (IHDR, IDAT, IEND only), so the file says nothing about where it came fro
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import logging
 import re
@@ -97,13 +98,31 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
             f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
             ".json); finish it by running the same generate command again"
         )
-    names = list_image_names(path)
+    names = _without_masks(path, list_image_names(path))
     if (path / "generation.json").is_file():  # generate's folder: its grid is not a sample
         names = [m for m in names if GENERATED_NAME.fullmatch(m)]
     if n > len(names):
         raise InputError(f"--synthetic {path}: holds {len(names)} PNG images, {n} requested")
     picked = sorted(int(j) for j in rng.choice(len(names), size=n, replace=False))
     return [SourceImage(read_png(path / names[j]), "synthetic", names[j]) for j in picked]
+
+
+def _without_masks(path: Path, names: list[str]) -> list[str]:
+    """Label masks are no study images: those a manifest.csv names in its mask_file column
+    (paired generate output, copied without its generation.json) and a prepare-style masks/."""
+    from mrisynth.data.manifest import read_manifest
+
+    if (path / "masks" / "labels.json").is_file():
+        names = [n for n in names if not n.startswith("masks/")]
+    manifest = path / "manifest.csv"
+    if not manifest.is_file():
+        return names
+    try:
+        rows = read_manifest(manifest.read_text(encoding="utf-8"), str(manifest))
+    except (InputError, csv.Error, OSError, UnicodeDecodeError):
+        return names  # a manifest we cannot read names no masks
+    masks = {(r.get("mask_file") or "").replace("\\", "/") for r in rows}
+    return [n for n in names if n not in masks]
 
 
 def _from_snapshot(path: Path, n: int, rng: np.random.Generator, device: str) -> list[SourceImage]:
