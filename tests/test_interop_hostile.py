@@ -293,3 +293,21 @@ def test_any_value_in_any_init_kwarg_is_one_input_error():
                 nn_.checked(call, "x.pkl", rec)
             except InputError as e:
                 assert str(e).startswith("x.pkl: ") and "\n" not in str(e)
+
+
+def test_a_record_whose_module_state_has_the_wrong_shape_is_refused(tmp_path):
+    """_parameters/_buffers/_modules/_init_kwargs/_init_args are read by the converters; a
+    tensor or text there raised RuntimeError/AttributeError (e.g. the augment pipe's _buffers)."""
+    for key in ("_parameters", "_buffers", "_modules", "_init_kwargs", "_init_args"):
+        for value in (torch.ones(2), "text", 3, ({"a": 1} if key == "_init_args" else [1])):
+            rec = nf.record("Generator", {}, {}, {}, {})
+            rec.meta["state"][key] = value
+            _refused(nf.dumps(rec), f"whose {key} is a")
+    G_kw, D_kw = nf.small_kwargs(res=8)
+    g, d = nf.nvidia_tensors(G_kw, D_kw)
+    snap = nf.snapshot_dict(G_kw, D_kw, g, d)
+    snap["augment_pipe"].meta["state"]["_buffers"] = torch.ones(2)
+    path = tmp_path / "x.pkl"
+    path.write_bytes(nf.dumps(snap))
+    with pytest.raises(InputError, match="AugmentPipe whose _buffers is a Tensor"):
+        import_pickle(path)

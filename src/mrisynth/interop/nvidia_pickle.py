@@ -333,6 +333,10 @@ def _plain(obj: Any, depth: int, budget: list[int]) -> Any:
                         f"snapshots hold only networks, tensors and plain values")
 
 
+_MODULE_STATE = {"_parameters": dict, "_buffers": dict, "_modules": dict, "_init_kwargs": dict,
+                 "_init_args": tuple | list}
+
+
 def _persistent(meta: Any, depth: int, budget: list[int]) -> PersistentRecord:
     if not isinstance(meta, dict) or meta.get("type") != "class":
         raise PickleRefused("has a persistent object that is not a class record")
@@ -342,6 +346,10 @@ def _persistent(meta: Any, depth: int, budget: list[int]) -> PersistentRecord:
     state = _plain(meta.get("state"), depth + 1, budget)
     if not isinstance(state, dict):
         raise PickleRefused(f"has a persistent {name[:40]} whose state is not a dictionary")
+    for key, kinds in _MODULE_STATE.items():  # torch.nn.Module's __dict__, as readers expect it
+        if state.get(key) is not None and not isinstance(state[key], kinds):
+            raise PickleRefused(f"has a persistent {name[:40]} whose {key} is a "
+                                f"{type(state[key]).__name__[:40]}")
     return PersistentRecord(name[:200], src, version, state)
 
 
