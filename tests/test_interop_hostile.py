@@ -311,3 +311,14 @@ def test_a_record_whose_module_state_has_the_wrong_shape_is_refused(tmp_path):
     path.write_bytes(nf.dumps(snap))
     with pytest.raises(InputError, match="AugmentPipe whose _buffers is a Tensor"):
         import_pickle(path)
+
+
+def test_the_library_never_blocks_on_a_pipe(tmp_path):
+    """The check is made on the opened descriptor (non-blocking open), not on the name first:
+    a pipe swapped in after a check of the name cannot hang the read."""
+    fifo = tmp_path / "network-snapshot-000000.pkl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        import_pickle(fifo)
+    with pytest.raises(InputError, match="cannot be read"):
+        import_pickle(tmp_path / "missing.pkl")

@@ -8,7 +8,9 @@ training_set_kwargs) and a bare generator pickle. The written file is an ordinar
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
 import stat
 from dataclasses import dataclass, field
@@ -18,7 +20,6 @@ from typing import Any
 import torch
 
 from mrisynth.errors import InputError
-from mrisynth.hashing import sha256_file
 from mrisynth.interop import nvidia_networks as nn_
 from mrisynth.interop.nvidia_pickle import PersistentRecord, PickleRefused, loads
 from mrisynth.networks import build_discriminator, build_generator
@@ -42,17 +43,30 @@ class Imported:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-def read_pickle(path: Path) -> Any:
-    """The file's content as plain data (see `nvidia_pickle`); one InputError when refused."""
-    info = path.stat()
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
-        raise InputError(f"{path}: not a regular file (a folder, pipe, device or socket)")
-    size = info.st_size
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"{path}: {size / 2**30:.1f} GiB, larger than any StyleGAN2 snapshot "
-                         f"({MAX_FILE_BYTES // 2**30} GiB at most)")
+def read_bytes(path: Path) -> bytes:
+    """The whole file, checked on the descriptor it is read from: a regular file (opened
+    non-blocking, so that a FIFO swapped in cannot hang the open) of at most MAX_FILE_BYTES,
+    however much it grows while being read."""
     try:
-        return loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or never end
+        os.close(fd)
+        raise InputError(f"{path}: not a regular file (a folder, pipe, device or socket)")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{path}: over {MAX_FILE_BYTES // 2**30} GiB, larger than any StyleGAN2 "
+                         "snapshot")
+    return data
+
+
+def read_pickle(path: Path, data: bytes | None = None) -> Any:
+    """The file's content (or `data` read from it) as plain data (see `nvidia_pickle`); one
+    InputError when refused."""
+    try:
+        return loads(read_bytes(path) if data is None else data)
     except PickleRefused as e:
         raise InputError(f"{path}: refused: the file {e}; only NVIDIA stylegan2-ada-pytorch "
                          "network pickles can be imported") from None
@@ -126,7 +140,8 @@ def _training_set(data: Any) -> dict[str, Any]:
 def import_pickle(path: str | Path) -> Imported:
     """Read and convert an NVIDIA pickle without executing anything from it."""
     path = Path(path)
-    data = read_pickle(path)
+    raw = read_bytes(path)
+    data = read_pickle(path, raw)
     nets = _networks(data, path)
     G_ema = _generator(nets.get("G_ema", nets.get("G")), path, "G_ema")
     G = _generator(nets["G"], path, "G") if "G" in nets else G_ema
@@ -139,7 +154,7 @@ def import_pickle(path: str | Path) -> Imported:
         raise InputError(f"{path}: D and G disagree on image size, channels or labels")
     m = _KIMG.search(path.name)
     source = {"format": "nvidia-stylegan2-ada-pytorch", "file": path.name[:200],
-              "sha256": sha256_file(path), "networks": sorted(nets),
+              "sha256": hashlib.sha256(raw).hexdigest(), "networks": sorted(nets),
               "training_set": _training_set(data)}
     return Imported(G, G_ema, D, _augment_p(nets.get("augment_pipe")),
                     int(m.group(1)) if m else 0, source)
