@@ -328,7 +328,7 @@ def test_pixel_statistics_that_give_the_class_away_are_reported(tmp_path):
 
     from mrisynth.cli import cli
     from mrisynth.readerstudy.analysis import write_analysis
-    from mrisynth.report.readerstudy import summary_lines
+    from mrisynth.report.readerstudy import section_entries
 
     real, synth = _folders_with_a_tell(tmp_path)
     args = ["reader-study", "create", "--real", str(real), "--synthetic", str(synth)]
@@ -342,7 +342,8 @@ def test_pixel_statistics_that_give_the_class_away_are_reported(tmp_path):
     ro = open_study(tmp_path / "s", readonly=True)
     results = analyse(ro)
     ro.close()
-    assert any("darkest value" in line for line in summary_lines(results))
+    caption = section_entries(results)[0][2]  # the report section: its first caption
+    assert "darkest value: real 1, synthetic 0" in caption
     # images drawn alike: nothing to report
     plain = create_study(
         StudyPlan(write_real(tmp_path / "r2"), write_synthetic(tmp_path / "s2"), 6, 6, 1),

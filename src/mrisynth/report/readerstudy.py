@@ -175,7 +175,6 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return [
         f"{s['images']} images ({s['real']} real, {s['synthetic']} synthetic), {s['readers']} "
         f"readers, {s['answers']} answers.",
-        *tell_lines(s.get("tells")),
         f"Fleiss' kappa {_num(ag['fleiss_kappa'])} over {ag['images']} images answered by all "
         f"{ag['readers']} readers with answers.",
         f"Synthetic images called real by readers: mean {_num(np.mean(fooled) if fooled else None)}"
@@ -219,7 +218,8 @@ TITLES = {
 def section_entries(results: dict[str, Any]) -> list[tuple[str, str, str, bytes]]:
     """(file, title, caption, png) of each figure for `mrisynth report --reader-study`."""
     files = figures(results)
-    extra = {FIG_READERS: reader_lines(results), FIG_IMAGES: summary_lines(results)}
+    tells = tell_lines(results["study"].get("tells"))  # first: it may explain the rest
+    extra = {FIG_READERS: [*tells, *reader_lines(results)], FIG_IMAGES: summary_lines(results)}
     return [
         (name, TITLES[name], "\n".join([CAPTIONS[name], *extra.get(name, [])]), blob)
         for name, blob in files.items()
@@ -231,6 +231,7 @@ _CSS = (
     "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;"
     "padding:.25em .6em}th{background:#eee}td.num{text-align:right;"
     "font-variant-numeric:tabular-nums}img{max-width:100%}figcaption{font-size:.9em;color:#555}"
+    ".warn{background:#fff3cd;border-left:4px solid #c90;padding:.4em .8em}"
 )
 
 
@@ -291,6 +292,8 @@ def render_page(results: dict[str, Any], files: list[str]) -> str:
         f"analysis</title><style>{_CSS}</style></head><body>",
         '<h1>Reader study: analysis</h1><section id="reader-study">',
     ]
+    tells = tell_lines(results["study"].get("tells"))
+    parts += [f'<p class="warn">{escape(line, limit=2000)}</p>' for line in tells]
     parts += [f"<p>{escape(line)}</p>" for line in summary_lines(results)]
     parts += ["<h2>Per reader</h2>", _reader_table(results)]
     parts.append(f"<p>{escape(CAPTIONS[FIG_READERS])}</p>")
