@@ -1,5 +1,7 @@
 """Interoperability with NVIDIA's StyleGAN2-ADA tools.
 
+- `pickle_scan`: pass 1 over an untrusted pickle (every instruction checked, the stack replayed
+  with value kinds) before anything is built.
 - `nvidia_pickle`: a restricted unpickler for stylegan2-ada-pytorch `network-snapshot-*.pkl`
   files; it rebuilds tensors and plain containers and turns NVIDIA's persistent-class records into
   inert data, never importing or running code from the file.
