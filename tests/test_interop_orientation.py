@@ -129,3 +129,21 @@ def test_reference_discriminator_down_paths_follow_nvidia():
     got1 = nf._conv(_t(x)[None], t, "b", act=False, down=True)[0].numpy()
     np.testing.assert_allclose(got1, _correlate(_upfirdn(x, (1, 1), 1.0, down=2), w1 * gain1),
                                atol=1e-10)
+
+
+def test_image_up_sampling_between_blocks_follows_nvidia():
+    """upfirdn2d.upsample2d: each sample followed by a zero, padding 2 before and 1 after, the
+    filter times 4. An off-by-one in that padding would shift every image by a pixel."""
+    from mrisynth.networks.layers import upsample2d
+
+    x = np.random.default_rng(3).standard_normal((2, 4, 4))
+    stuffed = np.zeros((2, 8, 8))
+    stuffed[:, ::2, ::2] = x
+    ref = _upfirdn(stuffed, (2, 1), gain=4.0)
+    assert ref.shape == (2, 8, 8)
+    ours = upsample2d(_t(x)[None], make_fir_filter().double())[0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-10)
+    fixture = nf._fir(nf._zero_insert(_t(x)[None], 8), (2, 1, 2, 1))[0].numpy()
+    np.testing.assert_allclose(fixture, ref, atol=1e-10)
+    shifted = _upfirdn(stuffed, (1, 2), gain=4.0)
+    assert np.abs(shifted - ref).max() > 0.1  # the check can tell the padding apart
