@@ -420,3 +420,19 @@ def test_mask_pngs_in_a_synthetic_folder_are_not_study_images(tmp_path):
     assert not [s for s in sources if s.endswith("-mask.png")], sources
     with pytest.raises(MrisynthError, match="holds 4 PNG images, 5 requested"):
         create_study(StudyPlan(real, synth, 4, 5, 1), tmp_path / "s2")
+
+
+def test_a_forged_host_header_reaches_no_page_or_redirect(tmp_path):
+    """Nothing is built from Host: redirects are relative, pages carry no absolute URL, so a
+    forged Host (or a DNS-rebinding name) cannot steer a reader or poison a link."""
+    folder, links = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    client = create_app(folder).test_client()
+    link, evil = links.readers["reader1"], {"Host": "evil.example:666"}
+    page = client.get(link, headers=evil).get_data(as_text=True)
+    data = {"csrf": CSRF.search(page).group(1), "item": ITEM.search(page).group(1)}
+    post = client.post(f"{link}/answer", data={**data, "label": "real"}, headers=evil)
+    assert post.headers["Location"] == link
+    for resp in (client.get(link, headers=evil), client.get(f"{link}/pause", headers=evil)):
+        assert "evil" not in resp.get_data(as_text=True) and "http" not in resp.headers.get(
+            "Location", ""
+        )
