@@ -89,7 +89,8 @@ def _networks(data: Any, path: Path) -> dict[str, PersistentRecord]:
         found[key] = rec
     ignored = sorted(str(k)[:40] for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs"))
     if ignored:
-        log.info("%s: not imported: %s", path, ", ".join(ignored))
+        more = f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        log.info("%s: not imported: %s%s", path, ", ".join(ignored[:10]), more)
     if "G" not in found and "G_ema" not in found:
         raise InputError(f"{path}: holds no generator (G or G_ema)")
     for key, want in (("G", "Generator"), ("G_ema", "Generator"), ("D", "Discriminator"),
