@@ -436,3 +436,23 @@ def test_a_forged_host_header_reaches_no_page_or_redirect(tmp_path):
         assert "evil" not in resp.get_data(as_text=True) and "http" not in resp.headers.get(
             "Location", ""
         )
+
+
+def test_comments_are_stored_without_control_or_bidi_characters(tmp_path):
+    """A comment is untrusted text that reaches answers.csv (printed in terminals) and the
+    analysis page: ANSI escapes and bidi overrides are dropped; lines and tabs are kept."""
+    folder, links = make_study(tmp_path, n_real=1, n_synthetic=1, readers=1)
+    client = create_app(folder).test_client()
+    link = links.readers["reader1"]
+    page = client.get(link).get_data(as_text=True)
+    data = {"csrf": CSRF.search(page).group(1), "item": ITEM.search(page).group(1)}
+    comment = "edge\x1b[2J\x1b]0;pwned\x07 blur\u202etxt.exe\r\nline 2\tok\x00"
+    assert client.post(f"{link}/answer", data={**data, "label": "real", "comment": comment})
+    (stored,) = db(folder).execute("SELECT comment FROM answers").fetchone()
+    assert stored == "edge[2J]0;pwned blurtxt.exe\nline 2\tok"
+    con = db(folder)  # a hand edit past the app: the analysis cleans it the same way
+    con.execute("UPDATE answers SET comment = 'x\x1b[31my\u2066z'")
+    con.commit()
+    ro = open_study(folder, readonly=True)
+    assert [a["comment"] for a in analyse(ro)["answers"]] == ["x[31myz"]
+    ro.close()

@@ -45,7 +45,7 @@ def _clean(a: dict[str, Any]) -> dict[str, Any]:
         a["realism"] = None
     if not (isinstance(a["seconds"], float) and 0 <= a["seconds"] < math.inf):
         a["seconds"] = None
-    a["comment"] = a["comment"] if isinstance(a["comment"], str) else ""
+    a["comment"] = store.clean_comment(a["comment"]) if isinstance(a["comment"], str) else ""
     return a
 
 

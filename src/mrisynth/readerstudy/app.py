@@ -173,7 +173,7 @@ def parse_answer(
         if realism not in {"1", "2", "3", "4", "5"}:
             return None
         score = int(realism)
-    text = (comment or "").replace("\x00", "")
+    text = store.clean_comment(comment or "")
     if len(text) > MAX_COMMENT:
         return None
     return label, score, text

@@ -8,6 +8,7 @@ own order under their own random ids (`items.opaque`), never a name derived from
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -40,6 +41,16 @@ CREATE TABLE answers (
     PRIMARY KEY (reader_id, position),
     FOREIGN KEY (reader_id, position) REFERENCES items(reader_id, position));
 """
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_comment(text: str) -> str:
+    """A reader's comment as plain lines: control characters (terminal escapes that would act
+    when answers.csv is printed) and bidirectional overrides (text shown in another order than
+    stored) removed; line breaks and tabs kept."""
+    return _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def token_hash(token: str) -> str:
