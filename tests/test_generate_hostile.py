@@ -104,12 +104,16 @@ SERIES = dict(model_sha256="a" * 64, snapshot_name="network-snapshot-000012.safe
 
 @pytest.mark.parametrize(("field", "value"), [
     ("kimg", 10**30), ("kimg", 1e30), ("kimg", -1), ("kimg", "abc"), ("kimg", True),
-    ("kimg", 12.5), ("truncation_psi", math.nan), ("truncation_psi", math.inf),
+    ("kimg", 12.3456), ("truncation_psi", math.nan), ("truncation_psi", math.inf),
     ("model_sha256", "zz"), ("class_idx", -3), ("seeds_text", "0-9\\x"), ("series_number", -1),
 ])
 def test_dicom_series_refuses_unbounded_values(field, value):
     with pytest.raises(InputError, match="refusing to write DICOM"):
         SeriesInfo(**{**SERIES, field: value})
+
+
+def test_dicom_series_takes_a_sub_kimg_snapshot():
+    assert "kimg 0.2;" in SeriesInfo(**{**SERIES, "kimg": 0.2}).derivation(0)
 
 
 def test_dicom_series_sanitises_the_file_name():

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from tests.test_train import tiny, write_archive
 
+from mrisynth import untrusted
 from mrisynth.cli import cli
 from mrisynth.training import checkpoint
-from mrisynth.training.kimg import kimg_number, rounded_kimg
+from mrisynth.training.kimg import checked_kimg, kimg_number, rounded_kimg
 from mrisynth.training.loop import train
 
 
@@ -26,6 +27,13 @@ def test_kimg_numbers_keep_the_fraction_and_whole_kimg_stay_ints(nimg, kimg):
     assert isinstance(kimg_number(nimg), int) == (nimg % 1000 == 0)
     assert rounded_kimg(nimg / 1000) == kimg
     assert rounded_kimg(kimg) == kimg
+
+
+@pytest.mark.parametrize("bad", [True, "1", float("nan"), float("inf"), -0.001, 1e30, 0.0005])
+def test_a_kimg_read_from_a_file_is_checked(bad):
+    with pytest.raises(untrusted.BadValue):
+        checked_kimg(bad, "kimg")
+    assert checked_kimg(0.2, "kimg") == 0.2 and checked_kimg(4, "kimg") == 4
 
 
 @pytest.fixture(scope="module")

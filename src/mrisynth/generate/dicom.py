@@ -26,6 +26,7 @@ from pydicom.uid import (
 from mrisynth import __version__
 from mrisynth import untrusted as u
 from mrisynth.errors import ConfigError, InputError
+from mrisynth.training.kimg import checked_kimg
 
 SYNTHETIC_PATIENT_NAME = "SYNTHETIC^MRISYNTH"
 SYNTHETIC_PATIENT_ID = "MRISYNTH-SYNTHETIC"
@@ -54,7 +55,7 @@ class SeriesInfo:
         once put kimg=1e30 there); the file name is reduced to safe characters."""
         checks = (
             ("model hash", self.model_sha256, lambda v, w: u.text(v, w, 64)),
-            ("kimg", self.kimg, lambda v, w: u.optional(u.number, v, w, 0, MAX_KIMG)),
+            ("kimg", self.kimg, lambda v, w: u.optional(checked_kimg, v, w, 0, MAX_KIMG)),
             ("truncation psi", self.truncation_psi, u.number),
             ("class", self.class_idx, lambda v, w: u.optional(u.integer, v, w, 0, 2**31 - 1)),
             ("seed list", self.seeds_text, lambda v, w: u.text(v, w, 10**8)),  # any seed list

@@ -16,3 +16,13 @@ def kimg_number(nimg: int) -> int | float:
 def rounded_kimg(kimg: float) -> int | float:
     """A kimg value (int or float) in the same form as `kimg_number`."""
     return kimg_number(round(float(kimg) * 1000))
+
+
+def checked_kimg(value: object, where: str, lo: float = 0, hi: float = 1e9) -> float:
+    """A kimg read from a file: a finite number in [lo, hi] with at most 3 decimals."""
+    from mrisynth import untrusted as u
+
+    x = u.number(value, where, lo, hi)
+    if rounded_kimg(x) != x:
+        raise u.BadValue(f"{where} has more than 3 decimals, got {u.shown(value)}")
+    return x
