@@ -332,3 +332,18 @@ def test_dicom_seg_without_known_segments_or_unreadable(tree, tmp_path):
     res = prepare([root], tmp_path / "out2", MASK_OPTS)
     bad = [k for k in res.report["masks"]["skipped"] if "DICOM SEG mask" in k["reason"]]
     assert bad and res.num_images == len(_rows(tmp_path / "out2"))  # images all written
+
+
+def test_summary_counts_images_and_masks_apart(tree, tmp_path):
+    """'N written' once counted mask PNGs as images (86 images showed as 172 written)."""
+    args = ["prepare", str(tree), "-o", str(tmp_path / "o"), "--masks", "--size", "16"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    n = len(_rows(tmp_path / "o"))
+    assert f"prepared {n} images" in first.output and f"({n} written, 0 unchanged" in first.output
+    assert f"masks: {n} in " in first.output and f"({n} written, 0 unchanged)" in first.output
+    again = CliRunner().invoke(cli, args)
+    assert f"({n} written" not in again.output and f"(0 written, {n} unchanged" in again.output
+    res = prepare([tree], tmp_path / "o", MASK_OPTS)
+    assert (res.num_written, res.num_unchanged) == (0, res.num_images)
+    assert (res.num_masks_written, res.num_masks_unchanged) == (0, res.num_images)

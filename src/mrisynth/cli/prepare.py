@@ -229,7 +229,8 @@ def command(
     if "masks" in res.report:
         m = res.report["masks"]
         click.echo(
-            f"masks: {m['written']} written to {res.output}/masks, "
+            f"masks: {m['written']} in {res.output}/masks ({res.num_masks_written} written, "
+            f"{res.num_masks_unchanged} unchanged), "
             f"{len(m['images_without_mask'])} images without a mask, {len(m['skipped'])} skipped"
         )
     for w in res.warnings[:5]:

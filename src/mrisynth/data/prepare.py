@@ -78,6 +78,8 @@ class PrepareResult:
     skipped: list[Skipped]
     warnings: list[str]
     report: dict
+    num_masks_written: int = 0  # --masks: mask PNGs, counted apart from the images
+    num_masks_unchanged: int = 0
 
 
 @dataclass
@@ -395,19 +397,23 @@ def prepare(
     tables[REPORT_FILE] = (json.dumps(report, indent=2) + "\n").encode()
     if not opts.source_paths:  # ids -> paths, for the user's eyes only (hidden, mode 0600)
         tables[folder.SOURCES_FILE] = _sources_csv(in_paths, skipped + mask_skipped, chosen, name)
-    written, removed = folder.write_outputs(out, files, tables)
+    changed, removed = folder.write_outputs(out, files, tables)
+    mask_names = {n for o in outs for n, _ in o.masks}
+    written = len(changed - mask_names)
     if opts.masks is None:
         folder.drop_masks_folder(out)  # of an earlier --masks run: its PNGs are gone now
     result = PrepareResult(
         out,
         len(images),
         written,
-        len(files) - written,
+        len(images) - written,
         removed,
         len(report["patients"]),
         skipped,
         warnings,
         report,
+        len(changed & mask_names),
+        len(mask_names - changed),
     )
     if not images:
         found = ", ".join(f"{k}: {v}" for k, v in report["counts"]["series_found"].items())

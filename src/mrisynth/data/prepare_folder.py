@@ -169,9 +169,9 @@ def _stale(output: Path, keep: set[str]) -> list[Path]:
 
 def write_outputs(
     output: Path, images: dict[str, bytes], tables: dict[str, bytes]
-) -> tuple[int, int]:
+) -> tuple[set[str], int]:
     """Write the PNGs, then `tables` (manifest, report, ...) in the given order; returns
-    (PNGs written, stale PNGs removed). Unchanged files are not touched."""
+    (names of the PNGs written, stale PNGs removed). Unchanged files are not touched."""
     changed = {n: d for n, d in images.items() if not _same(output / n, d)}
     stale = _stale(output, set(images))
     _check_free_space(output, {**changed, **tables})
@@ -193,7 +193,7 @@ def write_outputs(
     for name, data in tables.items():
         write_if_changed(output / name, data, mode=0o600 if name == SOURCES_FILE else None)
     write_if_changed(output / MARKER_FILE, _marker(complete=True))
-    return len(changed), len(stale)
+    return set(changed), len(stale)
 
 
 def drop_masks_folder(output: Path) -> None:
