@@ -347,3 +347,45 @@ def test_summary_counts_images_and_masks_apart(tree, tmp_path):
     res = prepare([tree], tmp_path / "o", MASK_OPTS)
     assert (res.num_written, res.num_unchanged) == (0, res.num_images)
     assert (res.num_masks_written, res.num_masks_unchanged) == (0, res.num_images)
+
+
+def _pil_png(image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_palette_and_transparent_masks():
+    """A grey palette reads by grey value; transparency (tRNS, LA, RGBA) is refused, not read
+    as if opaque; a colour palette is refused naming palettes."""
+    from PIL import Image
+
+    from mrisynth.data.masks import MaskError, read_source_mask
+
+    index = np.zeros((8, 8), np.uint8)
+    index[2:4, 2:4], index[5:7, 5:7] = 1, 2
+    grey = np.array([0, 63, 252], np.uint8)[index]
+    pal = Image.fromarray(index, "L").convert("P")
+    pal.putpalette([0, 0, 0, 63, 63, 63, 252, 252, 252] + [0] * 759)
+    got = read_source_mask(_pil_png(pal), "m.png", (8, 8), CHAOS_LABELS)
+    assert np.array_equal(got, np.array([0, 1, 4], np.uint8)[index])
+    hidden = pal.copy()
+    hidden.info["transparency"] = bytes([255, 0, 255] + [255] * 253)  # the liver transparent
+    colour = pal.copy()
+    colour.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    cases = {
+        "transparent": [_pil_png(hidden),
+                        _pil_png(Image.fromarray(np.stack([grey, grey // 2], -1), "LA")),
+                        _pil_png(Image.fromarray(np.dstack([grey] * 3 + [grey | 1]), "RGBA"))],
+        "palette": [_pil_png(colour)],
+    }
+    for reason, pngs in cases.items():
+        for data in pngs:
+            with pytest.raises(MaskError, match=reason):
+                read_source_mask(data, "m.png", (8, 8), CHAOS_LABELS)
+    opaque = np.dstack([grey] * 3 + [np.full_like(grey, 255)])
+    got = read_source_mask(_pil_png(Image.fromarray(opaque, "RGBA")), "m.png", (8, 8),
+                           CHAOS_LABELS)
+    assert np.array_equal(got, np.array([0, 1, 4], np.uint8)[index])

@@ -156,9 +156,14 @@ def read_source_mask(data: bytes, name: str, shape: tuple[int, int], label_map: 
         raise MaskError(str(e).removeprefix(f"{name}: ")) from None
     if header.bit_depth != 8:
         raise MaskError(f"{header.bit_depth}-bit PNG; masks must be 8-bit grey (CHAOS Ground)")
-    if img.ndim == 3:  # colour or alpha: usable only when every colour channel is the same grey
+    if img.ndim == 3:  # colour, palette or alpha: usable only as opaque grey
+        if img.shape[2] == 4 and (img[:, :, 3] < 255).any():  # a label hidden by alpha is no
+            raise MaskError(  # less a label: refused rather than guessed either way
+                f"{int((img[:, :, 3] < 255).sum())} pixels are (partly) transparent; masks "
+                "must be opaque grey (save without alpha/transparency)")
         if not (img[:, :, :1] == img[:, :, 1:3]).all():
-            raise MaskError("colour PNG with differing channels; masks must be grey")
+            raise MaskError("colour PNG (RGB or palette) with differing channels; masks must "
+                            "be grey (palette indices are not read as labels)")
         img = img[:, :, 0]
     if img.shape != shape:
         got, want = f"{img.shape[1]}x{img.shape[0]}", f"{shape[1]}x{shape[0]}"
