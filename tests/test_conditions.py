@@ -198,7 +198,9 @@ def test_missing_rows_and_no_manifest(tmp_path):
 @pytest.mark.parametrize(
     "names",
     [["a", "a"], ["a", 3], [], ["x" * 65], ["a\nb"], "abc", [None], [["a"]],
-     ["n"] * 2000],
+     ["n"] * 2000,  # below: names that reach figure labels (matplotlib mathtext), HTML, keys
+     ["a", "$\\frac{x"], ["<b>a</b>", "b"], ["../x", "b"], ["a/b", "c"], ["..", "b"],
+     ["\u0440os0.00-0.50", "pos0.50-1.00"], ["a b", "c"], ["a\u202e", "b"], ["-a", "b"]],
 )
 def test_hostile_class_names_in_dataset_json(tmp_path, names):
     rows = [{"file": f"i{i}.png"} for i in range(2)]

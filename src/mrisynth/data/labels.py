@@ -9,6 +9,7 @@ is read only up to `MAX_MEMBER_BYTES` (archive.py), and classes / float dims up 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -110,6 +111,10 @@ def labels_to_array(raw: Sequence, source: str, num_classes: int | None = None) 
 
 
 MAX_CLASS_NAME = 64
+# What `dataset --labels` writes (pos0.25-0.50, t1_opp+pos0.00-0.25): names reach figure labels
+# (matplotlib reads '$' as maths), HTML, metric keys and --label matching, so nothing else is
+# accepted from a file: no markup, paths, spaces or look-alike letters
+_CLASS_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.+-]{{0,{MAX_CLASS_NAME - 1}}}")
 
 
 def condition_meta(names: Sequence[str], condition: dict) -> dict:
@@ -133,9 +138,9 @@ def checked_class_names(names: object, where: str) -> list[str]:
     if not isinstance(names, list) or not 0 < len(names) <= MAX_LABEL_DIM:
         raise InputError(f"{where} must be a list of 1..{MAX_LABEL_DIM} names")
     for n in names:
-        if not (isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME and n.isprintable()):
-            raise InputError(f"{where}: {str(n)[:40]!r} is not a name of 1..{MAX_CLASS_NAME} "
-                             "printable characters")
+        if not (isinstance(n, str) and _CLASS_NAME.fullmatch(n) and ".." not in n):
+            raise InputError(f"{where}: {str(n)[:40]!r} is not a class name (1..{MAX_CLASS_NAME} "
+                             "ASCII letters, digits and _ . + -, starting with a letter or digit)")
     if len(set(names)) != len(names):
         raise InputError(f"{where}: names repeat")
     return list(names)
