@@ -208,6 +208,11 @@ def _archive_with(tmp_path, image, record):
         ({"labels": CHAOS_NAMES, "levels": [0, 1, 2, 3, 4]}, 2, "differ from"),
         ({"labels": "x", "levels": []}, 2, "distinct short names"),
         ({"labels": ["a"] * 3, "levels": [0, 128, 255]}, 2, "distinct short names"),
+        # names reach generation.json, DICOM SEG segment labels and the downstream report
+        ({"labels": ["background", "<b>liver"], "levels": [0, 255]}, 2, "label names"),
+        ({"labels": ["background", "liver\x1b[2J"], "levels": [0, 255]}, 2, "label names"),
+        ({"labels": ["background", "../x"], "levels": [0, 255]}, 2, "label names"),
+        ({"labels": ["liver", "background"], "levels": [0, 255]}, 2, "'background' first"),
         ([1, 2], 2, "must be an object"),
         ({"labels": CHAOS_NAMES, "levels": [0, 64, 128, 191, 255]}, 1, "not 2"),
     ],
@@ -244,3 +249,24 @@ def test_cli_dataset_masks(prepared, tmp_path):
                                    "--masks"])
     assert res.exit_code == 1 and res.output.startswith("Error: ")
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_many_mask_labels_pack_at_their_levels_with_a_warning(prepared, tmp_path, caplog):
+    """K = 12 labels (--mask-labels): levels round(l * 255 / 11), 23 apart, every label kept
+    exactly through the archive, and a warning that a generator's output decodes less surely."""
+    src = _copy(prepared, tmp_path)
+    names = ["background", *(f"organ{i}" for i in range(1, 12))]
+    (src / "masks" / "labels.json").write_text(json.dumps({"labels": names}))
+    rows = [r for r in _manifest(src) if r["mask_file"]]
+    side = cv2.imread(str(src / rows[0]["mask_file"]), cv2.IMREAD_UNCHANGED).shape[0]
+    mask = (np.arange(side * side) % 12).astype(np.uint8).reshape(side, side)
+    cv2.imwrite(str(src / rows[0]["mask_file"]), mask)
+    with caplog.at_level("WARNING"):
+        out = pack_archive(src, tmp_path / "k.zip", masks=True).path
+    assert any("23 grey levels apart" in r.getMessage() for r in caplog.records)
+    arc = ImageArchive(out)
+    spec = mask_spec(arc)
+    assert spec.levels == [round(lab * 255 / 11 + 1e-9) for lab in range(12)]
+    img = arc[arc.names.index(rows[0]["file"])]
+    assert np.array_equal(decode_mask(img[1], 12), mask)
+    assert np.array_equal(img[1], np.array(spec.levels, np.uint8)[mask])

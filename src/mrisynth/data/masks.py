@@ -241,6 +241,10 @@ def spec_from_record(record: object, source: str) -> MaskSpec:
         or len(set(names)) != len(names)
     ):
         raise InputError(f"{source}: mask 'labels' must be 2..{MAX_LABELS} distinct short names")
+    if names[0] != BACKGROUND or not all(_NAME.match(n) for n in names):
+        raise InputError(  # names reach generation.json, SEG segment labels and HTML reports
+            f"{source}: mask label names {untrusted.shown(names)} must be 'background' first, "
+            "then lower case letters/digits/_ (as `prepare --mask-labels` makes them)")
     spec = MaskSpec(tuple(names))
     if record.get("levels") != spec.levels:
         raise InputError(

@@ -28,6 +28,7 @@ from mrisynth.data.prepare_folder import MASK_LABELS_FILE
 from mrisynth.errors import InputError
 
 logger = logging.getLogger(__name__)
+MIN_LEVEL_GAP = 32  # grey levels between neighbouring labels below which dataset warns (K > 9)
 
 
 class PairedArchive(ImageArchive):
@@ -84,7 +85,13 @@ def _spec(src: ImageArchive) -> MaskSpec:
     if not isinstance(names, list) or not 2 <= len(names) <= MAX_LABELS:
         raise InputError(f"{where}: needs a 'labels' list of 2..{MAX_LABELS} names "
                          "(background first)")
-    return spec_from_record({"labels": names, "levels": mask_levels(len(names))}, where)
+    spec = spec_from_record({"labels": names, "levels": mask_levels(len(names))}, where)
+    gap = spec.levels[1] - spec.levels[0]
+    if gap < MIN_LEVEL_GAP:  # a generator's mask channel then decodes far less reliably
+        logger.warning("%d mask labels are only %d grey levels apart in the paired archive (5 "
+                       "labels: 64); a generated mask's pixels will often decode to a "
+                       "neighbouring label: keep the labels the task needs", len(names), gap)
+    return spec
 
 
 def paired_source(src: ImageArchive) -> tuple[PairedArchive, list[str]]:
