@@ -389,3 +389,63 @@ def test_palette_and_transparent_masks():
     got = read_source_mask(_pil_png(Image.fromarray(opaque, "RGBA")), "m.png", (8, 8),
                            CHAOS_LABELS)
     assert np.array_equal(got, np.array([0, 1, 4], np.uint8)[index])
+
+
+class _FakeSeg:
+    """What `mask_seg._labels` reads of a highdicom Segmentation: segments and their pixels."""
+
+    def __init__(self, names, pixels):
+        from pydicom.dataset import Dataset
+
+        self.SegmentSequence = []
+        for i, name in enumerate(names, start=1):
+            item = Dataset()
+            item.SegmentNumber, item.SegmentLabel = i, name
+            self.SegmentSequence.append(item)
+        self.pixels = pixels  # [1, H, W, S]
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+    def get_pixels_by_source_instance(self, source_sop_instance_uids, segment_numbers,
+                                      combine_segments):
+        return self.pixels[..., [n - 1 for n in segment_numbers]]
+
+
+def test_seg_overlapping_segments_and_fractional_frames():
+    """Two organs claiming one pixel is no label map: the slice gets no mask, with a reason
+    (it once took the later segment silently). Fractional frames count from 0.5 up."""
+    from mrisynth.data.mask_seg import _labels
+    from mrisynth.data.masks import MaskError
+
+    px = np.zeros((1, 6, 6, 2), np.uint8)
+    px[0, 1:3, 1:3, 0] = 1  # liver
+    px[0, 3:5, 3:5, 1] = 1  # spleen
+    got = _labels(_FakeSeg(["Liver", "Spleen"], px), "1.2", (6, 6), CHAOS_LABELS)
+    assert got.sum() == 4 * 1 + 4 * 4 and got[1, 1] == 1 and got[4, 4] == 4
+    px[0, 2, 2, 1] = 1  # one spleen pixel on the liver
+    with pytest.raises(MaskError, match=r"overlap at 1 pixel\(s\)"):
+        _labels(_FakeSeg(["Liver", "Spleen"], px), "1.2", (6, 6), CHAOS_LABELS)
+    frac = np.zeros((1, 6, 6, 1), np.float32)
+    frac[0, 0, :3, 0] = [0.2, 0.5, 0.9]
+    got = _labels(_FakeSeg(["Liver"], frac), "1.2", (6, 6), CHAOS_LABELS)
+    assert got[0, :3].tolist() == [0, 1, 1] and got.sum() == 2
+
+
+def test_seg_referencing_unknown_slices_gives_no_mask(tree, tmp_path):
+    import pydicom
+
+    root = _copy(tree, tmp_path / "in")
+    path = _seg_from_ground(root)
+    ds = pydicom.dcmread(path)
+    for item in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence:
+        item.ReferencedSOPInstanceUID = "1.2.3." + item.ReferencedSOPInstanceUID[-20:]
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        for src in frame.DerivationImageSequence[0].SourceImageSequence:
+            src.ReferencedSOPInstanceUID = "1.2.3." + src.ReferencedSOPInstanceUID[-20:]
+    ds.save_as(path)
+    res = prepare([root], tmp_path / "out", MASK_OPTS)
+    rows = _rows(tmp_path / "out")
+    without = {r["file"] for r in rows if not r["mask_file"]}
+    assert without and len(res.report["masks"]["images_without_mask"]) == len(without)
+    assert res.num_images == len(rows)  # every image still written

@@ -130,7 +130,13 @@ def _labels(seg, uid: str, shape: tuple[int, int], label_map: LabelMap) -> np.nd
     if px.shape[1:3] != shape:
         raise MaskError(f"SEG is {px.shape[2]}x{px.shape[1]} pixels but its slice is "
                         f"{shape[1]}x{shape[0]}")
+    # binary frames are 0/1; fractional ones (highdicom rescales them to 0..1) count from 0.5
+    member = np.asarray(px[0], np.float64) >= 0.5  # [H, W, S]
+    both = member.sum(-1) > 1
+    if both.any():  # organs do not share tissue: which label is right cannot be told
+        raise MaskError(f"segments overlap at {int(both.sum())} pixel(s); a label map needs one "
+                        "organ per pixel")
     labels = np.zeros(shape, np.uint8)
     for k, number in enumerate(sorted(wanted)):
-        labels[px[0, :, :, k] > 0] = wanted[number]  # later segments cover earlier ones
+        labels[member[:, :, k]] = wanted[number]
     return labels
