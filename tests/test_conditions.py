@@ -239,3 +239,20 @@ def test_a_hostile_condition_record_is_not_copied(tmp_path):
     (src / "dataset.json").write_text(json.dumps(obj))
     out = pack_archive(src, tmp_path / "p.zip").path
     assert ImageArchive(out).dataset_json()["mrisynth"]["condition"] == {}
+
+
+def test_position_fractions_edge_patients(caplog):
+    """One slice, all slices at one position (no span: middle, and a warning, since its level
+    is unknown), duplicated positions (equal fractions), a reversed series (same fractions)."""
+    from mrisynth.data.conditions import position_fractions
+
+    rows = ([{"patient_key": "one", "position_mm": "12.5"}]
+            + [{"patient_key": "flat", "position_mm": "3"} for _ in range(3)]
+            + [{"patient_key": "dup", "position_mm": p} for p in ("10", "10", "0", "-10", "-10")])
+    with caplog.at_level("WARNING"):
+        got = position_fractions(rows, "m.csv")
+    assert got == [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.5, 1.0, 1.0]
+    assert any("2 patient(s)" in r.getMessage() and "middle" in r.getMessage()
+               for r in caplog.records)
+    assert position_fractions(rows[::-1], "m.csv") == got[::-1]
+    assert [position_bin(f, 4) for f in got[4:]] == [0, 0, 2, 3, 3]

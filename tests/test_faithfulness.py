@@ -172,3 +172,56 @@ def test_per_class_fid_with_a_detector(archives):
                                                      "0.75-1.00")]
     assert all(np.isfinite(f) and f >= 0 for f in fids)
     assert all(np.isfinite(res.results[f"f_{n}_kid"]) for n in ("pos0.00-0.25", "pos0.75-1.00"))
+
+
+def _hand_balanced_accuracy(pred, true, k):
+    """Independent of label_probe: a confusion matrix built cell by cell, recall per row."""
+    conf = [[0] * k for _ in range(k)]
+    for p, t in zip(pred.tolist(), true.tolist(), strict=True):
+        conf[t][p] += 1
+    recalls = [conf[t][t] / sum(conf[t]) for t in range(k) if sum(conf[t])]
+    return sum(recalls) / len(recalls)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_probe_fit_on_training_patients_only_and_balanced_accuracy_by_hand(
+    archives, which, monkeypatch
+):
+    """The classifier never sees a patient whose slices give the real accuracy, and acc_real is
+    the class-balanced accuracy of exactly those slices' predictions."""
+    archive = archives[which]
+    seen: dict[str, list] = {"fit": [], "pred": []}
+
+    class Spy(LinearProbe):
+        def fit(self, features, classes):
+            seen["fit"].append(np.asarray(features))
+            return super().fit(features, classes)
+
+        def predict(self, features):
+            out = super().predict(features)
+            seen["pred"].append((np.asarray(features), out))
+            return out
+
+    monkeypatch.setattr(faithfulness, "LinearProbe", Spy)
+    res = faithfulness.evaluate(ToyG(True), archive, 40, prefix="f")
+    feats = image_features(np.stack([archive[i] for i in range(len(archive))]))
+    keys = archive.patient_keys
+
+    def patients(rows):
+        index = [int(np.flatnonzero((feats == r).all(1))[0]) for r in rows]
+        return {keys[i] for i in index}
+
+    (fit,) = seen["fit"]
+    eval_feats, eval_pred = seen["pred"][0]  # the real evaluation comes before generation
+    if which == 0:  # the holdout archive: fitted on the whole training archive
+        held = faithfulness.find_holdout(archive)
+        assert len(fit) == len(archive) and len(eval_feats) == len(held)
+        true = faithfulness.training_classes(held)
+    else:  # no holdout: a patient split inside the training archive
+        assert len(fit) + len(eval_feats) == len(archive)
+        assert not patients(fit) & patients(eval_feats) and len(patients(eval_feats)) == 2
+        classes = faithfulness.training_classes(archive)
+        true = np.array([classes[int(np.flatnonzero((feats == r).all(1))[0])]
+                         for r in eval_feats])
+    hand = _hand_balanced_accuracy(eval_pred, true, BINS)
+    assert res.results["f_acc_real"] == pytest.approx(hand, abs=1e-12)

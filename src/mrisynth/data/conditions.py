@@ -129,6 +129,11 @@ def position_fractions(rows: Sequence[dict[str, str]], source: str) -> list[floa
     for r, p in zip(rows, pos, strict=True):
         by_patient[r["patient_key"]].append(p)
     span = {k: (max(v), min(v)) for k, v in by_patient.items()}
+    flat = [k for k, (top, bottom) in span.items() if top == bottom]
+    if flat:  # one slice, or all at one level: where it lies in the body cannot be told
+        logger.warning("%s: %d patient(s) have no span of positions (one slice, or all slices "
+                       "at one level); their %d image(s) get the middle position (0.5), a guess",
+                       source, len(flat), sum(len(by_patient[k]) for k in flat))
     out = []
     for r, p in zip(rows, pos, strict=True):
         top, bottom = span[r["patient_key"]]
