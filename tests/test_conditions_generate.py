@@ -36,8 +36,12 @@ def test_pick_class_by_position_and_label():
     pos = ["pos0.00-0.25", "pos0.25-0.50", "pos0.50-0.75", "pos0.75-1.00"]
     assert [pick_class(pos, 4, position=p) for p in (0, 0.3, 0.5, 0.99, 1)] == [0, 1, 2, 3, 3]
     assert pick_class(["t1_in", "t1_opp"], 2, label="t1-opp") == 1
-    with pytest.raises(ConfigError, match="fits 3 classes"):
-        pick_class(NAMES, 6, position=0.2)
+    with pytest.raises(ConfigError, match=r"fits 3 classes .*add --label SEQUENCE"):
+        pick_class(NAMES, 6, position=0.2)  # (it said: add --position or --label)
+    with pytest.raises(ConfigError, match=r"fits 2 classes .*add --position P \(0 = top"):
+        pick_class(NAMES, 6, label="t1_in")
+    with pytest.raises(ConfigError, match="use --class N"):
+        pick_class(["T1-in", "t1_IN"], 2, label="t1_in")
     with pytest.raises(ConfigError, match="no such class"):
         pick_class(NAMES, 6, label="flair")
     with pytest.raises(ConfigError, match="no such class") as err:

@@ -89,7 +89,17 @@ def pick_class(
     if not candidates:
         raise ConfigError(f"{asked}: no such class; the model's classes are {_list(names)}")
     raise ConfigError(f"{asked} fits {len(candidates)} classes "
-                      f"({_list([names[i] for i in candidates])}); add --position or --label")
+                      f"({_list([names[i] for i in candidates])}); "
+                      f"{_narrow([parts[i] for i in candidates], position, label)}")
+
+
+def _narrow(parts: list[tuple[str | None, str | None]], position, label) -> str:
+    """What the user can add to an ambiguous request, given the fitting classes' parts."""
+    if label is None and len({s for s, _ in parts}) > 1:
+        return "add --label SEQUENCE (one of the names before '+')"
+    if position is None and len({p for _, p in parts}) > 1:
+        return "add --position P (0 = top .. 1 = bottom)"
+    return "these names differ only in case or - and _; use --class N"
 
 
 def _list(names: list[str]) -> str:
