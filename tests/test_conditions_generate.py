@@ -69,9 +69,12 @@ def test_generate_by_name_equals_generate_by_index(named_snapshot, tmp_path):
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "a" / "generation.json").read_text())
     assert record["sampling"]["class_idx"] == 3
+    assert record["class_name"] == NAMES[3] and f"class 3 ({NAMES[3]})" in res.output
     res = _gen(["--network", str(named_snapshot.parent), "--outdir", str(tmp_path / "b"),
                 "--class", "3"])
     assert res.exit_code == 0, res.output
+    b = json.loads((tmp_path / "b" / "generation.json").read_text())
+    assert b["class_name"] == NAMES[3]  # --class N on a named model says which class it was
     for png in sorted((tmp_path / "a").glob("*.png")):
         assert png.read_bytes() == (tmp_path / "b" / png.name).read_bytes()
 

@@ -36,7 +36,7 @@ def write_generation(
     from tqdm import tqdm
 
     from mrisynth.devices import resolve_device
-    from mrisynth.generate.classes import requested_class
+    from mrisynth.generate.classes import class_name, requested_class
     from mrisynth.generate.dicom import SeriesInfo
     from mrisynth.generate.export import (
         GRID_NAME,
@@ -91,6 +91,7 @@ def write_generation(
     record = generation_info(
         str(network), snapshot.name, sha, info.kimg, seeds_text, len(seeds), opts, plan
     )
+    record["class_name"] = class_name(snapshot, int(G.c_dim), opts.class_idx)
     rows_of = {seed: manifest_rows(seed, plan, opts) for seed in seeds}
     rows = [row for seed in seeds for row in rows_of[seed]]
     files = [f for r in rows for f in (r["file"], r.get("mask_file")) if f]
@@ -251,4 +252,6 @@ def command(
     click.echo(
         f"Wrote {record['num_images']} synthetic images ({what}) from "
         f"{record['snapshot']} (kimg {kimg}) to {outdir}"
+        + (f", class {record['sampling']['class_idx']} ({record['class_name']})"
+           if record.get("class_name") else "")
     )

@@ -116,3 +116,11 @@ def requested_class(opts, request: tuple[float | None, str | None], snapshot: Pa
     position, label = request
     index = pick_class(snapshot_class_names(snapshot), c_dim, position=position, label=label)
     return dataclasses.replace(opts, class_idx=index)
+
+
+def class_name(snapshot: Path, c_dim: int, class_idx: int | None) -> str | None:
+    """The recorded name of the class a conditional run generates (None when unnamed)."""
+    if class_idx is None or c_dim == 0:
+        return None
+    names = snapshot_class_names(snapshot)
+    return names[class_idx] if names and len(names) == c_dim and class_idx < c_dim else None
