@@ -4,9 +4,9 @@ train-on-synthetic / test-on-real segmentation study (`mrisynth downstream`).
 What it changes: prepare also writes the phantom's CHAOS masks, the archive and its holdout are
 paired (image + mask channel), so the generator learns both; after the samples, one more step
 generates image + mask pairs and runs the study into `RUN/downstream`, where the report finds
-it. Opt-in: on this project's 2-core CPU the study alone takes ~4-5 minutes when the machine is
-quiet (9 U-Nets of 150 steps; `benchmarks/downstream_budget.py`), above the ~3 minutes the
-issue allows a default-on step.
+it. Opt-in: on this project's 2-core CPU the study step took 5.5 minutes at load 5-7 (9 U-Nets
+of 150 steps, 18-116 s each; `benchmarks/downstream_budget.py` times one), above the ~3 minutes
+the issue allows a default-on step, and paired training changes the whole demo's model.
 """
 
 from __future__ import annotations
