@@ -46,3 +46,18 @@ def test_no_class_names_no_class_figure(tmp_path):
     html = write_report(run, tmp_path / "report", device="cpu", panel_images=2)
     assert "classes.png" not in html.read_text()
     assert not (html.parent / "class-00.png").exists()
+
+
+def test_caption_says_how_rows_are_ordered():
+    """Sequence x position models run top to bottom within each sequence; a sequence whose
+    name holds 'pos' is no position class."""
+    from mrisynth.report.classes import ClassGrids, caption
+
+    def grids(names):
+        return ClassGrids(names, np.zeros((len(names), 2, 1, 4, 4), np.uint8), [0, 1], "s")
+
+    assert "Rows from the top" in caption(grids(NAMES))
+    pairs = [f"{s}+{p}" for s in ("t1_in", "t2spir") for p in NAMES]
+    assert "within each sequence" in caption(grids(pairs))
+    for names in (["t1_in", "t2spir"], ["t1_pos", "t2_postcontrast"]):
+        assert "top of the abdomen" not in caption(grids(names))

@@ -44,7 +44,7 @@ def _norm(text: str) -> str:
     return text.strip().lower().replace("-", "_")
 
 
-def _parts(name: str) -> tuple[str | None, str | None]:
+def class_parts(name: str) -> tuple[str | None, str | None]:
     """(sequence, position bin name) of a class name; a plain name is a sequence."""
     m = _NAME.match(name)
     if m is None:
@@ -67,7 +67,7 @@ def pick_class(
                           "made with `mrisynth dataset --labels ...`); use --class N instead")
     if len(names) != c_dim:
         raise ConfigError(f"the snapshot records {len(names)} class names for {c_dim} classes")
-    parts = [_parts(n) for n in names]
+    parts = [class_parts(n) for n in names]
     candidates = list(range(len(names)))
     if position is not None:
         if not (isinstance(position, float | int) and math.isfinite(position)

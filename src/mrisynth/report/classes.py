@@ -58,7 +58,10 @@ def class_grids(snapshot: Path, device: str = "cpu", num: int = SEEDS) -> ClassG
 
 
 def is_position(names: list[str]) -> bool:
-    return all("pos" in n for n in names)
+    """Every class is a position bin (alone or paired with a sequence)."""
+    from mrisynth.generate.classes import class_parts
+
+    return all(class_parts(n)[1] is not None for n in names)
 
 
 def class_figure(grids: ClassGrids) -> bytes:
@@ -87,8 +90,11 @@ def class_grid_files(grids: ClassGrids) -> dict[str, bytes]:
 
 def caption(grids: ClassGrids) -> str:
     kimg = "" if grids.kimg is None else f" at {grids.kimg} kimg"
-    order = ("Rows from the top of the abdomen (position 0) to the bottom (1). "
-             if is_position(grids.names) else "")
+    paired = any("+" in n for n in grids.names)
+    order = ("" if not is_position(grids.names) else
+             "Rows from the top of the abdomen (position 0) to the bottom (1) within each "
+             "sequence. " if paired else
+             "Rows from the top of the abdomen (position 0) to the bottom (1). ")
     return (f"Snapshot {grids.snapshot}{kimg}: seeds {grids.seeds[0]}-{grids.seeds[-1]} (one "
             f"column each, the same latent in every row) generated for each class. {order}"
             "Each row is also saved alone as class-NN.png (NN = the class index).")
