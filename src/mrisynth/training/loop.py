@@ -26,6 +26,7 @@ from mrisynth.training import (
     checkpoint,
     distributed,
     ema,
+    held_log,
     resources,
     run_files,
     run_lock,
@@ -85,10 +86,7 @@ def prepare(opts: TrainOptions) -> Setup:
                                        full=opts.resume_mode == "full")
         g_cfg = snap.configs.get("G", {})
         if g_cfg.get("img_resolution") != archive.resolution:
-            raise CheckpointError(
-                f"{snap.info.path}: trained at {g_cfg.get('img_resolution')}px but {opts.data} "
-                f"holds {archive.resolution}px images; resume needs the same resolution"
-            )
+            raise CheckpointError(transfer.resolution_mismatch(snap, opts.data, archive.resolution))
         if g_cfg.get("img_channels") != archive.num_channels:
             raise CheckpointError(
                 f"{snap.info.path}: trained on {g_cfg.get('img_channels')}-channel images, "
@@ -194,6 +192,9 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     # ---- Data, options, networks, resume snapshot ---------------------------------------------
     if rank == 0 and world == 1 and opts.resume and opts.resume_mode != "weights":
         run_lock.refuse_if_locked(opts.resume)  # a run in training: say so before reading data
+    # What is said before the run folder exists (adapted channels, a fresh D, hints) goes
+    # into its log.txt too, once that is open.
+    held = cleanup.enter_context(held_log.holding()) if rank == 0 else None
     setup = prepare(opts)
     r = setup.options
     u = r.user
@@ -207,9 +208,12 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
 
     # ---- Run folder (rank 0 creates and locks it; every rank learns its name) -----------------
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
+    record = run_record.with_resume_source(
+        r.to_dict(), transfer.source_record(setup.resume, setup.full_resume)
+    )  # training_options.json
     if rank == 0:
         if not setup.full_resume:
-            run_record.hint_if_repeated(Path(u.outdir), r.to_dict())
+            run_record.hint_if_repeated(Path(u.outdir), record)
         try:
             found = (str(run_files.open_run_dir(setup, ts.num_params(), cleanup)), None)
         except MrisynthError as e:  # tell the other ranks instead of leaving them waiting
@@ -220,6 +224,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
         raise ConfigError(found[1])
     run_dir = Path(found[0])
     log_handler = run_files.attach_log_file(run_dir / "log.txt") if rank == 0 else None
+    if held is not None:
+        held.replay_into(log_handler)
     writer = StatsWriter(run_dir, enabled=rank == 0)
     if setup.resume is not None:
         how = "full state: kimg, p, optimisers, EMA, RNG" if setup.full_resume else "weights only"
@@ -244,7 +250,7 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     if rank == 0 and not setup.full_resume:
         reals = torch.stack([dataset[i][0] for i in grid_idx])
         run_files.save_image_grid(run_dir / "reals.png", reals)
-        atomic.write_json(run_dir / "training_options.json", r.to_dict())
+        atomic.write_json(run_dir / "training_options.json", record)
 
     total_nimg = int(u.kimg * 1000)
     stop_nimg = int(u.stop_after_kimg * 1000) if u.stop_after_kimg is not None else None

@@ -100,6 +100,37 @@ def weights_configs(snap: checkpoint.Snapshot, r: ResolvedOptions
     return g.replace(**over), d.replace(**over)
 
 
+def resolution_mismatch(snap: checkpoint.Snapshot, data: str, resolution: int) -> str:
+    """The error for a snapshot and an archive of different resolutions: what to make."""
+    size = snap.configs.get("G", {}).get("img_resolution")
+    fix = (
+        f"prepare the slices at its size (`mrisynth prepare DICOM_DIR -o PREPARED --size "
+        f"{size}`, then `mrisynth dataset PREPARED -o ARCHIVE`) or pass a {size}px archive"
+        if isinstance(size, int) and not isinstance(size, bool)
+        else "resume from a snapshot of this resolution"
+    )
+    return (
+        f"{snap.info.path}: trained at {size}px but {data} holds {resolution}px images; "
+        f"resume needs the same resolution: {fix}"
+    )
+
+
+def source_record(snap: checkpoint.Snapshot | None, full: bool) -> dict[str, str | None] | None:
+    """What training_options.json records as `resume_source` of a new run started from
+    `snap`'s weights: the snapshot's content sha256 (its header digest) and resolved path, so
+    that only a run from the same snapshot counts as a repeat. None unless weights-only."""
+    if snap is None or full:
+        return None
+    from mrisynth.training.snapshot_format import header
+
+    try:
+        meta = header(snap.info.path)
+    except CheckpointError:  # gone since it was loaded: the path still names it
+        meta = {}
+    sha = meta.get("digest") if meta.get("version") not in (None, "1") else None
+    return {"sha256": sha, "path": str(snap.info.path.resolve())}
+
+
 def load_weights(G: torch.nn.Module, D: torch.nn.Module, snap: checkpoint.Snapshot,
                  full: bool) -> None:
     """G's and D's weights from the snapshot; a new run keeps a fresh D if it holds none."""
