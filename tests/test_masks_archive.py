@@ -76,6 +76,11 @@ def test_decode_is_nearest_level(k):
     got = decode_mask(values.astype(np.uint8), k)
     ties = np.isin(values * 2, np.add.outer(mask_levels(k), mask_levels(k)))
     assert (got[~ties] == expect[~ties]).all()
+    lv = np.array(mask_levels(k))
+    mid = (lv[:-1] + lv[1:]) / 2  # exactly midway (README: goes to the higher label)
+    upper = np.flatnonzero(mid == np.floor(mid)) + 1  # the label above each whole midpoint
+    assert decode_mask(lv[upper - 1] + (lv[upper] - lv[upper - 1]) // 2, k).tolist() == \
+        upper.tolist()
 
 
 def test_encode_refuses_labels_out_of_range():
