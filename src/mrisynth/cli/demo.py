@@ -24,7 +24,8 @@ from mrisynth.errors import ConfigError
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes of one demo run; `FULL` takes ~10 min and `QUICK` ~1-2 min on 2 CPU cores."""
+    """Sizes of one demo run; on 2 CPU cores `FULL` takes 8-12 min, `QUICK` under a minute
+    (the demo prints a measured estimate before training)."""
 
     patients: int
     matrix_sizes: tuple[int, ...]  # phantom acquisition matrices
@@ -39,7 +40,9 @@ class DemoPlan:
 
 
 # The tiny preset trains at ~21 s/kimg at 32x32 on this project's 2-core CPU when it is quiet
-# (benchmarks/train_speed.py); 20 kimg is ~7-8 minutes and gives body-like images.
+# (benchmarks/train_speed.py); 20 kimg is ~7-8 minutes and gives body-like images, all of one
+# outline size: every tiny variant measured collapses between 6 and 10 kimg, the early phase of
+# StyleGAN2 training (benchmarks/demo_diversity.py, README's demo section).
 FULL = DemoPlan(
     patients=8,
     matrix_sizes=(64, 72, 80),
@@ -326,7 +329,7 @@ def _quiet_console() -> None:
     show_default=True,
     help="Folder for every output of the demo.",
 )
-@click.option("--quick", is_flag=True, help="A 1-2 minute smoke run (16 px, 0.16 kimg).")
+@click.option("--quick", is_flag=True, help="A smoke run of under a minute (16 px, 0.16 kimg).")
 @click.option(
     "--kimg",
     type=float,
@@ -353,7 +356,8 @@ def command(
 
     Phantom DICOM -> prepare -> archive -> train (tiny preset) -> metrics (weight-free always;
     FID/KID/PR when the detectors are present) -> PNG + DICOM samples -> report. About 10
-    minutes on a 2-core CPU; --quick about 1-2 minutes. The last line names the report.
+    minutes on a 2-core CPU (it prints an estimate before training); --quick under a minute.
+    The last line names the report.
     """
     _quiet_console()
     plan = QUICK if quick else FULL
