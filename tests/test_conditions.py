@@ -256,3 +256,15 @@ def test_position_fractions_edge_patients(caplog):
                for r in caplog.records)
     assert position_fractions(rows[::-1], "m.csv") == got[::-1]
     assert [position_bin(f, 4) for f in got[4:]] == [0, 0, 2, 3, 3]
+
+
+def test_one_sequence_is_no_sequence_label(tmp_path):
+    """`--labels sequence` on a prepare run of one sequence made a 1-class 'conditional'
+    archive silently; it is one error naming the fix."""
+    rows = [{"file": f"i{i}.png", "patient_key": "pa", "sequence": "t1_in",
+             "position_mm": str(float(i))} for i in range(3)]
+    src = _manifest_folder(tmp_path / "src", rows)
+    with pytest.raises(InputError, match=r"one class \(t1_in\).*--sequence any"):
+        pack_archive(src, tmp_path / "o.zip", labels="sequence")
+    assert not (tmp_path / "o.zip").exists()
+    assert pack_archive(src, tmp_path / "p.zip", labels="position:2,sequence").path.exists()

@@ -164,6 +164,10 @@ def derive_conditions(
     seqs = _sequences(rows, source) if spec.sequence else None
     order = sorted(set(seqs)) if seqs else []
     names_out = class_names(spec, order)
+    if len(names_out) < 2:  # only `sequence` alone can get here: one sequence in the folder
+        raise InputError(f"{source}: --labels {spec.text()} gives one class ({names_out[0]}), "
+                         "nothing to condition on; run `mrisynth prepare --sequence any` to keep "
+                         "every sequence, or add position:K")
     if len(names_out) > MAX_LABEL_DIM:
         raise InputError(f"{source}: {len(names_out)} classes; at most {MAX_LABEL_DIM}")
     seq_index = {s: i for i, s in enumerate(order)}
