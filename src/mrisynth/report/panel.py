@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from mrisynth.metrics.sources import metric_images
 from mrisynth.report.figures import figure_png
 
 
@@ -27,11 +28,14 @@ def nearest_by_ncc(
     """Index of each generated image's most similar training image and that NCC.
 
     generated [N, C, H, W], train [M, C, H, W] (uint8, same shape) -> (idx [N], ncc [N]).
+    Compared as metrics measure them (`metric_images`): a paired image + mask model by its
+    image channel only, since a shared mask would otherwise decide the match.
     """
     if generated.shape[1:] != train.shape[1:]:
         raise ValueError(
             f"image shapes differ: generated {generated.shape[1:]}, training {train.shape[1:]}"
         )
+    generated, train = metric_images(generated), metric_images(train)
     g = _standardise(generated)  # [N, D]
     best_idx = np.zeros(len(g), dtype=np.int64)
     best = np.full(len(g), -np.inf, dtype=np.float32)
