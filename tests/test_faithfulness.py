@@ -225,3 +225,16 @@ def test_probe_fit_on_training_patients_only_and_balanced_accuracy_by_hand(
                          for r in eval_feats])
     hand = _hand_balanced_accuracy(eval_pred, true, BINS)
     assert res.results["f_acc_real"] == pytest.approx(hand, abs=1e-12)
+
+
+def test_holdout_with_other_class_names_is_refused(tmp_path):
+    """A holdout of the same width but other classes (another --labels) would score real
+    accuracy against the wrong classes."""
+    src = write_source(tmp_path / "src", patients=6, slices=8)
+    out = pack_archive(src, tmp_path / "d", labels=f"position:{BINS}", holdout_patients="2").path
+    held = tmp_path / "d-holdout" / "dataset.json"
+    obj = json.loads(held.read_text())
+    obj["mrisynth"]["classes"] = ["t1_in", "t1_opp", "t2spir", "other"]
+    held.write_text(json.dumps(obj))
+    with pytest.raises(InputError, match="other classes"):
+        faithfulness.evaluate(ToyG(True), ImageArchive(out), 8)

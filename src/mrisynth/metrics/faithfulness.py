@@ -160,10 +160,19 @@ def _eval_set(archive, feats, classes, seed) -> tuple[np.ndarray, np.ndarray, li
     if held.label_dim != archive.label_dim:
         raise InputError(f"{held.path}: {held.label_dim} classes, the training archive "
                          f"{archive.label_dim}; re-create both with `mrisynth dataset --labels`")
+    if archive_class_names(held) != archive_class_names(archive):
+        raise InputError(f"{held.path}: other classes than the training archive "
+                         f"{archive.path} ({_shown(archive_class_names(held))} vs "
+                         f"{_shown(archive_class_names(archive))}); re-create both with one "
+                         "`mrisynth dataset --labels ... --holdout-patients`")
     held_classes = training_classes(held)
     every = list(range(len(held)))
     held_feats = np.concatenate([image_features(b) for _, b in _batches(held, every)])
     return held_feats, held_classes, list(range(len(archive))), []
+
+
+def _shown(names: list[str] | None) -> str:
+    return "unnamed" if names is None else ", ".join(names[:4]) + (", ..." * (len(names) > 4))
 
 
 def evaluate(
