@@ -9,5 +9,6 @@
   its digest; `snapshot_schema`: checks of a snapshot's state; `optim_state`: optimisers in it.
 - `run_files`: the run folder (creation, log, grids); `run_lock`: one trainer per run folder.
 - `stats`: per-tick statistics, TensorBoard, metrics hook; `resources`: threads and memory.
+- `duration`: a run's expected wall time, from a timed warm-up run (the demo's estimate).
 - `data_loader`, `distributed`: data streams and multi-process plumbing.
 """
