@@ -44,6 +44,14 @@ def test_snapshot_count_of_the_full_demo_plan():
     assert snapshot_count(0.008, 1, 4, 8) == 1  # one step: done at tick 0
 
 
+@pytest.mark.parametrize(
+    "kimg, tick, batch", [(20, 0, 8), (20, -1, 8), (math.nan, 1, 8), (math.inf, 1, 8), (20, 1, 0)]
+)
+def test_snapshot_count_refuses_impossible_lengths(kimg, tick, batch):
+    with pytest.raises(ValueError):
+        snapshot_count(kimg, tick, 4, batch)
+
+
 def test_training_sec_adds_steps_and_snapshots():
     est = DurationEstimate(
         sec_per_kimg=20.0, sec_per_snapshot=3.0, warmup_sec=9.0, steps=16, batch=8

@@ -39,6 +39,8 @@ class DurationEstimate:
 def snapshot_count(kimg: float, tick: float, snap: int, batch: int) -> int:
     """Snapshots a run of `kimg` with `batch` images per step takes: tick 0 (after the first
     step), every `snap` ticks after it, and the end (once)."""
+    if not (math.isfinite(kimg) and math.isfinite(tick) and tick > 0 and batch > 0):
+        raise ValueError(f"need finite kimg, tick > 0 and batch > 0: {kimg}, {tick}, {batch}")
     first = batch / 1000
     ticks = max(math.ceil(round((kimg - first) / tick, 6)), 1) if kimg > first else 0
     if ticks == 0:
