@@ -18,7 +18,7 @@ from mrisynth.cli import cli
 from mrisynth.downstream.options import DownstreamOptions, parse_fractions
 from mrisynth.downstream.pairs import check_compatible, load_archive, load_generated
 from mrisynth.errors import ConfigError, InputError
-from mrisynth.report.downstream import check_document, dice_rows
+from mrisynth.report.downstream import check_document, dice_rows, hd95_rows
 from mrisynth.untrusted import BadValue
 
 
@@ -163,6 +163,7 @@ def test_cli_runs_and_finds_the_holdout(files):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert "real+synthetic" in res.output and "Wilcoxon" in res.output
+    assert "HD95" not in res.output  # --no-hd95: no table of n/a
     doc = json.loads((files / "out" / "downstream.json").read_text())
     assert doc["data"]["test"]["num_patients"] == 1 and doc["data"]["real"]["num_patients"] == 2
     missing = CliRunner().invoke(cli, [*args[:-2], "--outdir", str(files / "o2"),
@@ -179,10 +180,16 @@ def test_report_reader_refuses_hostile_documents(files):
     header, rows = dice_rows(check_document(doc))
     assert header[1] == "liver" and [r[0] for r in rows][:3] == ["real", "synthetic",
                                                                  "real+synthetic"]  # fmt: skip
+    hd95_header, hd95_table = hd95_rows(check_document(doc))  # measured: shown, in pixels
+    assert hd95_header[1] == "liver HD95 (px)" and len(hd95_table) == 3
+    assert "HD95 (px)" in res.output
     for path, value in [(("format",), "x"), (("organs",), "liver"), (("organs",), [1]),
                         (("results", "dice", "means", "real", "liver", "mean"), 1e308),
                         (("results", "dice", "means", "real", "liver", "mean"), "0.5"),
-                        (("budget", "steps"), -1), (("chance_dice",), [float("nan")])]:  # fmt: skip
+                        (("budget", "steps"), -1), (("chance_dice",), [float("nan")]),
+                        (("results", "hd95", "means", "real", "liver", "mean"), 1e308),
+                        (("results", "hd95", "means", "real", "liver", "std"), -1),
+                        (("results", "hd95"), [])]:  # fmt: skip
         bad = json.loads(json.dumps(doc))
         target = bad
         for key in path[:-1]:
@@ -199,13 +206,14 @@ def test_report_shows_the_study_of_the_run(files, tmp_path):
     run = make_run(tmp_path / "runs", with_metrics=False)
     args = ["downstream", "--real", str(files / "data.zip"), "--synthetic", str(files / "synth"),
             "--outdir", str(run / "downstream"), "--steps", "1", "--batch-size", "4", "--seeds",
-            "0,1", "--no-hd95"]  # fmt: skip
+            "0,1"]  # fmt: skip
     assert CliRunner().invoke(cli, args).exit_code == 0
     page = write_report(run, tmp_path / "report", panel_images=0, device="cpu").read_text()
     assert "Downstream segmentation" in page and "real+synthetic" in page
     assert "Wilcoxon" in page and 'src="downstream.png"' in page
+    assert "<th>liver HD95 (px)</th>" in page and "95th-percentile Hausdorff" in page
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "| arm | liver |" in md
+    assert "| arm | liver |" in md and "| arm | liver HD95 (px) |" in md
     (run / "downstream" / "downstream.png").write_bytes(b"\x89PNG not really")
     (run / "downstream" / "downstream.json").write_text('{"format": "mrisynth-downstream"}')
     page = write_report(run, tmp_path / "report2", panel_images=0, device="cpu").read_text()

@@ -61,14 +61,18 @@ def _outside_inputs(outdir: Path, inputs: dict[str, Any]) -> None:
 
 
 def table_lines(doc: dict[str, Any]) -> list[str]:
-    """The Dice table and the paired test as plain text lines."""
-    from mrisynth.report.downstream import check_document, dice_rows, test_sentence
+    """The Dice table, the paired test and the HD95 table (when measured) as plain text."""
+    from mrisynth.report.downstream import check_document, dice_rows, hd95_rows, test_sentence
 
     checked = check_document(doc)
-    header, rows = dice_rows(checked)
+    lines = [*_aligned(*dice_rows(checked)), test_sentence(checked)]
+    hd95 = hd95_rows(checked)
+    return lines if hd95 is None else [*lines, *_aligned(*hd95)]
+
+
+def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    return [*lines, test_sentence(checked)]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
 
 
 @click.command("downstream")

@@ -55,6 +55,7 @@ def check_document(doc: Any) -> dict[str, Any]:
     return {
         "organs": organs,
         "table": {arm: _cells(u.mapping(means.get(arm), arm), keys) for arm in ARMS},
+        "hd95": _hd95_table(results.get("hd95"), organs),
         "test": {k: u.optional(u.number, test.get(k), k) for k in _TEST_NUMBERS},
         "num_seeds": len(seeds),
         "steps": u.integer(budget.get("steps"), "budget.steps", 1),
@@ -66,15 +67,31 @@ def check_document(doc: Any) -> dict[str, Any]:
 _TEST_NUMBERS = ("pairs", "mean_difference", "median_difference", "wins", "losses", "p_value")
 
 
-def _cells(arm: Any, keys: list[str]) -> dict[str, tuple[float | None, float | None]]:
+def _cells(
+    arm: Any, keys: list[str], hi: float = 1.0
+) -> dict[str, tuple[float | None, float | None]]:
     out = {}
     for k in keys:
         cell = u.mapping(arm.get(k), k)
         out[k] = (
-            u.optional(u.number, cell.get("mean"), f"{k}.mean", 0, 1),
-            u.optional(u.number, cell.get("std"), f"{k}.std", 0, 1),
+            u.optional(u.number, cell.get("mean"), f"{k}.mean", 0, hi),
+            u.optional(u.number, cell.get("std"), f"{k}.std", 0, hi),
         )
     return out
+
+
+MAX_HD95_PX = 1e5  # no slice is wider: a larger distance is not a measurement
+
+
+def _hd95_table(block: Any, organs: list[str]) -> dict[str, Any] | None:
+    """{arm: {organ: (mean, std)}} in pixels, or None when the study measured no HD95
+    (`--no-hd95`, or an older document without the block)."""
+    if block is None:
+        return None
+    means = u.mapping(u.mapping(block, "hd95").get("means"), "hd95.means")
+    table = {arm: _cells(u.mapping(means.get(arm), arm), organs, MAX_HD95_PX) for arm in ARMS}
+    measured = any(m is not None for arm in table.values() for m, _ in arm.values())
+    return table if measured else None
 
 
 def dice_rows(checked: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -90,10 +107,28 @@ def dice_rows(checked: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _mean_std(mean: float | None, std: float | None) -> str:
+def hd95_rows(checked: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of HD95 in pixels ('mean ± std' over seeds per organ), or None."""
+    table = checked.get("hd95")
+    if table is None:
+        return None
+    organs = checked["organs"]
+    header = ["arm", *(f"{o.replace('_', ' ')} HD95 (px)" for o in organs)]
+    rows = [[arm, *(_mean_std(*table[arm][o], digits=1) for o in organs)] for arm in ARMS]
+    return header, rows
+
+
+HD95_NOTE = (
+    "HD95: 95th-percentile Hausdorff distance in pixels (lower is better), per slice where "
+    "both truth and prediction show the organ, averaged over those slices, then mean ± std "
+    "over seeds; n/a where no slice had both."
+)
+
+
+def _mean_std(mean: float | None, std: float | None, digits: int = 3) -> str:
     if mean is None:
         return "n/a"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def test_sentence(checked: dict[str, Any]) -> str:
@@ -146,4 +181,12 @@ def section_lines(checked: dict[str, Any]) -> list[str]:
     lines = ["", f"## {HEADING}", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return [*lines, "", test_sentence(checked)]
+    lines += ["", test_sentence(checked)]
+    hd95 = hd95_rows(checked)
+    if hd95 is not None:
+        header, rows = hd95
+        lines += ["", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", HD95_NOTE]
+    return lines

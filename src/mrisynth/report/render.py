@@ -222,6 +222,9 @@ def _sections_html(report: Report) -> list[str]:
             parts.append(f"<h2>{heading}</h2>")
             parts.append(_html_table(header, rows, set(range(1, len(header)))))
             parts.append(f"<p>{escape(downstream.test_sentence(report.downstream))}</p>")
+            if (hd95 := downstream.hd95_rows(report.downstream)) is not None:
+                parts.append(_html_table(*hd95, set(range(1, len(hd95[0])))))
+                parts.append(f"<p>{escape(downstream.HD95_NOTE)}</p>")
             parts += [_figure_html(e) for e in entries]
         elif entries:
             parts.append(f"<h2>{heading}</h2>")
