@@ -63,7 +63,7 @@ def test_training_runs_on_a_paired_archive_with_metrics(paired, tmp_path):
     train(opts)
     (run_dir,) = tmp_path.iterdir()
     cfg = json.loads((run_dir / "training_options.json").read_text())
-    assert cfg["img_channels"] == 2
+    assert cfg["img_channels"] == 2 and cfg["mask_labels"] == list(NAMES)  # for generate
     reals = cv2.imread(str(run_dir / "reals.png"), cv2.IMREAD_UNCHANGED)
     assert reals.shape == (16 * GRID_H, 32 * GRID_W)  # grey tiles: image | mask
     assert set(np.unique(reals[:16, 16:32])) <= set(mask_levels(5))  # the first tile's mask
@@ -170,3 +170,21 @@ def test_mirror_is_refused_for_sided_masks(paired, tmp_path):
     with pytest.raises(ConfigError, match="--mirror: the archive's masks have sided labels"):
         train(opts)
     assert not list(tmp_path.iterdir())
+
+
+def test_mask_labels_come_from_the_run_record_when_the_archive_moved(tmp_path, caplog):
+    """A run trained on 7 labels, its (relative) archive path not found from here: generate
+    decoded the mask channel at CHAOS's 5 levels, wrong labels everywhere."""
+    from mrisynth.generate.masks import generator_mask_spec
+
+    labels = ["background", "liver", "right_kidney", "left_kidney", "spleen", "a", "b"]
+    (tmp_path / "training_options.json").write_text(json.dumps(
+        {"user": {"data": "elsewhere/paired.zip"}, "mask_labels": labels}))
+    spec = generator_mask_spec(tmp_path, 2)
+    assert list(spec.labels) == labels and spec.levels == mask_levels(7)
+    for bad in (["liver", "background"], ["background", "<b>"], "background", [1, 2]):
+        (tmp_path / "training_options.json").write_text(json.dumps(
+            {"user": {"data": "elsewhere/paired.zip"}, "mask_labels": bad}))
+        with caplog.at_level("WARNING"):
+            assert list(generator_mask_spec(tmp_path, 2).labels) == list(NAMES)
+        assert "mask_labels" in caplog.text

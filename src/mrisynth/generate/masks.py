@@ -18,7 +18,15 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from mrisynth import __version__, untrusted
-from mrisynth.data.masks import CHAOS_LABELS, ORGAN_CODES, MaskSpec, decode_mask, mask_spec
+from mrisynth.data.masks import (
+    CHAOS_LABELS,
+    ORGAN_CODES,
+    MaskSpec,
+    decode_mask,
+    mask_levels,
+    mask_spec,
+    spec_from_record,
+)
 from mrisynth.errors import InputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +54,9 @@ def generator_mask_spec(run_dir: Path | None, img_channels: int) -> MaskSpec | N
     training_options.json) when that archive is still there, else CHAOS's five labels."""
     if img_channels != 2:
         return None
+    recorded = _recorded_spec(run_dir)
+    if recorded is not None:
+        return recorded
     data = _training_data(run_dir)
     if data is not None:
         from mrisynth.data.archive import ImageArchive
@@ -62,6 +73,26 @@ def generator_mask_spec(run_dir: Path | None, img_channels: int) -> MaskSpec | N
     logger.warning("2-channel generator without its paired training archive; decoding the mask "
                    "channel with the CHAOS labels (background, liver, kidneys, spleen)")
     return MaskSpec(tuple(CHAOS_LABELS.labels))
+
+
+def _recorded_spec(run_dir: Path | None) -> MaskSpec | None:
+    """The mask labels training recorded (training_options.json `mask_labels`), which hold
+    even when the archive has moved or its relative path means nothing from here."""
+    path = None if run_dir is None else Path(run_dir) / "training_options.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        obj = untrusted.loads(path.read_text(encoding="utf-8"), str(path))
+        names = obj.get("mask_labels") if isinstance(obj, dict) else None
+        if names is None:  # a run from before the labels were recorded
+            return None
+        if not isinstance(names, list):
+            raise InputError(f"{path}: mask_labels is not a list")
+        return spec_from_record({"labels": names, "levels": mask_levels(max(len(names), 2))},
+                                f"{path}: mask_labels")
+    except (OSError, UnicodeDecodeError, untrusted.BadValue, InputError) as e:
+        logger.warning("%s; ignoring the run's recorded mask_labels", str(e)[:200])
+        return None
 
 
 def _training_data(run_dir: Path | None) -> Path | None:

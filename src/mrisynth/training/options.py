@@ -110,6 +110,7 @@ class ResolvedOptions:
     g_reg_interval: int = 4
     d_reg_interval: int = 16
     classes: tuple[str, ...] = ()  # names of the conditioning classes (dataset --labels)
+    mask_labels: tuple[str, ...] = ()  # a paired archive's mask labels (generate decodes by them)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -213,6 +214,7 @@ def resolve_options(
     dataset_hash: str,
     resuming: bool = False,
     classes: list[str] | None = None,
+    mask_labels: tuple[str, ...] = (),
 ) -> ResolvedOptions:
     """Fill unset options from the preset and check that the result can run."""
     check_option_values(opts)  # ranges of gpus, kimg, tick, snap, p, ...
@@ -291,6 +293,7 @@ def resolve_options(
         p_init=opts.p if opts.p is not None else 0.0,
         ada_kimg=opts.ada_kimg if opts.ada_kimg is not None else preset_ada_kimg,
         classes=tuple(classes or ()) if opts.cond else (),
+        mask_labels=tuple(mask_labels),
     )
 
 
@@ -314,7 +317,8 @@ def resolve_for_archive(
     opts: TrainOptions, archive: ImageArchive, resuming: bool
 ) -> ResolvedOptions:
     """`resolve_options` for an opened `ImageArchive`."""
-    check_mirror_of_masks(opts.mirror, mask_spec(archive))
+    spec = mask_spec(archive)
+    check_mirror_of_masks(opts.mirror, spec)
     return resolve_options(
         opts,
         resolution=archive.resolution,
@@ -324,6 +328,7 @@ def resolve_for_archive(
         dataset_hash=archive.content_hash(),
         resuming=resuming,
         classes=archive_class_names(archive),
+        mask_labels=spec.labels if spec else (),
     )
 
 
