@@ -231,6 +231,8 @@ def test_metrics_names_the_run_archive_it_cannot_find(fx, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "training_options.json").write_text('{"user": {"data": "data/train.zip"}}')
+    (run / "network-snapshot-000000.safetensors").write_bytes(b"")  # a run with a snapshot:
+    (run / "network-snapshot-000000.json").write_text("{}")  # else "no snapshots" comes first
     res = run_cli(fx, ["metrics", "--network", str(run), "--metrics", "body_area4"])
     assert_one_error_line(res, "data/train.zip", "training_options.json", "--data")
 

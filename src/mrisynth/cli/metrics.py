@@ -5,6 +5,7 @@ any generator (`--images`); `--best` names the best snapshot."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import click
 from mrisynth import untrusted
 from mrisynth.cli.params import NetworkPath
 from mrisynth.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
 
 
 def _data_from_run(network: Path) -> str:
@@ -208,11 +211,17 @@ def command(
             raise ConfigError("--images needs --data (the training archive to compare with)")
         _run_images(images, data, metric_names, out_dir, device, num_gen, opts, force, json_out)
         return
+    _check_has_snapshots(network)  # before asking for the data it would evaluate them on
     data = data or _data_from_run(network)
-    done = evaluate_snapshots(
-        network, data, metric_names, resolve_device(device), num_gen, opts, force=force
-    )
+    from mrisynth.metrics import verdict_summary
+
+    with verdict_summary.gathered():  # one warning for many snapshots, not one each
+        done = evaluate_snapshots(
+            network, data, metric_names, resolve_device(device), num_gen, opts, force=force
+        )
     folder = network if network.is_dir() else network.parent
+    for line in verdict_summary.summary_lines(_verdicts(done, folder)):
+        log.warning("%s", line)
     payload = [_full_result(folder, snap, results) for snap, results in done]
     if json_out == "-":  # machine-readable only
         click.echo(json.dumps(payload, indent=2))
@@ -222,6 +231,25 @@ def command(
     _print_results(done, folder)
     if json_out:
         _write_json(json_out, payload)
+
+
+def _check_has_snapshots(network: Path) -> None:
+    from mrisynth.training.checkpoint import list_snapshots
+
+    if network.is_dir() and not list_snapshots(network):
+        raise InputError(
+            f"--network {network}: no snapshots in {network} (no network-snapshot-*.safetensors)"
+            "; train first (`mrisynth train`), or give the run folder that holds them"
+        )
+
+
+def _verdicts(done: list[tuple[str, dict]], folder: Path) -> list[tuple[str, str, object]]:
+    """(snapshot, metric, verdicts as recorded) of what was just evaluated."""
+    return [
+        (snap, name, (_last_record(folder, name, snap) or {}).get("verdicts"))
+        for snap, results in done
+        for name in results
+    ]
 
 
 def _sha256_arg(value: str) -> str:

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["EvalOptions", "check_metric_names", "compute_metrics", "evaluate_and_record"]
 
 log = logging.getLogger(__name__)
+# Warning verdicts (mode collapse, data-copying): a caller evaluating many snapshots may gather
+# them into one line (`mrisynth metrics --network RUN`).
+verdict_log = logging.getLogger(f"{__name__}.verdicts")
 
 
 def check_metric_names(
@@ -337,7 +340,7 @@ def compute_metrics(
             log.debug("%s: %s", spec.name, out[spec.name].results)  # callers print them
             for v in out[spec.name].verdicts:  # mode collapse, data-copying: say it loudly
                 if v.get("level") == "warning":
-                    log.warning("%s: %s. %s", spec.name, v["title"], v["text"])
+                    verdict_log.warning("%s: %s. %s", spec.name, v["title"], v["text"])
             if on_done is not None:
                 on_done(spec, out[spec.name])
     return out
