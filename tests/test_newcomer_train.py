@@ -90,9 +90,15 @@ def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(work, caplog):
     assert stats[-1]["Progress/kimg"]["mean"] == pytest.approx(0.024)
     assert len(list((work / "runs").iterdir())) == 1  # continued, no new run
 
-    # From another folder the recorded relative path is not there: say so, and what to pass.
+    # From another folder, a run from before `data_resolved` was recorded has only the
+    # relative path, not there from here: say so, where it looked, and what to pass.
     (work / "elsewhere").mkdir()
+    opts_file = run / "training_options.json"
+    saved = opts_file.read_text()
+    opts_file.write_text(json.dumps({k: v for k, v in json.loads(saved).items()
+                                     if k != "data_resolved"}))
     line = one_error(invoke(work / "elsewhere", ["--resume", str(run), "--kimg", "1"]))
+    opts_file.write_text(saved)
     assert "data/discs" in line and "training_options.json" in line and "--data" in line
     # An explicit --data wins, and is checked.
     line = one_error(invoke(work, ["--resume", rel, "--kimg", "1", "--data", "data/nope"]))

@@ -244,13 +244,14 @@ def command(
         device=device,
         progress=not no_progress,
     )
+    from mrisynth.generate.masks import masks_written
     from mrisynth.training.checkpoint import snapshot_nimg
 
     what = " + ".join(record["formats"]) + (" + grid" if grid else "")
     nimg = snapshot_nimg(record["snapshot"])  # the name keeps sub-kimg: 0.2, not 0
     kimg = f"{nimg / 1000:g}" if nimg is not None else record["kimg"]
     click.echo(
-        f"Wrote {record['num_images']} synthetic images ({what}) from "
+        f"Wrote {record['num_images']} synthetic images ({what}){masks_written(record)} from "
         f"{record['snapshot']} (kimg {kimg}) to {outdir}"
         + (f", class {record['sampling']['class_idx']} ({record['class_name']})"
            if record.get("class_name") else "")

@@ -346,12 +346,16 @@ def _print_results(done: list[tuple[str, dict]], folder: Path) -> None:
     ]
     if rows:
         click.echo(_table(rows))
+    from mrisynth.metrics.verdict_summary import caveat_lines
+
+    caveats = [  # (warning verdicts: said once by the caller)
+        (snap, name, (_last_record(folder, name, snap) or {}).get("caveats"))
+        for snap, results in done
+        for name in results
+    ]
+    for line in caveat_lines(caveats):  # the same caveat for 3 snapshots: one line
+        click.echo(line)
     for snap, results in done:
-        for name in results:
-            rec = _last_record(folder, name, snap)
-            caveats = (rec or {}).get("caveats")  # (warning verdicts: logged by the runner)
-            for caveat in caveats if isinstance(caveats, list) else []:
-                click.echo(f"note ({name}): {caveat}")
         if any(name.startswith("memorisation") for name in results):
             stem = folder / audit_stem(snap)
             click.echo(f"memorisation audit of {snap}: {stem}.json, {stem}.png")

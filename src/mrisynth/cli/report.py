@@ -12,25 +12,14 @@ from mrisynth.cli.params import NetworkPath
 
 log = logging.getLogger(__name__)
 
-_DATA_KEYS = ("data", "data_path", "dataset", "training_data")
 MAX_PANEL = 64  # pairs in Figure 4: more would not be readable on a page
 
 
 def data_path_from_options(options: dict[str, Any] | None, run_dir: Path) -> Path | None:
     """The training archive named in training_options.json, if it still exists."""
-    if not options:
-        return None
-    scopes = [options] + [
-        options[k] for k in ("user", "training_set_kwargs") if isinstance(options.get(k), dict)
-    ]  # mrisynth's, NVIDIA's nesting
-    candidates = [scope.get(k) for scope in scopes for k in (*_DATA_KEYS, "path")]
-    for value in candidates:
-        if isinstance(value, str) and value:
-            p = Path(value)
-            for q in (p, run_dir / p):
-                if q.exists():
-                    return q
-    return None
+    from mrisynth.training.run_record import find_recorded_data
+
+    return find_recorded_data(options, run_dir)
 
 
 def _panel(run: Any, data: Path | None, num: int, device: str) -> Any:

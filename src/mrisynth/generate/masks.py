@@ -96,16 +96,24 @@ def _recorded_spec(run_dir: Path | None) -> MaskSpec | None:
 
 
 def _training_data(run_dir: Path | None) -> Path | None:
-    path = None if run_dir is None else Path(run_dir) / "training_options.json"
-    if path is None or not path.is_file():
+    from mrisynth.training.run_record import find_recorded_data, recorded_options
+
+    if run_dir is None:
         return None
     try:
-        obj = untrusted.loads(path.read_text(encoding="utf-8"), str(path))
-        user = untrusted.mapping(untrusted.mapping(obj, "options").get("user"), "user")
-        data = untrusted.text(user.get("data"), "data", 4096)
-    except (OSError, UnicodeDecodeError, untrusted.BadValue):
+        return find_recorded_data(recorded_options(Path(run_dir)), Path(run_dir))
+    except InputError:  # an unreadable record: decode by CHAOS's labels (caller warns)
         return None
-    return Path(data) if data and Path(data).exists() else None
+
+
+def masks_written(record: dict) -> str:
+    """' and N masks (png label maps + DICOM SEG)' for a paired model's generation record
+    (one mask per image in each format written), '' for an image-only model."""
+    if not record.get("mask"):
+        return ""
+    kinds = {"png": "png label maps", "dicom": "DICOM SEG"}
+    what = " + ".join(kinds[f] for f in record["formats"] if f in kinds)
+    return f" and {record['num_images']} masks ({what})" if what else ""
 
 
 def _segment_descriptions(spec: MaskSpec):

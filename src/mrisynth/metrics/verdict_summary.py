@@ -1,6 +1,7 @@
 """Warning verdicts (mode collapse, data-copying) of many snapshots said once: an evaluation of
 a run's every snapshot printed the same warning for each of them. The records keep each
 snapshot's verdict; the console gets one line per metric and verdict, naming the snapshots.
+Caveats (why a number is not the reference's) are said once per metric the same way.
 """
 
 from __future__ import annotations
@@ -61,6 +62,32 @@ def summary_lines(evaluated: list[tuple[str, str, object]]) -> list[str]:
             f"numbers are in its record, metric-{metric}.jsonl)"
         )
     return lines
+
+
+def caveat_lines(evaluated: list[tuple[str, str, object]]) -> list[str]:
+    """One `note` line per (metric, caveat) from `(snapshot, metric, caveats)` in the order
+    evaluated, saying in which of the metric's snapshots it applies when more than one was
+    evaluated (a caveat about the method is the same for every snapshot)."""
+    where: dict[tuple[str, str], list[str]] = {}
+    total: dict[str, int] = {}
+    for snap, metric, caveats in evaluated:
+        total[metric] = total.get(metric, 0) + 1
+        for caveat in caveats if isinstance(caveats, list) else []:
+            snaps = where.setdefault((metric, str(caveat)), [])
+            if snap not in snaps:
+                snaps.append(snap)
+    return [
+        f"note ({metric}{_scope(snaps, total[metric])}): {caveat}"
+        for (metric, caveat), snaps in where.items()
+    ]
+
+
+def _scope(snaps: list[str], total: int) -> str:
+    if total == 1:
+        return ""
+    if len(snaps) == total:
+        return f", all {total} snapshots"
+    return f", {len(snaps)} of {total} snapshots: {_named(snaps)}"
 
 
 def _named(snapshots: list[str]) -> str:

@@ -209,7 +209,8 @@ def _train(opts: TrainOptions, cleanup: contextlib.ExitStack) -> Path:
     # ---- Run folder (rank 0 creates and locks it; every rank learns its name) -----------------
     found: tuple[str | None, str | None] = (None, None)  # (run folder, error)
     record = run_record.with_resume_source(
-        r.to_dict(), transfer.source_record(setup.resume, setup.full_resume)
+        run_record.with_data_resolved(r.to_dict()),
+        transfer.source_record(setup.resume, setup.full_resume),
     )  # training_options.json
     if rank == 0:
         if not setup.full_resume:

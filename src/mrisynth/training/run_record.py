@@ -1,5 +1,6 @@
 """What a run folder recorded about how it was started (`training_options.json`): the archive
-a `--resume` continues on, the snapshot a new run started from (`resume_source`), and earlier
+it was trained on (the one place that finds it again, for `--resume`, metrics, report and
+generate), the snapshot a new run started from (`resume_source`), and earlier
 runs that a new run with the same options duplicates.
 
 Read as untrusted JSON (a run folder may come from anyone); torch-free.
@@ -19,6 +20,10 @@ from mrisynth.training.options import RESUME_OVERRIDABLE, RESUME_PER_INVOCATION
 log = logging.getLogger(__name__)
 
 OPTIONS_NAME = "training_options.json"
+DATA_RESOLVED = "data_resolved"  # absolute path of --data, recorded beside it as typed
+MAX_PATH_CHARS = 4096
+# Keys naming the archive: mrisynth's first, then NVIDIA's (`path`) and older spellings.
+_DATA_KEYS = ("data", "path", "data_path", "dataset", "training_data")
 RESUME_SOURCE = "resume_source"  # {"sha256", "path"} of a weights-only resume's snapshot
 # Options a resume may change: two runs differing only in these are the same run continued.
 _NOT_COMPARED = frozenset((*RESUME_PER_INVOCATION, *RESUME_OVERRIDABLE, "gpus"))
@@ -48,26 +53,87 @@ def recorded_options(run_dir: Path) -> dict[str, Any] | None:
 
 def recorded_data(run: str | Path, option: str = "--resume") -> str:
     """The training archive the run behind `run` (a run folder or snapshot, typed as `option`)
-    was trained on, checked to be there.
+    was trained on, checked to be there (see `archive_candidates` for where it is looked for).
 
-    Raises InputError naming the run's record and what to pass when it cannot be used.
+    Raises InputError naming the run's record, every place tried and what to pass when it
+    cannot be used.
     """
     run_dir = run_dir_of(run)
     options = recorded_options(run_dir) or {}
-    user = options.get("user")
-    data = (user.get("data") if isinstance(user, dict) else None) or options.get("data")
-    if not isinstance(data, str) or not data:
+    tried = archive_candidates(options, run_dir)
+    if not tried:
         raise InputError(
             f"{option} {run}: {run_dir / OPTIONS_NAME} is missing or does not name the training "
             "archive; pass --data ARCHIVE"
         )
-    if not Path(data).exists():
+    found = _first_existing(tried)
+    if found is None:
         raise InputError(
-            f"{option} {run}: the run was trained on {data} (recorded in "
-            f"{run_dir / OPTIONS_NAME}), which is not there from the current folder "
-            f"{Path.cwd()}; run from the folder you trained in, or pass --data ARCHIVE"
+            f"{option} {run}: the training archive recorded in {run_dir / OPTIONS_NAME} is not "
+            f"there (tried {', '.join(_shown_path(p) for p in tried)}; current folder "
+            f"{_shown_path(Path.cwd())}); pass --data ARCHIVE"
         )
-    return data
+    return str(found)
+
+
+def find_recorded_data(options: dict[str, Any] | None, run_dir: Path) -> Path | None:
+    """The run's training archive from its record `options` if it is still there, else None."""
+    record = options if isinstance(options, dict) else {}  # a report reads any JSON here
+    return _first_existing(archive_candidates(record, run_dir))
+
+
+def archive_candidates(options: dict[str, Any], run_dir: Path) -> list[Path]:
+    """Where a run's archive may be, in order: each recorded path as typed (relative to the
+    current folder), the absolute path training resolved it to (`data_resolved`; runs from
+    before it lack it), then each relative path from the run folder. Hostile values (not text,
+    too long, NUL) are skipped."""
+    typed = _recorded_paths(options)
+    resolved = _path_text(options.get(DATA_RESOLVED))
+    ordered = [Path(t) for t in typed] + ([Path(resolved)] if resolved else [])
+    ordered += [run_dir / t for t in typed if not Path(t).is_absolute()]
+    return list(dict.fromkeys(ordered))  # each place once, first mention first
+
+
+def with_data_resolved(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` plus the absolute path of its `--data` as training resolves it now, so the
+    archive is found later from any folder (the typed path stays as typed, for --resume)."""
+    data = _path_text(_user(options).get("data"))
+    if data is None:
+        return options
+    try:
+        resolved = str(Path(data).resolve())
+    except (OSError, RuntimeError):  # a symlink loop: absolute, not resolved
+        resolved = str(Path(data).absolute())
+    return {**options, DATA_RESOLVED: resolved}
+
+
+def _recorded_paths(options: dict[str, Any]) -> list[str]:
+    """The archive paths a record names: mrisynth's `user.data` first, then other spellings
+    (NVIDIA's `training_set_kwargs.path`, older or hand-written records)."""
+    scopes = [_user(options), options] + [
+        options[k] for k in ("training_set_kwargs",) if isinstance(options.get(k), dict)
+    ]
+    values = (_path_text(scope.get(k)) for scope in scopes for k in _DATA_KEYS)
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _path_text(value: Any) -> str | None:
+    ok = isinstance(value, str) and 0 < len(value) <= MAX_PATH_CHARS and "\0" not in value
+    return value if ok else None
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    for p in paths:
+        with contextlib.suppress(OSError, ValueError):
+            if p.exists():
+                return p
+    return None
+
+
+def _shown_path(p: Path) -> str:
+    """A path for a one-line message: control characters (a hostile record's) as escapes."""
+    text = str(p)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def with_resume_source(options: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
