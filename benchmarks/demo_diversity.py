@@ -54,6 +54,7 @@ CONFIGS: dict[str, tuple[dict, ...]] = {
     "wide": ({}, {"cbase": 4096, "cmax": 128}),
     "map8": ({}, {"map_depth": 8}),
     "lr0.002": ({}, {"glr": 0.002, "dlr": 0.002}),
+    "dlr0.005": ({}, {"dlr": 0.005}),
 }
 
 
