@@ -136,6 +136,11 @@ def test_hostile_fractions(text):
         (["--steps", "-1"], "--steps"),
         (["--batch-size", "1e9"], "batch-size"),
         (["--device", "tpu"], "--device"),
+        (["--ratio", "-1"], "--ratio"),
+        (["--ratio", "1e9"], "--ratio"),
+        (["--real-fractions", "0,2,nan"], "--real-fractions"),
+        (["--seeds", "0-100000"], "more than 100 seeds"),  # refused before a list is built
+        (["--seeds", "0-4294967295"], "more than 100 seeds"),
     ],
 )
 def test_cli_hostile_options_one_line(files, extra, message):
@@ -235,3 +240,21 @@ def test_demo_quick_downstream(tmp_path):
     assert "Downstream segmentation" in (run_dir / "report" / "index.html").read_text()
     both = CliRunner().invoke(cli, ["demo", "--cond", "--downstream", "--outdir", str(out)])
     assert both.exit_code == 1 and "choose one" in both.output
+
+
+def test_a_folder_of_junk_is_counted_not_flooded(files, monkeypatch, caplog):
+    """Thousands of bad pairs: a few warnings and a bounded listing, every one counted."""
+    from mrisynth.downstream import pairs
+
+    monkeypatch.setattr(pairs, "MAX_LOGGED", 2)
+    monkeypatch.setattr(pairs, "MAX_LISTED", 3)
+    folder = files / "synth"
+    (folder / "manifest.csv").unlink()
+    for i in range(10, 30):
+        (folder / f"seed{i:06d}.png").write_bytes(b"junk")
+    got = load_generated(folder, 5)
+    assert len(got) == 4 and len(got.skipped) == 20
+    warned = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warned) == 3 and "18 more pairs skipped" in warned[-1].getMessage()
+    described = got.describe()
+    assert described["skipped_count"] == 20 and len(described["skipped"]) == 3

@@ -41,14 +41,21 @@ def run_downstream(
     synthetic_set = load_generated(synthetic, num_labels)
     echo(
         f"real {len(real_set)} slices, synthetic {len(synthetic_set)} "
-        f"({len(synthetic_set.skipped)} skipped), test {len(test_set)} slices; "
-        f"{opts.steps} steps x {opts.batch_size} slices per unit on {dev}"
+        f"({len(synthetic_set.skipped)} skipped{_where(synthetic_set)}), test "
+        f"{len(test_set)} slices; {opts.steps} steps x {opts.batch_size} slices per unit on {dev}"
     )
     doc = run_study(outdir, real_set, synthetic_set, test_set, opts, dev, echo=echo)
     for line in table_lines(doc):
         echo(line)
     echo(f"Results: {Path(outdir) / RESULT_NAME}")
     return doc
+
+
+def _where(synthetic_set) -> str:
+    """Where the reasons of skipped pairs are listed (none: nothing to say)."""
+    from mrisynth.downstream.study import RESULT_NAME
+
+    return f", reasons in {RESULT_NAME} data.synthetic.skipped" if synthetic_set.skipped else ""
 
 
 def _outside_inputs(outdir: Path, inputs: dict[str, Any]) -> None:
@@ -165,9 +172,7 @@ def command(
     from mrisynth.downstream.options import MAX_SEEDS, DownstreamOptions, parse_fractions
     from mrisynth.generate.seeds import parse_seeds
 
-    seed_list = parse_seeds(seeds)
-    if len(seed_list) > MAX_SEEDS:
-        raise ConfigError(f"--seeds: at most {MAX_SEEDS} seeds, got {len(seed_list)}")
+    seed_list = parse_seeds(seeds, MAX_SEEDS, "seeds (one network per arm and seed)")
     opts = DownstreamOptions(
         seeds=tuple(seed_list),
         steps=steps,

@@ -28,6 +28,8 @@ MANIFEST_NAME = "manifest.csv"
 MASK_SUFFIX = "-mask.png"
 MAX_PAIRS = 200_000  # slices per set; 200k x 64x64 x 2 bytes = 1.6 GB
 MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_LOGGED = 5  # skipped pairs warned about one by one; the rest are counted
+MAX_LISTED = 1000  # skipped pairs listed in downstream.json; the rest are counted
 NO_MASKS = (
     "has no masks (dataset.json records no mask channel); build it with `mrisynth prepare "
     "--masks` then `mrisynth dataset --masks`"
@@ -66,7 +68,8 @@ class SegSet:
             "num_patients": len(groups) or None,
             "size": list(self.size),
             "sha256": self.digest(),
-            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "skipped_count": len(self.skipped),
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped[:MAX_LISTED]],
         }
 
 
@@ -126,10 +129,13 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
                 )
         except InputError as e:
             skipped.append((image_name, str(e).removeprefix(f"{folder / image_name}: ")))
-            log.warning("%s: skipped (%s)", folder / image_name, skipped[-1][1])
+            if len(skipped) <= MAX_LOGGED:  # a folder of junk must not flood the log
+                log.warning("%s: skipped (%s)", folder / image_name, skipped[-1][1])
             continue
         images.append(img)
         labels.append(lab)
+    if len(skipped) > MAX_LOGGED:
+        log.warning("%s: %d more pairs skipped", folder, len(skipped) - MAX_LOGGED)
     if not images:
         raise InputError(
             f"{option} {folder}: none of its {len(pairs)} pairs is usable "

@@ -14,10 +14,13 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
 MAX_SEEDS = 1_000_000  # images per run: a seed list is held in memory (and in the manifest)
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(
+    text: str, limit: int = MAX_SEEDS, counted: str = "images in one run; split it"
+) -> list[int]:
     """Parse `"0-9,12,20-22"` into `[0, ..., 9, 12, 20, 21, 22]` (order kept, duplicates dropped).
 
-    Ranges are inclusive, as in the original tools, so `0-9` is ten seeds.
+    Ranges are inclusive, as in the original tools, so `0-9` is ten seeds. More than `limit`
+    is refused before the list is built; `counted` says what the seeds stand for.
     """
     seeds: list[int] = []
     seen: set[int] = set()
@@ -36,8 +39,8 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(f"--seeds: range {part!r} runs backwards; write it as {hi}-{lo}")
         if lo < 0 or hi > MAX_SEED:
             raise ConfigError(f"--seeds: {part!r} is outside 0..{MAX_SEED}")
-        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
-            raise ConfigError(f"--seeds: more than {MAX_SEEDS} images in one run; split it")
+        if len(seeds) + hi - lo + 1 > limit:
+            raise ConfigError(f"--seeds: more than {limit} {counted}")
         for s in range(lo, hi + 1):
             if s not in seen:
                 seen.add(s)
