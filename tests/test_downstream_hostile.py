@@ -258,3 +258,38 @@ def test_a_folder_of_junk_is_counted_not_flooded(files, monkeypatch, caplog):
     assert len(warned) == 3 and "18 more pairs skipped" in warned[-1].getMessage()
     described = got.describe()
     assert described["skipped_count"] == 20 and len(described["skipped"]) == 3
+
+
+def test_no_arm_trains_on_a_test_patient(sets, files, tmp_path):
+    """The holdout copied in as --synthetic, or into an archive without patient keys, and a
+    generator whose run trained on the --test archive: one Error line each, nothing trained."""
+    from mrisynth.data.archive import ImageArchive
+
+    real, test = sets
+    write_generated(tmp_path / "leak", test)
+    base = ["downstream", "--real", str(files / "data.zip"), "--test",
+            str(files / "data-holdout.zip"), "--steps", "1", "--batch-size", "4"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*base, "--synthetic", str(tmp_path / "leak"),
+                                   "--outdir", str(tmp_path / "o1")])  # fmt: skip
+    assert res.exit_code == 1 and "--synthetic" in res.output and "identical" in res.output
+    assert not (tmp_path / "o1").exists()
+    anonymous = type(real)("r", np.concatenate([real.images, test.images[:1]]),
+                           np.concatenate([real.labels, test.labels[:1]]),
+                           ("",) * (len(real) + 1), LABELS)  # fmt: skip
+    from mrisynth.downstream.leakage import check_no_test_slices
+
+    with pytest.raises(InputError, match=r"--real .*1 slice"):
+        check_no_test_slices(anonymous, real, test)
+    run = tmp_path / "runs" / "00000-paired"
+    run.mkdir(parents=True)
+    archive = ImageArchive(files / "data-holdout.zip")
+    (run / "training_options.json").write_text(json.dumps({"dataset_hash": archive.content_hash()}))
+    archive.close()
+    (files / "synth" / "generation.json").write_text(json.dumps({"network": str(run)}))
+    res = CliRunner().invoke(cli, [*base, "--synthetic", str(files / "synth"),
+                                   "--outdir", str(tmp_path / "o2")])  # fmt: skip
+    assert res.exit_code == 1 and "trained on --test" in res.output
+    (run / "training_options.json").write_text(json.dumps({"dataset_hash": "0" * 64}))
+    res = CliRunner().invoke(cli, [*base, "--synthetic", str(files / "synth"), "--no-hd95",
+                                   "--seeds", "0", "--outdir", str(tmp_path / "o3")])  # fmt: skip
+    assert res.exit_code == 0 and "Warning: " in res.output and "another archive" in res.output

@@ -22,6 +22,7 @@ def run_downstream(
     """Load the three sets, run the study into `outdir`, print its table; returns the JSON."""
     from mrisynth.data.holdout import holdout_path
     from mrisynth.devices import resolve_device
+    from mrisynth.downstream.leakage import check_generator
     from mrisynth.downstream.pairs import load_archive, load_generated
     from mrisynth.downstream.study import RESULT_NAME, run_study
 
@@ -39,6 +40,9 @@ def run_downstream(
     test_set = load_archive(test, "--test")
     num_labels = len(real_set.label_names or ())
     synthetic_set = load_generated(synthetic, num_labels)
+    warning = check_generator(Path(synthetic), Path(real), Path(test))
+    if warning is not None:
+        echo(f"Warning: {warning}")
     echo(
         f"real {len(real_set)} slices, synthetic {len(synthetic_set)} "
         f"({len(synthetic_set.skipped)} skipped{_where(synthetic_set)}), test "

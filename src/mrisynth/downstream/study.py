@@ -21,6 +21,7 @@ import torch
 from mrisynth import atomic
 from mrisynth import untrusted as u
 from mrisynth.downstream.fit import train_unit
+from mrisynth.downstream.leakage import check_no_test_slices
 from mrisynth.downstream.options import DownstreamOptions
 from mrisynth.downstream.pairs import SegSet, check_compatible
 from mrisynth.downstream.scoring import (
@@ -93,6 +94,7 @@ def run_study(
     """Train and score every unit (resuming finished ones); returns downstream.json's object."""
     opts.check()
     check_compatible(real, synthetic, test)
+    check_no_test_slices(real, synthetic, test)
     outdir = Path(outdir)
     identity = study_identity(opts, real, synthetic, test)
     claim_outdir(outdir, identity)
