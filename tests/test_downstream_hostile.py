@@ -151,6 +151,14 @@ def test_cli_hostile_options_one_line(files, extra, message):
     assert res.output.count("\n") == 1 and not (files / "out").exists()
 
 
+def test_an_unexpanded_pattern_is_not_made_a_folder(files):
+    args = ["downstream", "--real", str(files / "data.zip"), "--synthetic", str(files / "synth"),
+            "--outdir", str(files / "runs" / "00000-*" / "downstream")]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and "shell pattern" in res.output and res.output.count("\n") == 1
+    assert not (files / "runs").exists()
+
+
 def test_cli_never_writes_into_an_input(files):
     before = sorted(p.name for p in (files / "synth").iterdir())
     for outdir in (files / "synth", files / "synth" / "ds"):

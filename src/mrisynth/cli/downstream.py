@@ -35,6 +35,7 @@ def run_downstream(
                 f"--test not given and {test} (the holdout of --real) does not exist; pack with "
                 "`mrisynth dataset --masks --holdout-patients N` or pass --test"
             )
+    _no_pattern(Path(outdir))
     _outside_inputs(Path(outdir), {"--real": real, "--synthetic": synthetic, "--test": test})
     real_set = load_archive(real, "--real")
     test_set = load_archive(test, "--test")
@@ -60,6 +61,16 @@ def _where(synthetic_set) -> str:
     from mrisynth.downstream.study import RESULT_NAME
 
     return f", reasons in {RESULT_NAME} data.synthetic.skipped" if synthetic_set.skipped else ""
+
+
+def _no_pattern(outdir: Path) -> None:
+    """`--outdir runs/00000-*/downstream` before that folder exists reaches us unexpanded and
+    would create a folder named with a '*' (which `mrisynth report runs/00000-*` then trips on)."""
+    if not outdir.exists() and any(c in str(outdir) for c in "*?["):
+        raise ConfigError(
+            f"--outdir {outdir}: holds a shell pattern ('*', '?' or '[') that matched no folder; "
+            "give the run folder's full name, e.g. RUN=$(ls -d runs/00000-paired-*)"
+        )
 
 
 def _outside_inputs(outdir: Path, inputs: dict[str, Any]) -> None:

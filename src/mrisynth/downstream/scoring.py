@@ -1,7 +1,9 @@
 """Per-organ scores on held-out real patients with MONAI's metrics (DiceMetric, HD95).
 
 Dice is computed per patient over the stack of that patient's slices (a 3D overlap, as CHAOS
-scores), then averaged over patients; a patient without the organ does not count for it.
+scores), then averaged over patients; a patient without the organ does not count for it, even
+when the prediction shows it there (MONAI's ignore_empty gives NaN for an empty truth whatever
+the prediction; false positives on such a patient cost no Dice), and a missed organ scores 0.
 HD95 (MONAI's HausdorffDistanceMetric, 95th percentile) is per slice in pixels, averaged over
 slices where both the truth and the prediction show the organ (undefined otherwise).
 """
