@@ -61,7 +61,7 @@ CONFIGS: dict[str, tuple[dict, ...]] = {
 def build_data(folder: Path, **plan_changes) -> Path:
     """The full demo's training archive (phantom -> prepare -> pack with holdout); `folder` is
     a cache per plan."""
-    from mrisynth.cli.demo import FULL
+    from mrisynth.cli.demo import FULL, _fixed_patient_keys
     from mrisynth.data.pack import pack_archive
     from mrisynth.data.phantom_dicom import write_phantom_tree
     from mrisynth.data.prepare import PrepareOptions, prepare
@@ -78,7 +78,8 @@ def build_data(folder: Path, **plan_changes) -> Path:
         num_slices=plan.slices, t2spir=False,
     )  # fmt: skip
     prepare([folder / "phantom"], folder / "prepared",
-            PrepareOptions(slice=SliceOptions(size=plan.resolution)))  # fmt: skip
+            PrepareOptions(slice=SliceOptions(size=plan.resolution),
+                           secret_file=_fixed_patient_keys(folder)))  # fmt: skip
     pack_archive(folder / "prepared", archive, holdout_patients=str(plan.holdout))
     return archive
 
