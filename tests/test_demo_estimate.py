@@ -38,7 +38,7 @@ def test_snapshot_count_matches_what_the_loop_writes(archive, tmp_path, kimg, ti
 def test_snapshot_count_of_the_full_demo_plan():
     from mrisynth.cli.demo import FULL
 
-    assert snapshot_count(FULL.kimg, FULL.tick, FULL.snap, 8) == 7  # ticks 0, 5, 10, ..., 30
+    assert snapshot_count(FULL.kimg, FULL.tick, FULL.snap, 8) == 6  # ticks 0, 4, 8, ..., 20
     assert snapshot_count(20, 1, 3, 8) == 1 + 6 + 1  # the end (tick 20) is not a multiple of 3
     assert snapshot_count(0.1, 0.3, 5, 8) == 2  # shorter than one tick
     assert snapshot_count(0.008, 1, 4, 8) == 1  # one step: done at tick 0

@@ -24,7 +24,7 @@ from mrisynth.errors import ConfigError
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes of one demo run; on 2 CPU cores `FULL` takes ~11 min when quiet, `QUICK` under a
+    """Sizes of one demo run; on 2 CPU cores `FULL` takes ~8 min when quiet, `QUICK` under a
     minute (the demo prints a measured estimate before training)."""
 
     patients: int
@@ -40,18 +40,19 @@ class DemoPlan:
 
 
 # The tiny preset trains at ~21 s/kimg at 32x32 on this project's 2-core CPU when it is quiet
-# (benchmarks/train_speed.py). Its images collapse to one body outline between 6 and 10 kimg
-# (every tiny variant measured does: the early phase of StyleGAN2 training) and vary again from
-# ~26 kimg on: body-area spread 0.006 of real 0.041 at 20 kimg, 0.027 at 30 kimg
-# (benchmarks/demo_diversity.py, README's demo section). So 30 kimg, ~11 minutes when quiet.
+# (benchmarks/train_speed.py); 20 kimg is ~7-8 minutes and gives body-like images. Their
+# outlines collapse to one size between 6 and 10 kimg (every tiny variant measured does: the
+# early phase of StyleGAN2 training); on this demo's data 30 kimg did not bring them back
+# (body-area spread 0.0047 at 20 kimg, 0.0038 at 30, real 0.032: benchmarks/demo_diversity.py,
+# README's demo section), so the plan stays at 20.
 FULL = DemoPlan(
     patients=8,
     matrix_sizes=(64, 72, 80),
     slices=(12, 16),
     resolution=32,
-    kimg=30.0,
+    kimg=20.0,
     tick=1.0,
-    snap=5,
+    snap=4,
     num_eval=256,
     num_samples=32,
     holdout=2,
@@ -351,7 +352,7 @@ def _quiet_console() -> None:
     "--kimg",
     type=float,
     default=None,
-    help="Train longer or shorter than the plan (full: 30 kimg, quick: 0.16).",
+    help="Train longer or shorter than the plan (full: 20 kimg, quick: 0.16).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option(
