@@ -23,6 +23,11 @@ real: spread 0.042, MS-SSIM 0.44 (8 patients, 6 trained on); 0.037 / 0.43 with 1
 
 Every variant collapses between 6 and 10 kimg (the spread of 2-4 kimg comes from noise-like
 early images, not from varied anatomy); base's raw G (not the EMA) at 8 kimg: 0.40 / 0.64.
+Longer (base): on the demo's fixed-key data (real 0.032 / 0.49) 0.30/0.74 at 10 kimg,
+0.15/0.75 at 20, 0.12/0.74 at 30 (`--kimg 30 --every 5`, 17 s/kimg at load 1-3); a demo whose
+training patients had real spread 0.041 / 0.46, continued from 20 kimg: 0.13/0.75 at 20,
+0.27/0.68 at 28, 0.66/0.60 at 30; with the two largest patients held out (0.020 / 0.63):
+0.26/0.79 at 20, 0.20/0.76 at 30.
 """
 
 from __future__ import annotations
