@@ -26,6 +26,10 @@ def test_demo_quick_runs_end_to_end(tmp_path):
         assert any(line.startswith(f"[{n}/7] ") for line in lines), res.output
     assert lines[-1].startswith("Report: ") and lines[-1].endswith("index.html")
     assert any(line.lstrip().startswith("tick 0 kimg") for line in lines), "no training progress"
+    # the phantom's mask PNGs are named as what they are, as `mrisynth prepare` names them
+    step2 = next(i for i, line in enumerate(lines) if line.startswith("[2/7] "))
+    assert "PNG/JPEG images (e.g. CHAOS masks), not DICOM" in lines[step2 + 1], lines[step2 + 1]
+    assert "not a DICOM file" not in res.output
 
     run_dir = next((out / "runs").iterdir())
     assert list(run_dir.glob("network-snapshot-*.safetensors"))

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from mrisynth.cli import demo_cond, demo_downstream
+from mrisynth.cli.prepare import describe_skips
 from mrisynth.errors import ConfigError
 
 
@@ -152,13 +153,9 @@ def run_demo(
             secret_file=_fixed_patient_keys(out),
         ),
     )
-    reasons = prepared.report.get("counts", {}).get("skipped_by_reason", {})
-    skipped = ", ".join(f"{n} {why}" for why, n in reasons.items()) or "none"
-    done(
-        t,
-        f"{prepared.num_images} images from {prepared.num_patients} patients; files "
-        f"skipped: {skipped}",
-    )
+    skips = describe_skips(prepared.skipped, masks=downstream, sequence="t1-in")
+    done(t, f"{prepared.num_images} images from {prepared.num_patients} patients; "
+         + ("; ".join(skips) or "nothing skipped"))
 
     t = step(
         3,

@@ -211,21 +211,8 @@ def command(
         + (f", {res.num_removed} stale removed" if res.num_removed else "")
         + ")"
     )
-    other = [k for k in res.skipped if k.reason.startswith("not selected")]
-    images = sum(k.reason in _IMAGE_REASONS for k in res.skipped)
-    if images and not masks:  # expected in CHAOS-like trees (with --masks: the masks line)
-        click.echo(f"ignored {images} PNG/JPEG images (e.g. CHAOS masks), not DICOM")
-    kinds = Counter(
-        k.reason.split(" (")[0]
-        for k in res.skipped
-        if k.reason not in _IMAGE_REASONS and not k.reason.startswith("not selected")
-    ).most_common()
-    if kinds:
-        bad = sum(n for _, n in kinds)
-        top = "; ".join(f"{n} x {r}" for r, n in kinds[:4]) + ("; ..." if len(kinds) > 4 else "")
-        click.echo(f"skipped {bad} files: {top} (details in report.json)")
-    if other:
-        click.echo(f"{len(other)} slices of other sequences not selected (--sequence {sequence})")
+    for line in describe_skips(res.skipped, masks=bool(masks), sequence=sequence):
+        click.echo(line)
     if "masks" in res.report:
         m = res.report["masks"]
         click.echo(
@@ -237,3 +224,26 @@ def command(
         click.echo(f"warning: {w}", err=True)
     if len(res.warnings) > 5:
         click.echo(f"... {len(res.warnings) - 5} more warnings in report.json", err=True)
+
+
+def describe_skips(skipped: list, masks: bool, sequence: str) -> list[str]:
+    """What prepare left aside, in words a newcomer reads calmly: mask PNGs of a CHAOS-like
+    tree are expected (with --masks they are counted on the masks line instead), other
+    sequences are a choice, and only the rest are problems (counted by reason)."""
+    lines: list[str] = []
+    images = sum(k.reason in _IMAGE_REASONS for k in skipped)
+    if images and not masks:
+        lines.append(f"ignored {images} PNG/JPEG images (e.g. CHAOS masks), not DICOM")
+    kinds = Counter(
+        k.reason.split(" (")[0]
+        for k in skipped
+        if k.reason not in _IMAGE_REASONS and not k.reason.startswith("not selected")
+    ).most_common()
+    if kinds:
+        bad = sum(n for _, n in kinds)
+        top = "; ".join(f"{n} x {r}" for r, n in kinds[:4]) + ("; ..." if len(kinds) > 4 else "")
+        lines.append(f"skipped {bad} files: {top} (details in report.json)")
+    other = sum(k.reason.startswith("not selected") for k in skipped)
+    if other:
+        lines.append(f"{other} slices of other sequences not selected (--sequence {sequence})")
+    return lines
