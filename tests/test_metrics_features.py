@@ -165,7 +165,7 @@ def test_real_pixfd_features_are_cached_by_content_and_a_bad_cache_is_rebuilt(
     want = pixel_features(arch.read_all())
     first = sources.real_pixel_features(arch)
     np.testing.assert_array_equal(first, want)
-    (cached,) = (tmp_path / "cache" / "features").glob("*pixfd-v1.npz")
+    (cached,) = (tmp_path / "cache" / "features").glob("*pixfd-v2.npz")
     np.testing.assert_array_equal(sources.real_pixel_features(arch), want)
     cached.write_bytes(b"not an npz")
     np.testing.assert_array_equal(sources.real_pixel_features(arch), want)

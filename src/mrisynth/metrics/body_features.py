@@ -4,8 +4,8 @@ Whole-image similarity is dominated by the black background around the body: on 
 slices every pair has a pixel NCC of 0.90-0.97, so a copy threshold on it means nothing. Here
 each image is reduced to what is inside the body:
 
-1. body mask: Otsu threshold, largest connected component, holes filled
-   (`mrisynth.metrics.weightfree.body_mask`, the same mask `body_area` measures);
+1. body mask: `mrisynth.metrics.weightfree.body_mask`, the same mask `body_area`,
+   `pixfd` and the diversity figures measure;
 2. crop to the mask's bounding box and resample crop and mask to `size` x `size` (area
    interpolation): a body shifted by a few pixels gives the same crop;
 3. grey levels inside the mask standardised to zero mean and unit variance, 0 outside: an
@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from mrisynth.metrics.weightfree import body_mask
+
 DEFAULT_SIZE = 32
 _MIN_BODY_PIXELS = 4  # fewer: no body (blank or noise-only image), the zero vector
 
@@ -38,31 +40,6 @@ def to_gray(images: np.ndarray) -> np.ndarray:
 
 def _gray_uint8(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-
-
-def foreground_mask(gray: np.ndarray) -> np.ndarray:
-    """Body mask of one uint8 [H, W] slice, stable under gain changes and small shifts.
-
-    Half the Otsu level (Otsu alone often splits bright fat from darker organs and cuts the
-    body open at the lung bases), largest component, a closing that bridges one-pixel gaps in
-    the fat ring, then holes (lungs, bowel gas) filled.
-    """
-    if int(gray.max()) == int(gray.min()):
-        return np.zeros(gray.shape, bool)
-    level, _ = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    binary = (gray > level / 2).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if count <= 1:
-        return np.zeros(gray.shape, bool)
-    body = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    k = max(3, (min(gray.shape) // 16) | 1)
-    body = cv2.morphologyEx(
-        np.pad(body, k), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    )
-    flood = np.pad(body, 1)
-    cv2.floodFill(flood, None, (0, 0), 1)
-    filled = body | (flood[1:-1, 1:-1] == 0)
-    return filled[k:-k, k:-k].astype(bool)
 
 
 def _body_frame(mask: np.ndarray, size: int) -> np.ndarray:
@@ -82,7 +59,7 @@ def _body_frame(mask: np.ndarray, size: int) -> np.ndarray:
 
 def body_vector(gray: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     """One float64 [H, W] slice (0..255) -> float32 [size * size] body representation."""
-    mask = foreground_mask(_gray_uint8(gray))
+    mask = body_mask(_gray_uint8(gray))
     if mask.sum() < _MIN_BODY_PIXELS:
         return np.zeros(size * size, np.float32)
     frame = _body_frame(mask, size)
@@ -183,7 +160,7 @@ def body_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     area = np.zeros(gray.shape[0])
     mean = np.full(gray.shape[0], np.nan)
     for i, g in enumerate(gray):
-        mask = foreground_mask(_gray_uint8(g))
+        mask = body_mask(_gray_uint8(g))
         area[i] = mask.mean()
         if mask.any():
             mean[i] = g[mask].mean()

@@ -6,8 +6,8 @@ every user (offline, air-gapped, the demo) gets a distribution distance. It is N
 network, no Inception features; its values are comparable only between evaluations against
 the same real images, never with FID or across datasets. Records say `reference_exact: false`.
 
-Feature vector (version 1, 85 values per image, grey levels scaled to [0, 1], body mask from
-`weightfree.body_mask`: Otsu threshold, largest component, holes filled):
+Feature vector (version 2, 85 values per image, grey levels scaled to [0, 1], body mask from
+`weightfree.body_mask`: half the Otsu level, largest component, closed, holes filled):
 - 64: the image with the background zeroed, area-downsampled to 8 x 8 (layout of the body);
 - 11: first-order intensity statistics inside the body, as radiomics defines them: mean,
   standard deviation, skewness, excess kurtosis, 10/25/50/75/90th percentiles, entropy of a
@@ -28,7 +28,7 @@ import numpy as np
 from mrisynth.metrics.fid import frechet_distance
 from mrisynth.metrics.weightfree import body_mask
 
-FEATURE_VERSION = "pixfd-v1"
+FEATURE_VERSION = "pixfd-v2"  # v2: the robust body mask shared by every metric
 GRID = 8
 NUM_FEATURES = GRID * GRID + 11 + 8 + 2
 CAVEAT = (
