@@ -90,7 +90,8 @@ def cli(verbose: int) -> None:
     """mrisynth: abdominal MRI DICOM -> StyleGAN2-ADA -> synthetic images and their evaluation.
 
     Stages: phantom (demo data), prepare, dataset, train, metrics, generate, report;
-    `demo` runs them all on built-in data.
+    `demo` runs them all on built-in data. Beyond: reader-study, downstream, import-nvidia,
+    project, export.
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     fmt = "%(levelname)s %(name)s: %(message)s"
