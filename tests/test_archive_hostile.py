@@ -26,6 +26,7 @@ from mrisynth.data.archive import ImageArchive
 from mrisynth.data.png import MAX_DECODED_BYTES, decode_png, read_png_header
 from mrisynth.errors import InputError
 from mrisynth.hashing import sha256_file
+from mrisynth.imaging import encode_png
 
 ALL_CASES = sorted(hostile_cases(Path("/unused")))
 MAY_SUCCEED = {"png-idat-bomb"}  # a valid 16x16 image with trailing data: bounded, may be read
@@ -168,3 +169,25 @@ def test_read_all_refuses_what_cannot_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(archive_mod, "_available_memory", lambda: 128 * 2**20)
     with pytest.raises(InputError, match=r"200 images of 1x1024x1024 need 0\.2 GiB"):
         arc.read_all()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--label", "slice-fraction"], ["--labels", "position:2"], ["--masks"], []],
+    ids=["label", "labels", "masks", "patient-keys"],
+)
+def test_a_malformed_manifest_is_one_error_line_for_every_reader(tmp_path, args):
+    """csv's own error (here a field over its 128 KiB limit) becomes one `Error:` line naming
+    manifest.csv in each reader of prepare's manifest (read_manifest is where all pass)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode_png(np.zeros([1, 8, 8], np.uint8)))
+    (src / "manifest.csv").write_text("file,patient_key,mask_file\na.png," + "k" * 200_000 + ",\n")
+    res = CliRunner().invoke(
+        cli, ["dataset", str(src), "-o", str(tmp_path / "out.zip"),
+              "--holdout-patients", "1", *args],
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+    assert "manifest.csv: malformed CSV (field larger than field limit" in res.output
+    assert not (tmp_path / "out.zip").exists()

@@ -8,7 +8,6 @@ member names, links and sizes are checked in `members.py`, every PNG goes throug
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -114,7 +113,7 @@ class ImageArchive:
             from mrisynth.data.manifest import read_manifest
 
             rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
-        except (InputError, csv.Error):
+        except InputError:
             return names  # reported by whoever needs the manifest
         masks = {(r.get("mask_file") or "").replace("\\", "/") for r in rows}
         return [n for n in names if n not in masks]
@@ -274,10 +273,7 @@ class ImageArchive:
         text = self.manifest_text()
         if text is None:
             return None
-        try:
-            rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
-        except csv.Error as exc:
-            raise InputError(f"{self.path}/{MANIFEST_NAME}: malformed CSV ({exc})") from None
+        rows = read_manifest(text, f"{self.path}/{MANIFEST_NAME}")
         table = {r["file"].replace("\\", "/"): (r.get("patient_key") or "") for r in rows}
         keys = [table.get(n, "") for n in self.names]
         if not all(keys):

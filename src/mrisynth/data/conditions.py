@@ -20,7 +20,6 @@ no slice falls in it. The names go to dataset.json (`labels.condition_meta`).
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import re
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mrisynth.data.labels import MAX_LABEL_DIM, META_KEY, archive_class_names, condition_meta
-from mrisynth.data.manifest import read_manifest
+from mrisynth.data.manifest import rows_for_names
 from mrisynth.errors import ConfigError, InputError
 
 MAX_POSITION_BINS = 64
@@ -154,11 +153,7 @@ def derive_conditions(
     manifest: str, names: Sequence[str], spec: ConditionSpec, source: str = "manifest.csv"
 ) -> Conditions:
     """Class per image of `names` (archive order) from prepare's manifest text."""
-    table = {r["file"].replace("\\", "/"): r for r in read_manifest(manifest, source)}
-    missing = [n for n in names if n not in table]
-    if missing:
-        raise InputError(f"{source}: no row for {missing[0]} ({len(missing)} images missing)")
-    rows = [table[n] for n in names]
+    rows = rows_for_names(manifest, names, source)
     k = spec.position_bins
     bins = [position_bin(f, k) for f in position_fractions(rows, source)] if k else None
     seqs = _sequences(rows, source) if spec.sequence else None
@@ -201,10 +196,7 @@ def named_labels(src, label: str | None, spec_text: str) -> tuple[list[int], dic
     if manifest is None:
         raise InputError(f"{src.path}: --labels {spec_text} needs manifest.csv (made by "
                          "`mrisynth prepare`)")
-    try:
-        conds = derive_conditions(manifest, src.names, spec, source)
-    except csv.Error as exc:
-        raise InputError(f"{source}: malformed CSV ({exc})") from None
+    conds = derive_conditions(manifest, src.names, spec, source)
     empty = [n for n, c in zip(conds.names, class_counts(conds), strict=True) if c == 0]
     if empty:
         logger.warning("%d of %d classes have no image (%s): a model cannot learn them",

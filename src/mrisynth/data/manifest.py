@@ -60,11 +60,26 @@ def _fmt(v: object) -> object:
 
 
 def read_manifest(text: str, source: str = "manifest.csv") -> list[dict[str, str]]:
-    """CSV text -> rows (dicts of strings); needs at least the `file` column."""
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "file" not in reader.fieldnames:
-        raise InputError(f"{source}: not an mrisynth manifest (no 'file' column)")
-    return list(reader)
+    """CSV text -> rows (dicts of strings); needs at least the `file` column. Malformed CSV is
+    an InputError here, so no caller has to know about `csv.Error`."""
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or "file" not in reader.fieldnames:
+            raise InputError(f"{source}: not an mrisynth manifest (no 'file' column)")
+        return list(reader)
+    except csv.Error as exc:
+        raise InputError(f"{source}: malformed CSV ({exc})") from None
+
+
+def rows_for_names(
+    text: str, names: Sequence[str], source: str = "manifest.csv"
+) -> list[dict[str, str]]:
+    """The manifest row of each of `names` (archive order); InputError if any has none."""
+    table = {r["file"].replace("\\", "/"): r for r in read_manifest(text, source)}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise InputError(f"{source}: no row for {missing[0]} ({len(missing)} images missing)")
+    return [table[n] for n in names]
 
 
 def _classes(values: Sequence[str]) -> list[int]:
@@ -83,11 +98,7 @@ def labels_from_manifest(
     text: str, names: Sequence[str], label: str, source: str = "manifest.csv"
 ) -> list:
     """Labels for `names` (archive order) in NVIDIA's JSON form: ints (classes) or float lists."""
-    rows = {r["file"].replace("\\", "/"): r for r in read_manifest(text, source)}
-    missing = [n for n in names if n not in rows]
-    if missing:
-        raise InputError(f"{source}: no row for {missing[0]} ({len(missing)} images missing)")
-    picked = [rows[n] for n in names]
+    picked = rows_for_names(text, names, source)
 
     def column(col: str) -> list[str]:
         if col not in picked[0]:

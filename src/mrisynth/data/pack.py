@@ -100,10 +100,7 @@ def _resolve_labels(src: ImageArchive, label: str | None) -> list | None:
             f"{src.path}: labels '{label}' need {MANIFEST_NAME} (made by `mrisynth prepare`)"
         )
     source = f"{src.path}/{MANIFEST_NAME}"
-    try:
-        values = labels_from_manifest(manifest, src.names, label, source=source)
-    except csv.Error as exc:
-        raise InputError(f"{source}: malformed CSV ({exc})") from None
+    values = labels_from_manifest(manifest, src.names, label, source=source)
     labels_to_array(values, source)  # the schema archives are read with (finite, bounded)
     return values
 

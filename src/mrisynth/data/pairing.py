@@ -7,7 +7,6 @@ with a reason; the source is only read.
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import numpy as np
@@ -102,10 +101,7 @@ def paired_source(src: ImageArchive) -> tuple[PairedArchive, list[str]]:
     if text is None:
         raise InputError(f"{src.path}: --masks needs {MANIFEST_NAME} from `mrisynth prepare "
                          "--masks`; this source has none")
-    try:
-        rows = read_manifest(text, where)
-    except csv.Error as e:
-        raise InputError(f"{where}: malformed CSV ({e})") from None
+    rows = read_manifest(text, where)
     if not rows or "mask_file" not in rows[0]:
         raise InputError(f"{where}: no mask_file column; run `mrisynth prepare --masks` first")
     if src.num_channels != 1:

@@ -10,7 +10,6 @@ chunks (IHDR, IDAT, IEND only), so the file says nothing about where it came fro
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import re
@@ -119,7 +118,7 @@ def _without_masks(path: Path, names: list[str]) -> list[str]:
         return names
     try:
         rows = read_manifest(manifest.read_text(encoding="utf-8"), str(manifest))
-    except (InputError, csv.Error, OSError, UnicodeDecodeError):
+    except (InputError, OSError, UnicodeDecodeError):
         return names  # a manifest we cannot read names no masks
     masks = {(r.get("mask_file") or "").replace("\\", "/") for r in rows}
     return [n for n in names if n not in masks]
