@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from mrisynth.cli import cli
-from mrisynth.data import prepare as prepare_module
-from mrisynth.data import prepare_folder
+from mrisynth.data import prepare_folder, series_images
 from mrisynth.data.phantom_dicom import write_phantom_tree
 
-_PROCESS_SERIES = prepare_module.process_series
+_PROCESS_SERIES = series_images.process_series
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +142,7 @@ def _die_in_patient_2(series, opts):
 
 def test_a_worker_process_dying_skips_its_series_only(tree, tmp_path, monkeypatch):
     # worker processes are forked, so they see the patched function
-    monkeypatch.setattr(prepare_module, "process_series", _die_in_patient_2)
+    monkeypatch.setattr(series_images, "process_series", _die_in_patient_2)
     out = tmp_path / "out"
     res = _prepare(tree, out, "--workers", "2", "--keep-source-paths")
     assert res.exit_code == 0, res.output

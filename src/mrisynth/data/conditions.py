@@ -9,8 +9,15 @@ so the same anatomy gets the same bin in the T1 and T2 series even when they cov
 extents or have gaps or uneven spacing, and the label never depends on InstanceNumber (the
 CHAOS-like phantom numbers half its patients head first). The sign: prepare's normal is
 cross(row, column) of ImageOrientationPatient, which points to the head (+z in DICOM's LPS
-frame) for the usual axial orientations; the manifest does not carry the orientation, so a
-mirrored acquisition would come out upside down (documented in the README).
+frame) for the usual axial orientations; a mirrored acquisition would come out upside down
+(documented in the README).
+
+Position labels are levels along the body axis, so they need axial slices: prepare records each
+slice's plane (manifest column `orientation`, see data/orientation.py) and `position:K` refuses
+a manifest with any coronal, sagittal, oblique or unknown slice (one error naming the series and
+count) instead of leaving them out: a label option should not quietly change which images are
+trained on, and a level along a coronal normal (front to back) would be a wrong label. Manifests
+written before the column existed are taken as axial, with a warning.
 
 `--labels sequence` gives one class per sequence in the manifest (t1_in, t1_opp, t2spir, other:
 run prepare with `--sequence any` to have more than one); `position:K,sequence` one class per
@@ -23,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -113,8 +120,33 @@ def _finite(value: str, what: str, source: str) -> float:
     return x
 
 
+def check_axial(rows: Sequence[dict[str, str]], source: str) -> None:
+    """InputError naming the largest series (and the count) of slices that are not axial.
+
+    An empty or missing `orientation` (a manifest written before prepare recorded it) is taken
+    as axial, with a warning."""
+    unrecorded = sum(1 for r in rows if not r.get("orientation"))
+    if unrecorded:
+        logger.warning("%s: %d image(s) have no orientation (prepared before mrisynth recorded "
+                       "it); position labels take them as axial; re-run `mrisynth prepare` to "
+                       "have that checked", source, unrecorded)
+    bad = Counter((r.get("patient_key") or "", r.get("series_key") or "", r["orientation"])
+                  for r in rows if r.get("orientation") not in ("axial", "", None))
+    if not bad:
+        return
+    (patient, series, plane), count = min(bad.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    unknown = " ('unknown': no usable ImageOrientationPatient)" if plane == "unknown" else ""
+    raise InputError(
+        f"{source}: --labels position:K needs axial slices, but {sum(bad.values())} of "
+        f"{len(rows)} images are not (series {patient[:24]}/{series[:24]}: {count} "
+        f"{plane[:20]!r}{unknown}; {len(bad)} series in all); prepare again without those "
+        "series (e.g. `mrisynth prepare` on the axial folders only) or use --labels sequence"
+    )
+
+
 def position_fractions(rows: Sequence[dict[str, str]], source: str) -> list[float]:
-    """Per row: 0 (most superior slice of its patient) .. 1 (most inferior)."""
+    """Per row: 0 (most superior slice of its patient) .. 1 (most inferior); axial only."""
+    check_axial(rows, source)
     if any(not r.get("position_mm") for r in rows):
         missing = sum(1 for r in rows if not r.get("position_mm"))
         raise InputError(

@@ -207,7 +207,8 @@ def check_image_header(ds: pydicom.Dataset) -> None:
     float_value(ds, "RescaleIntercept", 0.0)
     spacing_value(ds.get("PixelSpacing"))
     position_value(ds.get("ImagePositionPatient"))
-    orientation_value(ds.get("ImageOrientationPatient"))
+    # a malformed ImageOrientationPatient is not checked here: it makes the geometry unknown
+    # (orientation.checked_orientation), the slice is still used
 
 
 def _codestream_size(frame: bytes) -> tuple[int, int] | None:

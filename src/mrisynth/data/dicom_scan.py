@@ -24,12 +24,12 @@ from mrisynth.data.dicom_checks import (
     failure_reason,
     frame_count,
     optional_float,
-    orientation_value,
     position_value,
     read_bounded_header,
     spacing_value,
 )
 from mrisynth.data.enhanced import frame_fields, multiframe_problem
+from mrisynth.data.orientation import checked_orientation
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def headers_from_dataset(
         rows=int(ds.Rows),
         columns=int(ds.Columns),
         position=position_value(ds.get("ImagePositionPatient")),
-        orientation=orientation_value(ds.get("ImageOrientationPatient")),
+        orientation=checked_orientation(ds.get("ImageOrientationPatient")),
         spacing_mm=spacing_value(ds.get("PixelSpacing")),
         slice_thickness_mm=optional_float(ds, "SliceThickness"),
         instance_number=instance,

@@ -15,10 +15,10 @@ import pydicom
 from mrisynth.data.dicom_checks import (
     HeaderProblem,
     number_value,
-    orientation_value,
     position_value,
     spacing_value,
 )
+from mrisynth.data.orientation import checked_orientation
 
 # (functional group sequence, attribute) pairs used here
 POSITION = ("PlanePositionSequence", "ImagePositionPatient")
@@ -83,7 +83,7 @@ def frame_fields(ds: pydicom.Dataset, frame: int) -> dict[str, Any]:
     pulse = str(ds.get("EchoPulseSequence", "") or "").upper()
     fields = {
         "position": position_value(fg_value(ds, frame, POSITION)),
-        "orientation": orientation_value(fg_value(ds, frame, ORIENTATION)),
+        "orientation": checked_orientation(fg_value(ds, frame, ORIENTATION)),
         "spacing_mm": spacing_value(fg_value(ds, frame, SPACING)),
         "slice_thickness_mm": _optional(fg_value(ds, frame, THICKNESS), "SliceThickness"),
         "echo_time_ms": _optional(fg_value(ds, frame, ECHO_TIME), "EffectiveEchoTime"),

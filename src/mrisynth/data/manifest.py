@@ -17,6 +17,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "slice_index",  # 0-based, sorted along the slice normal (feet -> head order of positions)
     "slice_count",
     "position_mm",  # ImagePositionPatient projected on the slice normal
+    "orientation",  # axial, coronal, sagittal, oblique or unknown (data/orientation.py)
     "echo_time_ms",
     "rows",
     "columns",
