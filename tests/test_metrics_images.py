@@ -235,3 +235,31 @@ def test_images_api_rejects_mismatch_with_training_data(tmp_path, data):
     gen = _write_gen(tmp_path / "gen", size=8)
     with pytest.raises(InputError, match=r"8x8 with 1 channel.*16x16 with 1"):
         evaluate_images(gen, data, "pixfd", tmp_path / "o")
+
+
+def test_each_image_is_decoded_once_and_memory_fallback_agrees(tmp_path, data, monkeypatch):
+    """Two image counts (two streams) over 10 files: each PNG is decoded once (the check
+    before any work keeps them); with too little memory to keep them, the same numbers."""
+    import mrisynth.data.archive as archive_mod
+
+    gen = _write_gen(tmp_path / "gen")
+    decodes = []
+    real_decode = archive_mod.decode_png
+
+    def counting(data_, name, *args, **kwargs):
+        decodes.append(str(name).rsplit("/", 1)[-1])
+        return real_decode(data_, name, *args, **kwargs)
+
+    monkeypatch.setattr(archive_mod, "decode_png", counting)
+    names = "intensity_hist5,body_area10,pixfd10"
+    kept = evaluate_images(gen, data, names, tmp_path / "a", opts=EvalOptions(use_cache=False))
+    per_file = {n: decodes.count(n) for n in set(decodes) if n.startswith("sample_")}
+    assert len(per_file) == 10
+    assert per_file.pop("sample_00.png") <= 2  # also read once to learn the archive's shape
+    assert set(per_file.values()) == {1}
+    monkeypatch.setattr(archive_mod, "_available_memory", lambda: 1024)  # nothing fits
+    decodes.clear()
+    streamed = evaluate_images(gen, data, names, tmp_path / "b", opts=EvalOptions(use_cache=False))
+    assert streamed.results == kept.results
+    assert decodes.count("sample_09.png") == 2  # check, then the 10-image stream
+    assert decodes.count("sample_04.png") == 3  # and the 5-image stream

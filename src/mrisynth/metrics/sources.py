@@ -108,10 +108,15 @@ class NetworkImages:
 
 class FolderImages:
     """Generated images from a folder or ZIP, opened as an `ImageArchive` (the one validated
-    PNG path: size, channel and decode checks), read in sorted name order."""
+    PNG path: size, channel and decode checks), read in sorted name order.
 
-    def __init__(self, archive) -> None:
+    `decoded`, when given, holds the first images already decoded (uint8 [M, C, H, W], as
+    `metric_images` returns them): batches within it are served from memory, so a caller that
+    decoded every image to check it does not decode them again for each image count."""
+
+    def __init__(self, archive, decoded: np.ndarray | None = None) -> None:
         self.archive = archive
+        self.decoded = decoded
         self.count: int | None = len(archive)
 
     def batches(self, num: int, batch_size: int, noise_mode: str) -> Iterator[GeneratedBatch]:
@@ -119,8 +124,13 @@ class FolderImages:
         num = min(num, len(self.archive))
         for start in range(0, num, batch_size):
             idx = range(start, min(start + batch_size, num))
-            imgs = torch.from_numpy(metric_images(np.stack([self.archive[i] for i in idx])))
-            yield GeneratedBatch([self.archive.names[i] for i in idx], [None] * len(idx), imgs)
+            names = [self.archive.names[i] for i in idx]
+            yield GeneratedBatch(names, [None] * len(idx), torch.from_numpy(self._images(idx)))
+
+    def _images(self, idx: range) -> np.ndarray:
+        if self.decoded is not None and idx.stop <= len(self.decoded):
+            return self.decoded[idx.start : idx.stop]
+        return metric_images(np.stack([self.archive[i] for i in idx]))
 
 
 def real_batches(archive: ImageArchive, batch_size: int = 64, indices=None) -> Iterator[np.ndarray]:
