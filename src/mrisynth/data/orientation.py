@@ -37,6 +37,8 @@ def checked_orientation(value: Any) -> tuple[float, ...] | None:
     Every IOP a scan takes in passes here: a malformed one makes the slice's geometry unknown
     (it is then ordered by InstanceNumber) instead of failing the file.
     """
+    if hasattr(value, "tolist"):  # a numpy array from a caller (headers give lists)
+        value = value.tolist()
     try:
         return orientation_value(value)
     except FATAL:
