@@ -42,7 +42,8 @@ LABELS = (
     default=None,
     metavar="position:K|sequence|position:K,sequence",
     help="Named classes from prepare's manifest: K bins of the slice's anatomical position "
-    "(normalised per patient, 0 = top), the sequence (prepare --sequence any), or one class per "
+    "(normalised per patient, 0 = top; axial slices only), the sequence (prepare --sequence "
+    "any), or one class per "
     "pair. dataset.json records the class names (for `generate --position/--label`).",
 )
 @click.option(
