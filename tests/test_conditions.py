@@ -50,6 +50,15 @@ def test_spec_parsing():
                 "slice", "sequence:2", "position:٣"):
         with pytest.raises(ConfigError, match="--labels"):
             parse_condition_spec(bad)
+    # each names what is wrong, not only the usage
+    for bad, why in (("position:0", "asks for 0 bin"), ("position:-1", "asks for -1 bin"),
+                     ("position:10000", "asks for 10000 bin"), ("position:abc", "'abc' is not"),
+                     ("position:4,position:4", "position is given twice"),
+                     ("sequence,sequence", "sequence is given twice"),
+                     ("position:4,colour", "unknown label kind 'colour'"),
+                     ("position:4,", "an empty part"), ("sequence:2", "sequence takes no")):
+        with pytest.raises(ConfigError, match=why):
+            parse_condition_spec(bad)
 
 
 def test_bins_cover_zero_to_one():

@@ -68,22 +68,30 @@ class Conditions:
 
 
 def parse_condition_spec(text: str) -> ConditionSpec:
-    """'position:K', 'sequence' or both, comma-separated (any order); ConfigError otherwise."""
+    """'position:K', 'sequence' or both, comma-separated (any order); ConfigError otherwise,
+    naming the part that is wrong."""
     bins, sequence = None, False
-    parts = [p.strip() for p in str(text).split(",")]
-    for part in parts:
-        kind, _, arg = part.partition(":")
-        if kind == "sequence" and not arg and not sequence:
+    shown = repr(str(text)[:80])
+    usage = "give position:K (K bins, e.g. position:4), sequence, or both as position:K,sequence"
+    for part in (p.strip() for p in str(text).split(",")):
+        kind, colon, arg = part.partition(":")
+        if kind in ("position", "sequence") and (bins if kind == "position" else sequence):
+            raise ConfigError(f"--labels {shown}: {kind} is given twice; {usage}")
+        if kind == "sequence" and not colon:
             sequence = True
-        elif kind == "position" and bins is None and re.fullmatch("[0-9]{1,3}", arg):
+        elif kind == "position" and re.fullmatch(r"-?[0-9]{1,12}", arg):
             bins = int(arg)
             if not 2 <= bins <= MAX_POSITION_BINS:
-                raise ConfigError(f"--labels {text}: position needs 2..{MAX_POSITION_BINS} bins")
+                raise ConfigError(f"--labels {shown}: position:{bins} asks for {bins} bin(s); "
+                                  f"give 2..{MAX_POSITION_BINS} bins (e.g. position:4)")
+        elif kind == "sequence":
+            raise ConfigError(f"--labels {shown}: sequence takes no ':{arg[:20]}'; {usage}")
+        elif kind == "position":
+            raise ConfigError(f"--labels {shown}: position:{arg[:20]!r} is not a whole number "
+                              f"of bins; give position:K with K in 2..{MAX_POSITION_BINS}")
         else:
-            raise ConfigError(
-                f"--labels {text!r}: give position:K (K bins, e.g. position:4), sequence, or "
-                "both as position:K,sequence"
-            )
+            what = "an empty part" if not part else f"unknown label kind {part[:40]!r}"
+            raise ConfigError(f"--labels {shown}: {what}; {usage}")
     return ConditionSpec(bins, sequence)
 
 
