@@ -214,3 +214,24 @@ def test_refusal_names_the_series_and_count(mixed, caplog):
         with pytest.raises(InputError, match="needs axial slices") as err:
             derive_conditions(_table(hostile), [r["file"] for r in axial], ConditionSpec(2, False))
         assert len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize(("iop", "plane"), [(b"NaN\\0\\0\\0\\1\\0", "unknown"),
+                                            (b"1\\0\\0\\0\\0\\-1", "coronal")])
+def test_enhanced_frames_get_the_plane_of_their_functional_group(tmp_path, iop, plane):
+    """Enhanced MR: the orientation comes from PlaneOrientationSequence; a NaN there leaves the
+    frames prepared with plane 'unknown' (the file used to be skipped)."""
+    from tests.test_dicom_enhanced import _enhanced_from
+
+    (patient,) = write_phantom_tree(tmp_path / "c", 1, seed=2, matrix_sizes=(32,),
+                                    num_slices=(4, 4), t2spir=False)
+    classic = sorted((patient.folder / "T1DUAL" / "DICOM_anon" / "InPhase").glob("*.dcm"))
+    (tmp_path / "e").mkdir()
+    multi = tmp_path / "e" / "multi.dcm"
+    _enhanced_from(classic, multi)
+    shared = lambda ds: ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]  # noqa: E731
+    _rewrite([multi], lambda ds: _raw(shared(ds), "ImageOrientationPatient", iop))
+    res = prepare([tmp_path / "e"], tmp_path / "out", PrepareOptions(slice=SliceOptions(size=16)))
+    rows = _manifest(tmp_path / "out")
+    assert len(rows) == 4 and not res.skipped
+    assert {r["orientation"] for r in rows} == {plane}
