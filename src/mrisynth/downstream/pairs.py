@@ -9,9 +9,7 @@ input that cannot serve at all is one InputError naming it and what to do.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +18,13 @@ import numpy as np
 
 from mrisynth.data.png import MAX_PNG_BYTES, decode_checked
 from mrisynth.errors import InputError
+from mrisynth.generate.folder_files import plain_name, read_file, read_manifest
 
 log = logging.getLogger(__name__)
 
 PLAN_NAME = "generation.partial.json"  # generate's unfinished-folder marker (DEVELOPERS.md)
-MANIFEST_NAME = "manifest.csv"
 MASK_SUFFIX = "-mask.png"
 MAX_PAIRS = 200_000  # slices per set; 200k x 64x64 x 2 bytes = 1.6 GB
-MAX_MANIFEST_BYTES = 64 * 2**20
 MAX_LOGGED = 5  # skipped pairs warned about one by one; the rest are counted
 MAX_LISTED = 1000  # skipped pairs listed in downstream.json; the rest are counted
 NO_MASKS = (
@@ -146,44 +143,15 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
     )
 
 
-def _plain_name(name: str) -> bool:
-    """A file name directly in the folder: no path parts, not hidden, a PNG."""
-    return (
-        bool(name)
-        and Path(name).name == name
-        and not name.startswith(".")
-        and name.lower().endswith(".png")
-        and "\\" not in name
-    )
-
-
 def _pairs_from_manifest(folder: Path, option: str) -> list[tuple[str, str | None]]:
     """(image, mask) names from generate's manifest.csv `mask_file` column; [] without one."""
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return []
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise InputError(f"{option} {path}: larger than {MAX_MANIFEST_BYTES // 2**20} MiB")
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{option} {path}: unreadable manifest ({str(e)[:80]})") from None
-    if not rows or "mask_file" not in rows[0]:
-        return []
-    pairs = []
-    for row in rows:
-        name, mask = row.get("file") or "", row.get("mask_file") or ""
-        if row.get("format", "png") != "png":
-            continue  # DICOM rows: the PNG row of the same seed carries the pair
-        pairs.append((name, mask or None))
-    return pairs
+    manifest = read_manifest(folder, option)
+    return manifest.pairs() if manifest is not None and manifest.has_masks else []
 
 
 def _pairs_from_names(folder: Path) -> list[tuple[str, str | None]]:
     """Without a manifest: every PNG with its `-mask.png` sibling, or alone (2-channel)."""
-    names = sorted(p.name for p in folder.iterdir() if _plain_name(p.name) and p.is_file())
+    names = sorted(p.name for p in folder.iterdir() if plain_name(p.name))
     images = [n for n in names if not n.endswith(MASK_SUFFIX) and n != "grid.png"]
     present = set(names)
     return [(n, m if (m := n[:-4] + MASK_SUFFIX) in present else None) for n in images]
@@ -196,7 +164,7 @@ def _read_pair(
     from mrisynth.data.masks import decode_mask
 
     for name in (image_name, mask_name):
-        if name is not None and not _plain_name(name):
+        if name is not None and not plain_name(name):
             raise InputError(f"{folder / image_name}: '{name[:60]}' is not a PNG in the folder")
     header, img = _decode(folder / image_name)
     if header.colour_type == 4:  # grey + alpha: cv2 gives [H, W, 4] (grey x3, alpha)
@@ -224,14 +192,10 @@ def _read_pair(
 
 
 def _decode(path: Path):
-    """Checked decode of a PNG file (size bounded before reading it whole)."""
-    if path.exists() and not path.is_file():  # a pipe named like a PNG would block the read
-        raise InputError(f"{path}: not a regular file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PNG_BYTES + 1)
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    """Checked decode of a PNG in a generation folder (bounded, no links, no special files)."""
+    data = read_file(path.parent, path.name, MAX_PNG_BYTES)
+    if data is None:
+        raise InputError(f"{path}: cannot be read (no such file)")
     return decode_checked(data, str(path))
 
 

@@ -109,18 +109,12 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
 def _without_masks(path: Path, names: list[str]) -> list[str]:
     """Label masks are no study images: those a manifest.csv names in its mask_file column
     (paired generate output, copied without its generation.json) and a prepare-style masks/."""
-    from mrisynth.data.manifest import read_manifest
+    from mrisynth.generate.folder_files import read_manifest  # generate's one reader: bounded
 
     if (path / "masks" / "labels.json").is_file():
         names = [n for n in names if not n.startswith("masks/")]
-    manifest = path / "manifest.csv"
-    if not manifest.is_file():
-        return names
-    try:
-        rows = read_manifest(manifest.read_text(encoding="utf-8"), str(manifest))
-    except (InputError, OSError, UnicodeDecodeError):
-        return names  # a manifest we cannot read names no masks
-    masks = {(r.get("mask_file") or "").replace("\\", "/") for r in rows}
+    manifest = read_manifest(path, "--synthetic")  # unreadable: an Error, not masks shown
+    masks = manifest.mask_names() if manifest is not None else set()
     return [n for n in names if n not in masks]
 
 

@@ -1,0 +1,136 @@
+"""A `mrisynth generate` folder read back by the stages that consume it: its manifest.csv (which
+image has which mask, `mask_file`) and the files that manifest names.
+
+One reader for every consumer (downstream's image + mask pairs, the reader study's "which PNGs
+are masks"), so all get the same bounds. A generate folder may come from anyone, so:
+- a name from the manifest is used only if it is a plain PNG name directly in the folder (no
+  path parts, not hidden): `../x.png`, `/etc/x.png` or `masks/../../x` never leave the folder;
+- files are opened without following links (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`),
+  then checked to be regular: a symbolic link (it could point anywhere), a FIFO or a device is
+  refused, with no window between the check and the read;
+- reads are bounded (`MAX_FILE_BYTES`) and the manifest's rows are counted (`MAX_ROWS`), so a
+  huge file or a manifest of millions of tiny rows costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrisynth.errors import InputError
+from mrisynth.generate.output_folder import MANIFEST_NAME
+
+MAX_FILE_BYTES = 64 * 2**20  # one PNG, SEG or the manifest (generate's limit is 1M images)
+MAX_ROWS = 2_000_000  # generate's 1M seeds x (png + dicom)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    """The columns a consumer needs of one row (the rest is not kept: memory stays small)."""
+
+    file: str
+    format: str  # "png" or "dicom"; "png" when the column is absent
+    mask_file: str  # "" when the seed has no mask
+
+
+@dataclass(frozen=True)
+class GeneratedManifest:
+    rows: tuple[ManifestRow, ...]
+    has_masks: bool  # the manifest has a mask_file column (a paired model's output)
+
+    def pairs(self) -> list[tuple[str, str | None]]:
+        """(image, mask or None) of each PNG row; DICOM rows repeat the seed as SEG."""
+        return [(r.file, r.mask_file or None) for r in self.rows if r.format == "png"]
+
+    def mask_names(self) -> set[str]:
+        """Every name the mask_file column gives (PNG label maps and DICOM SEGs)."""
+        return {r.mask_file.replace("\\", "/") for r in self.rows if r.mask_file}
+
+
+def plain_name(name: str) -> bool:
+    """A PNG file name directly in the folder: no path parts, not hidden, no control chars."""
+    return (
+        0 < len(name) <= 255
+        and Path(name).name == name
+        and name not in (".", "..")
+        and not name.startswith(".")
+        and "\\" not in name
+        and name.isprintable()
+        and name.lower().endswith(".png")
+    )
+
+
+def read_file(folder: Path, name: str, limit: int | None = None) -> bytes | None:
+    """Bytes of `folder/name` (None when absent); InputError (the reason) for a link, a special
+    file, a file over `limit` bytes or a read error. Links are never followed."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    path = Path(folder) / name
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise InputError(f"{path}: a symbolic link (copy the file into the folder)") from None
+        raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # a folder, FIFO or device
+        os.close(fd)
+        raise InputError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_size > limit:
+            raise InputError(f"{path}: {st.st_size} bytes; at most {_size(limit)}")
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if len(data) > limit:  # grew while we read
+        raise InputError(f"{path}: more than {_size(limit)}")
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+
+
+def read_manifest(folder: str | Path, option: str) -> GeneratedManifest | None:
+    """The folder's manifest.csv; None when it has none, or one without a `file` column (not
+    generate's: then it names no pairs and no masks). InputError, naming `option` and the file,
+    when it cannot be read: a link, a special file, too large, not UTF-8, malformed CSV, too
+    many rows."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        raw = read_file(Path(folder), MANIFEST_NAME)
+        return None if raw is None else _parse(raw.decode("utf-8"), str(path))
+    except UnicodeDecodeError:
+        reason: str = f"{path}: not UTF-8 text"
+    except InputError as e:
+        reason = str(e)
+    raise InputError(
+        f"{option} {reason}; re-run `mrisynth generate` into a new folder, or remove that file"
+    )
+
+
+def _parse(text: str, source: str) -> GeneratedManifest | None:
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        columns = reader.fieldnames or []
+        if "file" not in columns:
+            return None
+        rows = []
+        for row in reader:
+            if len(rows) >= MAX_ROWS:
+                raise InputError(f"{source}: more than {MAX_ROWS} rows")
+            rows.append(ManifestRow(
+                str(row.get("file") or ""), str(row.get("format") or "png"),
+                str(row.get("mask_file") or ""),
+            ))  # fmt: skip
+    except csv.Error as e:
+        raise InputError(f"{source}: malformed CSV ({str(e)[:80]})") from None
+    return GeneratedManifest(tuple(rows), "mask_file" in columns)
