@@ -160,6 +160,9 @@ def test_prepare_records_the_plane_of_every_slice(mixed):
     assert len(unknown) == n_opposed and {r["sequence"] for r in unknown} == {"t1_opp"}
     assert all(r["position_mm"] == "" for r in unknown)
     assert {r["orientation"] for r in rows} == {"axial", "coronal", "unknown"}
+    # report.json names each series' plane, so the series a refusal names can be found
+    series = {(x["series_key"], x["orientation"]) for x in res.report["series"]}
+    assert series == {(r["series_key"], r["orientation"]) for r in rows}
     # a lone slice whose IOP is text, in a series of axial ones: outvoted, skipped with reason
     reasons = [k.reason for k in res.skipped if k.rel.endswith(lone)]
     assert reasons == ["orientation unknown differs from the rest of its series "

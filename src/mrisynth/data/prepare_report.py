@@ -12,6 +12,7 @@ import numpy as np
 
 from mrisynth import __version__
 from mrisynth.data.dicom_scan import Skipped
+from mrisynth.data.orientation import slice_plane
 from mrisynth.data.series import Series
 
 
@@ -60,6 +61,7 @@ def build_report(inputs, opts, name, all_series, chosen, outs, skipped, warnings
                 "patient_key": s.patient_key,
                 "sequence": s.sequence,
                 "echo_time_ms": s.echo_time_ms,
+                "orientation": slice_plane(s.slices[0].orientation),  # one per series
                 "slices": len(o.images),
                 "matrix": f"{s.slices[0].rows}x{s.slices[0].columns}",
                 "folder": name(s.slices[0].folder),
