@@ -148,7 +148,8 @@ def check_axial(rows: Sequence[dict[str, str]], source: str) -> None:
         f"{source}: --labels position:K needs axial slices, but {sum(bad.values())} of "
         f"{len(rows)} images are not (series {patient[:24]}/{series[:24]}: {count} "
         f"{plane[:20]!r}{unknown}; {len(bad)} series in all); prepare again without those "
-        "series (e.g. `mrisynth prepare` on the axial folders only) or use --labels sequence"
+        "series (prepare's report.json lists each series' folder and orientation) or use "
+        "--labels sequence"
     )
 
 
