@@ -126,7 +126,7 @@ def serve(study: Path, host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from mrisynth.readerstudy.app import create_app
-    from mrisynth.readerstudy.serving import listen
+    from mrisynth.readerstudy.serving import NeutralHandler, listen
 
     app = create_app(study)
     sock = listen(host, port)
@@ -137,7 +137,9 @@ def serve(study: Path, host: str, port: int) -> None:
             "VPN or an HTTPS reverse proxy).",
             err=True,
         )
-    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    server = make_server(
+        host, port, app, threaded=True, request_handler=NeutralHandler, fd=sock.fileno()
+    )
     sock.close()  # the server holds its own duplicate
     where = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     url = f"http://{where}:{server.port}/"

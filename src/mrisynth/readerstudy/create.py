@@ -25,6 +25,7 @@ import numpy as np
 from mrisynth import atomic
 from mrisynth.errors import ConfigError
 from mrisynth.readerstudy import store
+from mrisynth.readerstudy.provenance import check_sources
 from mrisynth.readerstudy.sources import (
     MAX_IMAGES,
     SourceImage,
@@ -91,6 +92,7 @@ def create_study(plan: StudyPlan, outdir: Path) -> Links:
     if plan.real.resolve() == plan.synthetic.resolve():
         raise ConfigError(f"--real and --synthetic are both {plan.real}; give two sources")
     check_outdir(outdir, [plan.real, plan.synthetic])
+    check_sources(plan.real, plan.synthetic)
     rng = np.random.default_rng(plan.seed)
     images = real_images(plan.real, plan.n_real, rng)
     images += synthetic_images(plan.synthetic, plan.n_synthetic, rng, plan.device)

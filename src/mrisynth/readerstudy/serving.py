@@ -4,13 +4,15 @@
 prints its own bare message and exits). A reader's or the organiser's token is part of every
 URL they request, and both werkzeug's request log and Flask's error log print the URL; terminal
 output and log files get pasted into tickets and chats. Every record of those loggers has its
-`/r/TOKEN` and `/o/TOKEN` replaced."""
+`/r/TOKEN` and `/o/TOKEN` replaced. Replies name no server software or version (`Server:`)."""
 
 from __future__ import annotations
 
 import logging
 import re
 import socket
+
+from werkzeug.serving import WSGIRequestHandler
 
 from mrisynth.errors import ConfigError
 
@@ -41,6 +43,18 @@ def install_log_redaction() -> None:
     """Attach the filter to the loggers that name URLs (idempotent)."""
     for name in LOGGERS:
         logging.getLogger(name).addFilter(_FILTER)
+
+
+SERVER_NAME = "reader-study"
+
+
+class NeutralHandler(WSGIRequestHandler):
+    """werkzeug's handler without `Server: Werkzeug/x.y Python/x.y` on every reply (error
+    replies of the HTTP layer included): a version number only helps an attacker pick an
+    exploit."""
+
+    def version_string(self) -> str:
+        return SERVER_NAME
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -1,0 +1,202 @@
+"""Issue 16 audit: the served study names no server software; inputs of the wrong class are
+refused; analyze's numbers for a study answered through the app equal an independent
+computation (closed forms and pair counting, not the scipy/statsmodels calls analyze makes)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import socket
+import sqlite3
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mrisynth.cli import cli
+from mrisynth.readerstudy.analysis import write_analysis
+from mrisynth.readerstudy.app import create_app
+from readerstudy_data import make_study, start_server, write_real, write_synthetic
+
+FIELD = re.compile(r'name="(csrf|item)" value="([^"]+)"')
+
+
+def server_header(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as r:
+            return r.headers.get("Server", "")
+    except urllib.error.HTTPError as e:  # 404/405 replies carry the header too
+        return e.headers.get("Server", "")
+
+
+def raw_reply(base: str, request: bytes) -> bytes:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as s:
+        s.sendall(request)
+        return s.recv(4096)
+
+
+def test_replies_name_no_server_software(tmp_path):
+    study, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    proc, base = start_server(study)
+    try:
+        link = links.readers["reader1"]
+        with urllib.request.urlopen(base + link, timeout=20) as r:
+            image = re.search(r'src="([^"]+/image/[^"]+)"', r.read().decode()).group(1)
+        urls = [link, image, "/static/reader.js", "/", "/r/" + "x" * 43, link + "/answer"]
+        servers = {server_header(base + u) for u in urls}
+        # A request line werkzeug itself refuses is answered by the HTTP layer, not Flask.
+        bad = raw_reply(base, f"GET {link} a b HTTP/1.1\r\n\r\n".encode())
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert servers == {"reader-study"}
+    assert b"Server: reader-study\r\n" in bad
+    assert b"Werkzeug" not in bad and b"Python/" not in bad
+
+
+def _study_parts(tmp_path: Path) -> dict[str, Path]:
+    real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
+    study, _ = make_study(tmp_path / "made")
+    return {"real": real, "synth": synth, "study": study}
+
+
+@pytest.mark.parametrize(
+    ("real", "synthetic", "says"),
+    [
+        ("real", "real_copy", "--synthetic .*real_copy: its manifest.csv names patients"),
+        ("synth", "synth_copy", "--real .*synth: `mrisynth generate` output"),
+        ("study", "synth", "--real .*study: part of the reader study"),
+        ("real", "study/images", "--synthetic .*images: part of the reader study"),
+    ],
+)
+def test_inputs_of_the_wrong_class_are_refused(tmp_path, real, synthetic, says):
+    """Old code built these studies: real patients' slices scored as 'synthetic', generated
+    images as 'real', a study's mixed images as either, with every result silently false."""
+    parts = _study_parts(tmp_path)
+    shutil.copytree(parts["real"], tmp_path / "real_copy")
+    shutil.copytree(parts["synth"], tmp_path / "synth_copy")
+    where = {**parts, "real_copy": tmp_path / "real_copy", "synth_copy": tmp_path / "synth_copy"}
+    where["study/images"] = parts["study"] / "images"
+    out = tmp_path / "out"
+    args = ["reader-study", "create", "--real", str(where[real]), "--synthetic"]
+    args += [str(where[synthetic]), "--n-real", "2", "--n-synthetic", "2", "--readers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--outdir", str(out), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and re.match(f"Error: {says}", lines[0]), lines
+    assert not out.exists()
+
+
+# --- analyze against an independent computation -------------------------------------------
+
+ANSWERS = {  # per reader: (label rule, realism rule) over (position, truth)
+    "reader1": lambda pos, truth: (truth if pos % 3 else _other(truth), 1 + (pos * 7) % 5),
+    "reader2": lambda pos, truth: ("synthetic" if pos % 2 else "real", 1 + pos % 5),
+    "reader3": lambda pos, truth: (
+        truth if pos % 4 else _other(truth),
+        5 if truth == "real" else 2,
+    ),
+}
+
+
+def _other(truth: str) -> str:
+    return "real" if truth == "synthetic" else "synthetic"
+
+
+def _truth_of(study: Path) -> dict[str, str]:
+    con = sqlite3.connect(study / "study.sqlite")
+    rows = con.execute(
+        "SELECT i.opaque, im.truth FROM items i JOIN images im ON im.id = i.image_id"
+    )
+    out = dict(rows.fetchall())
+    con.close()
+    return out
+
+
+def _answer_all(study: Path, links) -> list[tuple[str, str, str, int, str]]:
+    """Every reader answers every image through the app; returns (reader, image, truth,
+    realism, label) as the organiser knows them."""
+    client, truth = create_app(study).test_client(), _truth_of(study)
+    given = []
+    for name, rule in ANSWERS.items():
+        link, pos = links.readers[name], 0
+        while fields := dict(FIELD.findall(client.get(link).get_data(as_text=True))):
+            label, realism = rule(pos, truth[fields["item"]])
+            reply = client.post(
+                link + "/answer", data={**fields, "label": label, "realism": realism}
+            )
+            assert reply.status_code == 303
+            given.append((name, fields["item"], truth[fields["item"]], realism, label))
+            pos += 1
+    return given
+
+
+def wilson_closed_form(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson (1927) score interval."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided p at 0.5: the symmetric distribution's two tails."""
+    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def auc_by_pairs(real: list[int], synth: list[int]) -> float:
+    wins = sum((r > s) + 0.5 * (r == s) for r in real for s in synth)
+    return wins / (len(real) * len(synth))
+
+
+def fleiss_by_definition(rows: list[list[str]]) -> float:
+    """Fleiss (1971): P_bar against P_e from the category shares."""
+    n, cats = len(rows[0]), ("real", "synthetic")
+    p_i = [(sum(r.count(c) ** 2 for c in cats) - n) / (n * (n - 1)) for r in rows]
+    share = [sum(r.count(c) for r in rows) / (n * len(rows)) for c in cats]
+    p_e = sum(s * s for s in share)
+    return (sum(p_i) / len(p_i) - p_e) / (1 - p_e)
+
+
+def test_analysis_matches_an_independent_computation(tmp_path):
+    study, links = make_study(tmp_path, n_real=6, n_synthetic=6, readers=3)
+    given = _answer_all(study, links)
+    results = json.loads(write_analysis(study).with_name("results.json").read_text())
+    opaque_image = dict(
+        sqlite3.connect(study / "study.sqlite").execute("SELECT opaque, image_id FROM items")
+    )
+    for row in [*results["readers"], results["pooled"]]:
+        mine = [g for g in given if row["reader"] in (g[0], "all readers")]
+        correct = sum(g[2] == g[4] for g in mine)
+        synth = [g for g in mine if g[2] == "synthetic"]
+        real = [g for g in mine if g[2] == "real"]
+        tp, tn = sum(g[4] == "synthetic" for g in synth), sum(g[4] == "real" for g in real)
+        for key, (k, n) in {
+            "accuracy": (correct, len(mine)),
+            "sensitivity": (tp, len(synth)),
+            "specificity": (tn, len(real)),
+        }.items():
+            low, high = wilson_closed_form(k, n)
+            got = row[key]
+            assert (got["count"], got["total"]) == (k, n), (row["reader"], key)
+            assert got["low"] == pytest.approx(low, abs=1e-9)
+            assert got["high"] == pytest.approx(high, abs=1e-9)
+        assert row["binomial_p"] == pytest.approx(binomial_two_sided(correct, len(mine)))
+        expected_auc = auc_by_pairs([g[3] for g in real], [g[3] for g in synth])
+        assert row["auc_realism"] == pytest.approx(expected_auc)
+    by_image: dict[int, list[str]] = {}
+    for g in given:
+        by_image.setdefault(opaque_image[g[1]], []).append(g[4])
+    assert results["agreement"]["images"] == 12
+    kappa = fleiss_by_definition(list(by_image.values()))
+    assert results["agreement"]["fleiss_kappa"] == pytest.approx(kappa)
+    for im in results["images"]:
+        truths = {g[2] for g in given if opaque_image[g[1]] == im["image"]}
+        wrong = sum(lab != im["truth"] for lab in by_image[im["image"]])
+        assert truths == {im["truth"]} and im["wrong"] == wrong
