@@ -117,7 +117,19 @@ def tree(class_name: str, kwargs: dict | None, flat: dict[str, torch.Tensor]) ->
         else:
             params[head] = t
     modules = {k: tree(_class_of(k), {}, v) for k, v in children.items()}
-    return record(class_name, kwargs, params, buffers, modules)
+    return record(class_name, kwargs, params, buffers, modules, **_numpy_attrs(class_name, params))
+
+
+def _numpy_attrs(class_name: str, params: dict) -> dict:
+    """NumPy scalars as NVIDIA's layers keep them in __dict__ (`weight_gain = 1 /
+    np.sqrt(fan_in)`, `act_gain = bias_act.activation_funcs['lrelu'].def_gain = np.sqrt(2)`),
+    which pickle as numpy scalar + dtype with a BUILD."""
+    attrs: dict[str, Any] = {}
+    if "weight" in params:
+        attrs["weight_gain"] = np.float64(1 / np.sqrt(params["weight"][0].numel()))
+    if class_name in ("SynthesisLayer", "Conv2dLayer"):
+        attrs["act_gain"] = np.sqrt(2)
+    return attrs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ Here a file is read in passes over bytes held in memory:
 2. An `Unpickler` whose `find_class` knows only a handful of names, each bound to a function of
    ours that checks its arguments: plain containers, tensors rebuilt from storages we parse
    ourselves (sizes checked against the bytes present before any allocation), and persistent
-   records kept as inert data (`PersistentRecord`; `module_src` stays text, never executed).
+   records kept as inert data (`PersistentRecord`; `module_src` stays text, never executed),
+   NumPy scalars (NVIDIA's layers keep gains as np.float64) as Python numbers
+   (`numpy_scalars`; BUILD may only give such a scalar's dtype its byte order).
    Everything these functions allocate is charged to a budget of twice the file's size, so that
    naming one large value many times (the memo makes that a few bytes each) cannot exhaust memory.
 The result is then walked (depth- and size-bounded) into plain Python values and tensors.
@@ -30,10 +32,12 @@ import math
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from mrisynth.interop import numpy_scalars
+from mrisynth.interop.numpy_scalars import DType
 from mrisynth.interop.pickle_scan import LEGACY_MAGIC, OpBudget, PickleRefused, scan
 
 __all__ = ["LEGACY_MAGIC", "PersistentRecord", "PickleRefused", "loads"]
@@ -45,7 +49,8 @@ MAX_MEMBERS = 10_000  # a set NVIDIA writes (module attribute names) holds a few
 LEGACY_PROTOCOL = 1001
 STORAGE_OVERHEAD = 1024  # bytes charged per storage record besides its data (parsing costs)
 
-# Opcodes that NVIDIA's snapshots never contain and that reach code or state we do not control.
+# Opcodes that NVIDIA's snapshots never contain and that reach code or state we do not control
+# (BUILD: only a NumPy scalar's dtype, in the outer pickle; see _load_build).
 _FORBIDDEN_OPCODES = {
     "BUILD", "INST", "OBJ", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER",
     "READONLY_BUFFER",
@@ -90,7 +95,7 @@ class _StorageType(NamedTuple):
 def scan_opcodes(data: bytes, budget: OpBudget) -> None:
     """Refuse trailing data and everything `pickle_scan.scan` refuses."""
     stream = io.BytesIO(data)
-    scan(stream, _FORBIDDEN_OPCODES, budget)
+    scan(stream, _FORBIDDEN_OPCODES - {"BUILD"}, budget)
     if stream.tell() != len(data):
         raise PickleRefused(f"has {len(data) - stream.tell()} bytes after the end of the pickle")
 
@@ -99,7 +104,47 @@ def scan_opcodes(data: bytes, budget: OpBudget) -> None:
 # Pass 2: the restricted unpickler
 
 
-class _Unpickler(pickle.Unpickler):
+def _load_build(unpickler: pickle._Unpickler) -> None:
+    """BUILD (set an object's state) only on a NumPy dtype record: NVIDIA's NumPy scalars need
+    it, and on anything else it would set attributes of, or call `__setstate__` on, objects such
+    as our own functions."""
+    state = unpickler.stack.pop()
+    target = unpickler.stack[-1]
+    if type(target) is not DType:
+        raise PickleRefused(f"sets the state of a {type(target).__name__[:40]} (BUILD); NVIDIA's "
+                            "snapshots do that only for NumPy dtypes")
+    target.set_state(state)
+
+
+def _load_reduce(unpickler: pickle._Unpickler) -> None:
+    """REDUCE with a tuple of arguments only (as the C unpickler requires): Python's would
+    unpack any value, e.g. bytes of 100 MB into 100 million arguments."""
+    args = unpickler.stack.pop()
+    if type(args) is not tuple:
+        raise PickleRefused(f"calls a function with a {type(args).__name__[:40]} of arguments "
+                            "(corrupt or hostile)")
+    unpickler.stack[-1] = unpickler.stack[-1](*args)
+
+
+def _load_newobj(unpickler: pickle._Unpickler, with_kwargs: bool = False) -> None:
+    """NEWOBJ / NEWOBJ_EX (`cls.__new__(cls, *args)`): only dnnlib's EasyDict is made this way;
+    its arguments (a tuple, keywords a dict, as the C unpickler checks) are ignored."""
+    kwargs = unpickler.stack.pop() if with_kwargs else {}
+    args = unpickler.stack.pop()
+    cls = unpickler.stack.pop()
+    if cls is not _EasyDict or type(args) is not tuple or type(kwargs) is not dict:
+        raise PickleRefused("creates an object (NEWOBJ) other than dnnlib's EasyDict")
+    unpickler.append(_EasyDict.__new__(_EasyDict))
+
+
+class _Unpickler(pickle._Unpickler):
+    """Python's own unpickler (the C one cannot be told what BUILD may do), restricted further
+    in what BUILD, REDUCE and NEWOBJ accept."""
+
+    dispatch: ClassVar[dict] = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: _load_build,
+                pickle.REDUCE[0]: _load_reduce, pickle.NEWOBJ[0]: _load_newobj,
+                pickle.NEWOBJ_EX[0]: functools.partial(_load_newobj, with_kwargs=True)}
+
     def __init__(self, stream: io.BytesIO, allowed: dict[tuple[str, str], Any],
                  persistent: Callable[[Any], Any] | None = None) -> None:
         super().__init__(stream)
@@ -232,6 +277,7 @@ def outer_allowed(budget: _Budget) -> dict[tuple[str, str], Any]:
     make_frozenset = functools.partial(_members, budget, frozenset)
     return {
         **_PLAIN_ALLOWED,
+        **numpy_scalars.ALLOWED,
         ("builtins", "set"): make_set,
         ("builtins", "frozenset"): make_frozenset,
         ("__builtin__", "set"): make_set,  # protocol 2 writes Python 2 names

@@ -138,8 +138,10 @@ def _step(name: str, arg: object, st: _Stack) -> None:
 def scan(stream: io.BytesIO, forbidden: set[str], budget: OpBudget) -> None:
     """Check one pickle's instructions up to its STOP (`stream` is left just after it)."""
     st, count, limit = _Stack(), 0, budget.left
+    start = stream.tell()
+    size, _ = stream.seek(0, io.SEEK_END), stream.seek(start)
     try:
-        for opcode, arg, _pos in pickletools.genops(stream):
+        for opcode, arg, pos in pickletools.genops(stream):
             count += 1
             name = opcode.name
             if count > limit:
@@ -152,6 +154,9 @@ def scan(stream: io.BytesIO, forbidden: set[str], budget: OpBudget) -> None:
                 raise PickleRefused("holds an integer beyond 2^64 (no network value is)")
             if (name in _GETS or name in _PUTS) and not 0 <= arg <= count:  # type: ignore[operator]
                 raise PickleRefused(f"refers to pickle memo slot {arg} (corrupt or hostile)")
+            if name == "FRAME" and pos + 9 + arg > size:  # type: ignore[operator]
+                raise PickleRefused(f"has a frame of {arg} bytes where the file holds "
+                                    f"{size - pos - 9} (truncated or forged)")
             _step(name, arg, st)
     except ValueError as e:  # genops: truncated argument, unknown opcode, missing STOP
         raise PickleRefused(f"is not a complete pickle ({str(e)[:120]})") from None
