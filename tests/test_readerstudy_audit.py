@@ -155,6 +155,18 @@ def auc_by_pairs(real: list[int], synth: list[int]) -> float:
     return wins / (len(real) * len(synth))
 
 
+def mann_whitney_normal_p(real: list[int], synth: list[int]) -> float:
+    """Two-sided Mann-Whitney p by the normal approximation with tie and continuity
+    corrections (what a textbook does for samples this size with tied scores)."""
+    n1, n2, both = len(real), len(synth), [*real, *synth]
+    n = n1 + n2
+    u = auc_by_pairs(real, synth) * n1 * n2
+    ties = sum(both.count(v) ** 3 - both.count(v) for v in set(both))
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma
+    return math.erfc(z / math.sqrt(2))
+
+
 def fleiss_by_definition(rows: list[list[str]]) -> float:
     """Fleiss (1971): P_bar against P_e from the category shares."""
     n, cats = len(rows[0]), ("real", "synthetic")
@@ -190,6 +202,10 @@ def test_analysis_matches_an_independent_computation(tmp_path):
         assert row["binomial_p"] == pytest.approx(binomial_two_sided(correct, len(mine)))
         expected_auc = auc_by_pairs([g[3] for g in real], [g[3] for g in synth])
         assert row["auc_realism"] == pytest.approx(expected_auc)
+    pooled_real = [g[3] for g in given if g[2] == "real"]
+    pooled_synth = [g[3] for g in given if g[2] == "synthetic"]
+    expected_p = mann_whitney_normal_p(pooled_real, pooled_synth)
+    assert results["realism"]["mannwhitney_p"] == pytest.approx(expected_p, rel=1e-9)
     by_image: dict[int, list[str]] = {}
     for g in given:
         by_image.setdefault(opaque_image[g[1]], []).append(g[4])
