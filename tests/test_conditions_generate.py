@@ -47,6 +47,12 @@ def test_pick_class_by_position_and_label():
     with pytest.raises(ConfigError, match="no such class") as err:
         pick_class(NAMES, 6, label="x" * 100_000)
     assert len(str(err.value)) < 400
+    for empty in ("", "  "):  # it matched every position-only class ('fits 4 classes')
+        with pytest.raises(ConfigError, match=r"--label '\s*': empty; give a class"):
+            pick_class(pos, 4, label=empty)
+    with pytest.raises(ConfigError, match=r"--label 'a\\nError: b': no such") as err:
+        pick_class(NAMES, 6, label="a\nError: b")  # one line, whatever was typed
+    assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="no position classes"):
         pick_class(["t1_in", "t1_opp"], 2, position=0.5)
     for bad in (-0.1, 1.5, float("nan"), float("inf")):

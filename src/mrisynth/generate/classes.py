@@ -80,12 +80,15 @@ def pick_class(
         candidates = [i for i in candidates if parts[i][1] == wanted]
     if label is not None:
         key = _norm(label)
+        if not key:
+            raise ConfigError(f"--label {_shown(label)}: empty; give a class or sequence name "
+                              f"({_list(names)})")
         exact = [i for i in candidates if _norm(names[i]) == key]
         candidates = exact or [i for i in candidates if _norm(parts[i][0] or "") == key]
     if len(candidates) == 1:
         return candidates[0]
-    asked = " ".join(f"{k} {str(v)[:64]}" for k, v in (("--position", position),
-                                                       ("--label", label)) if v is not None)
+    asked = " ".join(f"{k} {_shown(v)}" for k, v in (("--position", position),
+                                                    ("--label", label)) if v is not None)
     if not candidates:
         raise ConfigError(f"{asked}: no such class; the model's classes are {_list(names)}")
     raise ConfigError(f"{asked} fits {len(candidates)} classes "
@@ -100,6 +103,12 @@ def _narrow(parts: list[tuple[str | None, str | None]], position, label) -> str:
     if position is None and len({p for _, p in parts}) > 1:
         return "add --position P (0 = top .. 1 = bottom)"
     return "these names differ only in case or - and _; use --class N"
+
+
+def _shown(value) -> str:
+    """What the user typed, quoted when it would not read as one plain word."""
+    text = str(value)[:64]
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
 def _list(names: list[str]) -> str:
