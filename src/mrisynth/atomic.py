@@ -1,6 +1,11 @@
 """Atomic file output: write to a temp file in the same folder, fsync, then rename.
 
 A reader (or a crash) never sees a half-written file: either the old content or the new one.
+Nothing is ever written through or over a symbolic link: a link where we would write (a
+`log.txt -> ~/.bashrc` planted in a run folder, a linked `metric-fid50k_full.jsonl`) is
+refused with one line naming it, for replaced files and appended logs alike; appends open
+the file with O_NOFOLLOW, so a link planted after the check is refused too. The folder a user
+names may be a link (an output on another disk); the files we write in it may not.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mrisynth.errors import ConfigError, DiskFullError
 
@@ -53,15 +58,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _refuse_special(path: Path) -> None:
-    """A folder, pipe or device at `path` is never replaced (the rename would swap a device
-    node such as /dev/null for a regular file when run as root). A link is replaced itself."""
+    """A folder, pipe, device or link at `path` is never written: the rename would swap a
+    device node such as /dev/null for a regular file when run as root, and a link may point
+    outside the folder we were asked to write in."""
     try:
         mode = path.lstat().st_mode
     except (FileNotFoundError, NotADirectoryError):
         return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+    if stat.S_ISLNK(mode):
+        raise _link_error(path)
+    if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
         raise ConfigError(f"{path}: exists and is {kind}, not a file; choose another output")
+
+
+def _link_error(path: Path) -> ConfigError:
+    try:
+        target = f" to {os.readlink(path)}"
+    except OSError:
+        target = ""
+    return ConfigError(
+        f"{path}: not a plain file but a symbolic link{target}; mrisynth never writes through "
+        "a link: remove the link (or move the real file there) and run again"
+    )
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -149,10 +168,29 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line (for .jsonl logs); a single write() of a short line is not torn."""
     path = Path(path)
-    _refuse_special(path)
     with disk_full_as_error(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
+        with open_append(path) as f:
             f.write(line.rstrip("\n") + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def open_append(path: str | os.PathLike[str]) -> IO[str]:
+    """`path` opened for appending UTF-8 text, created if missing; a link, folder, pipe or
+    device there is refused (ConfigError), checked on the opened file itself (no race)."""
+    path = Path(path)
+    _refuse_special(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():  # planted after the check above
+            raise _link_error(path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        _refuse_special(path)  # replaced between the check and the open: say what it is now
+        raise ConfigError(f"{path}: not a plain file; choose another output")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")

@@ -98,6 +98,9 @@ class _LogFile(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         self.setLevel(logging.CRITICAL + 1)
 
+    def _open(self):  # never through a link planted as log.txt (atomic.open_append)
+        return atomic.open_append(self.baseFilename)
+
 
 def attach_log_file(path: Path) -> logging.Handler:
     """Mirror mrisynth's log records (INFO and up) into the run's `log.txt`."""
