@@ -1,6 +1,7 @@
 """The StyleGAN2-ADA training loop (Karras et al. 2020, arXiv 2006.06676), one top-down function.
 
-Phases: setup (processes, data, options, run folder) -> networks and resume -> loop (data ->
+Phases: setup (processes, data, options, run folder; what is resolved before any training work
+is `training.run_setup`, re-exported here) -> networks and resume -> loop (data ->
 G/D phases with accumulation -> EMA -> ADA -> tick bookkeeping -> snapshot). Everything a resumed
 run needs to continue exactly is written in every snapshot; see `training.state`.
 """
@@ -12,18 +13,14 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from mrisynth import atomic
-from mrisynth.data.archive import ImageArchive
 from mrisynth.devices import resolve_device
-from mrisynth.errors import CheckpointError, ConfigError, MrisynthError
-from mrisynth.networks import build_discriminator, build_generator
+from mrisynth.errors import ConfigError, MrisynthError
 from mrisynth.training import (
     build,
-    checkpoint,
     distributed,
     ema,
     held_log,
@@ -41,14 +38,9 @@ from mrisynth.training.data_loader import (
     to_network_range,
 )
 from mrisynth.training.kimg import kimg_number
-from mrisynth.training.options import (
-    ResolvedOptions,
-    TrainOptions,
-    merge_resume_options,
-    resolve_for_archive,
-)
+from mrisynth.training.options import TrainOptions
 from mrisynth.training.rng import capture_rng
-from mrisynth.training.snapshot_schema import check_resumable
+from mrisynth.training.run_setup import Setup, check, check_run_inputs, describe, prepare
 from mrisynth.training.state import TrainingDiverged
 from mrisynth.training.stats import StatsWriter, TickStats, format_time, record_metrics
 
@@ -57,109 +49,6 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Setup:
-    """What `prepare` resolves before any training work (also what --dry-run shows)."""
-
-    options: ResolvedOptions
-    archive: ImageArchive
-    G: torch.nn.Module
-    D: torch.nn.Module
-    resume: checkpoint.Snapshot | None
-    full_resume: bool
-
-
-def prepare(opts: TrainOptions) -> Setup:
-    """Read the archive and any resume snapshot, resolve options, build G and D (on CPU).
-
-    Every user error (missing archive, resolution mismatch, bad batch) surfaces here, before
-    training starts.
-    """
-    archive = ImageArchive(opts.data)
-    archive.validate()  # decode every image now rather than fail hours into training
-    snap = checkpoint.load_snapshot(opts.resume) if opts.resume else None
-    full = False
-    if snap is not None:
-        snap = transfer.adapt_channels(snap, archive.num_channels, opts.resume_channels,
-                                       full=opts.resume_mode == "full")
-        g_cfg = snap.configs.get("G", {})
-        if g_cfg.get("img_resolution") != archive.resolution:
-            raise CheckpointError(transfer.resolution_mismatch(snap, opts.data, archive.resolution))
-        if g_cfg.get("img_channels") != archive.num_channels:
-            raise CheckpointError(
-                f"{snap.info.path}: trained on {g_cfg.get('img_channels')}-channel images, "
-                f"{opts.data} has {archive.num_channels}; --resume-channels average adapts "
-                "its first and last layers"
-            )
-        same_data = snap.info.dataset_hash == archive.content_hash()
-        has_state = "options" in snap.state and "nimg" in snap.state
-        full = opts.resume_mode == "full" or (opts.resume_mode == "auto" and same_data)
-        if full and not has_state:
-            raise CheckpointError(
-                f"{snap.info.path}: holds no training state; --resume-mode weights"
-            )
-        if full and not same_data:
-            log.warning("full resume on a different dataset than %s was trained on", snap.info.path)
-        if full:
-            check_resumable(snap)
-            opts = merge_resume_options(snap.state["options"], opts)
-    # ADA restarts slower (100 kimg) only when p is not restored, as the original did.
-    resolved = resolve_for_archive(opts, archive, resuming=snap is not None and not full)
-    check_run_inputs(resolved.user, full)
-    if snap is not None and not full:  # a new run from its weights: its architecture
-        G_cfg, D_cfg = transfer.weights_configs(snap, resolved)
-    else:
-        G_cfg, D_cfg = build.network_configs(resolved, snap if full else None)
-    torch.manual_seed(resolved.user.seed)  # identical initial weights on every rank
-    G, D = build_generator(G_cfg), build_discriminator(D_cfg)
-    if snap is not None:
-        transfer.load_weights(G, D, snap, full)
-    return Setup(resolved, archive, G, D, snap, full)
-
-
-def check(opts: TrainOptions) -> ResolvedOptions:
-    """Cheap pre-flight check (archive readable, options consistent) for `--gpus N` launches."""
-    archive = ImageArchive(opts.data)
-    try:
-        resolved = resolve_for_archive(opts, archive, resuming=False)
-    finally:
-        archive.close()
-    check_run_inputs(resolved.user, full_resume=opts.resume is not None)  # ranks know exactly
-    return resolved
-
-
-def check_run_inputs(opts: TrainOptions, full_resume: bool) -> None:
-    """What a run needs beyond consistent options: where to write, and metrics that can run.
-
-    Part of `prepare`, so that `--dry-run` refuses exactly what a real run refuses.
-    """
-    if not opts.outdir and not full_resume:
-        why = (
-            f" (--resume {opts.resume} starts a new run from its weights here: its data or "
-            "--resume-mode differs)"
-            if opts.resume
-            else ""
-        )
-        raise ConfigError(f"--outdir is required{why}; give the folder for run folders")
-    if opts.metrics:
-        from mrisynth.metrics.runner import check_metric_names
-
-        check_metric_names(list(opts.metrics))
-
-
-def describe(opts: TrainOptions) -> dict[str, Any]:
-    """The resolved options and parameter counts, for `--dry-run`."""
-    s = prepare(opts)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    return {
-        "options": s.options.to_dict(),
-        "G_config": s.G.config.to_dict(),
-        "num_params": {"G": count(s.G), "D": count(s.D)},
-        "resume": None if s.resume is None else str(s.resume.info.path),
-        "resume_mode": None if s.resume is None else ("full" if s.full_resume else "weights"),
-    }
 
 
 def train(opts: TrainOptions) -> Path:
