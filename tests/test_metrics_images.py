@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from mrisynth.cli import cli
 from mrisynth.errors import InputError
-from mrisynth.metrics import records, runner
+from mrisynth.metrics import outcomes, records
 from mrisynth.metrics.evaluations import default_output_dir, evaluate_images
 from mrisynth.metrics.extractor import standin_detector
 from mrisynth.metrics.runner import EvalOptions
@@ -123,18 +123,18 @@ def test_detector_metrics_see_each_image_once_and_name_it(tmp_path, data):
 
 def test_a_killed_evaluation_keeps_finished_metrics(tmp_path, data, monkeypatch):
     gen = _write_gen(tmp_path / "gen")
-    real_compute = runner._compute_one
+    real_compute = outcomes.compute_one
 
     def dies_on_pixfd(spec, *args, **kwargs):
         if spec.family == "pixfd":
             raise KeyboardInterrupt
         return real_compute(spec, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_compute_one", dies_on_pixfd)
+    monkeypatch.setattr(outcomes, "compute_one", dies_on_pixfd)
     with pytest.raises(KeyboardInterrupt):
         evaluate_images(gen, data, "body_area,pixfd", tmp_path / "o")
     assert records.read_records(tmp_path / "o" / "metric-body_area10.jsonl")
-    monkeypatch.setattr(runner, "_compute_one", real_compute)
+    monkeypatch.setattr(outcomes, "compute_one", real_compute)
     ev = evaluate_images(gen, data, "body_area,pixfd", tmp_path / "o")
     assert ev.skipped == ["body_area10"] and set(ev.results) == {"pixfd10"}
 
@@ -263,3 +263,23 @@ def test_each_image_is_decoded_once_and_memory_fallback_agrees(tmp_path, data, m
     assert streamed.results == kept.results
     assert decodes.count("sample_09.png") == 2  # check, then the 10-image stream
     assert decodes.count("sample_04.png") == 3  # and the 5-image stream
+
+
+def test_links_where_records_would_go_are_one_error_line(tmp_path, data):
+    """A planted metric-<name>.jsonl link in the output folder, or a default output folder
+    (not named by the user) that is a link: one Error line, nothing written outside."""
+    gen = _write_gen(tmp_path / "gen")
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "metric-intensity_hist10.jsonl").symlink_to(outside)
+    out = _run("--images", gen, "--data", data, "--metrics", "intensity_hist", "-o", tmp_path / "o")
+    assert out.exit_code == 1 and out.output.count("Error:") == 1, out.output
+    assert "metric-intensity_hist10.jsonl: not a plain file but a symbolic link" in out.output
+    assert outside.read_text() == "keep me\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "gen-metrics").symlink_to(elsewhere, target_is_directory=True)
+    out = _run("--images", gen, "--data", data, "--metrics", "intensity_hist")
+    assert out.exit_code == 1 and "default output folder" in out.output and "pass -o" in out.output
+    assert list(elsewhere.iterdir()) == []

@@ -28,10 +28,9 @@ import torch
 
 from mrisynth.errors import CheckpointError, ConfigError, InputError
 from mrisynth.metrics import records, sources
+from mrisynth.metrics.eval_options import EvalOptions, ExtractorPool
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.runner import (
-    EvalOptions,
-    _Extractors,
     compute_metrics,
     evaluate_and_record,
     open_archive,
@@ -50,7 +49,7 @@ __all__ = ["ImagesEvaluation", "default_output_dir", "evaluate_images", "evaluat
 def _shared_extractors(specs, device, opts: EvalOptions | None) -> EvalOptions:
     """Load (and probe) every detector once before any work; share them across evaluations."""
     opts = opts or EvalOptions()
-    pool = _Extractors(torch.device(device), opts)
+    pool = ExtractorPool(torch.device(device), opts)
     preflight(specs, pool)
     return replace(opts, extractors=pool.loaded)
 
@@ -251,6 +250,11 @@ def evaluate_images(
     arch = open_images(images, archive)
     specs = fit_counts(parse_metric_list(metrics, num_gen), len(arch), str(images))
     out = Path(out_dir) if out_dir is not None else default_output_dir(images)
+    if out_dir is None and out.is_symlink():  # not a folder the user named: maybe planted
+        raise ConfigError(
+            f"{out}: the default output folder beside --images is a symbolic link; pass -o "
+            "with the folder to write to"
+        )
     inputs = {"--images": images, "--data": Path(getattr(archive, "path", images))}
     _check_output_dir(out, inputs)
     snapshot = images.resolve().name

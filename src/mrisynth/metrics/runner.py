@@ -2,7 +2,8 @@
 
 One pass of generated images per image count feeds every requested metric (detector features,
 pixel statistics, kept images for FRD and the memorisation audit); real-image features come
-from the on-disk cache. The training loop calls `check_metric_names` before any work and
+from the on-disk cache. How to evaluate is `metrics.eval_options`; each metric's result from a
+stream is `metrics.outcomes`. The training loop calls `check_metric_names` before any work and
 `evaluate_and_record` at every snapshot (Karras et al. 2020's cadence); `mrisynth metrics`
 goes through `metrics.evaluations` (every snapshot of a run, or a folder of images).
 """
@@ -13,7 +14,6 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,16 +22,13 @@ import numpy as np
 import torch
 
 from mrisynth import atomic
-from mrisynth.errors import ConfigError, MissingDependencyError
 from mrisynth.metrics import memorisation as mem
-from mrisynth.metrics import records, registry, sources
-from mrisynth.metrics.extractor import FeatureExtractor, load_detector, standin_detector
+from mrisynth.metrics import outcomes, records, registry, sources
+from mrisynth.metrics.eval_options import EvalOptions, ExtractorPool
+from mrisynth.metrics.extractor import load_detector
 from mrisynth.metrics.feature_stats import FeatureStats
-from mrisynth.metrics.fid import fid_from_stats
-from mrisynth.metrics.kid import kernel_inception_distance
-from mrisynth.metrics.pixfd import CAVEAT as PIXFD_CAVEAT
-from mrisynth.metrics.pixfd import PixelFeatures, pixel_frechet_distance
-from mrisynth.metrics.precision_recall import precision_recall_density_coverage
+from mrisynth.metrics.outcomes import Generated, Outcome
+from mrisynth.metrics.pixfd import PixelFeatures
 from mrisynth.metrics.registry import MetricSpec, parse_metric_list
 from mrisynth.metrics.weightfree import BodyArea, IntensityHistogram
 from mrisynth.training.kimg import rounded_kimg
@@ -66,81 +63,10 @@ def check_metric_names(
             import_frd()
 
 
-@dataclass
-class EvalOptions:
-    """How to evaluate; defaults follow the reference where it has one."""
-
-    batch_size: int = 32  # generated images per forward pass
-    detector_dir: str | os.PathLike | None = None  # searched before the caches
-    extractors: dict[str, FeatureExtractor] = field(default_factory=dict)  # preloaded, by key
-    seed: int = 0  # KID subsets, FRD's real subset, holdout split
-    first_seed: int = 0  # seed of the first generated image
-    use_cache: bool = True  # real features cached by dataset hash + detector hash
-    pr_fp16: bool = True  # NVIDIA casts features to float16 for PR (False: not reference-exact)
-    copy_percentile: float = 1.0  # memorisation: flag below this percentile of real
-    # between-patient nearest-neighbour distances (calibrated from the data, not a constant)
-    frd_workers: int | None = 1
-    trusted_sha256: tuple[str, ...] = ()  # detector hashes the user confirms (--trust-detector)
-
-
-class _Extractors:
-    """Loads each detector once per evaluation; never swaps a stand-in for a real detector."""
-
-    def __init__(self, device: torch.device, opts: EvalOptions) -> None:
-        self.device, self.opts = device, opts
-        self.loaded: dict[str, FeatureExtractor] = dict(opts.extractors)
-
-    def get(self, key: str) -> FeatureExtractor:
-        if key not in self.loaded:
-            if key.startswith("standin-"):
-                self.loaded[key] = standin_detector(key.removeprefix("standin-"), self.device)
-            else:
-                self.loaded[key] = load_detector(
-                    key, self.device, self.opts.detector_dir, self.opts.trusted_sha256
-                )
-        ext = self.loaded[key]
-        if ext.reference_exact != (not key.startswith("standin-")):
-            raise ConfigError(
-                f"detector {ext.name!r} given for {key!r}: stand-ins are only for standin_* metrics"
-            )
-        return ext
-
-    def optional(self, key: str) -> FeatureExtractor | None:
-        try:
-            return self.get(key)
-        except MissingDependencyError:
-            return None
-
-
-@dataclass
-class _Outcome:
-    results: dict[str, float]
-    detector: dict | None
-    num_real: int
-    audit: mem.AuditResult | None = None
-    picture: np.ndarray | None = None
-    reference_exact: bool = False  # NVIDIA's definition with a confirmed detector file
-    caveats: list[str] = field(default_factory=list)  # shown beside the numbers (report, CLI)
-    verdicts: list[dict] = field(default_factory=list)  # issue-10 contract: topic, level, ...
-
-
-@dataclass
-class _Generated:
-    """What one pass over the generated images accumulated."""
-
-    stats: dict[str, FeatureStats]  # per detector key
-    hist: IntensityHistogram
-    area: BodyArea
-    pix: PixelFeatures
-    images: np.ndarray | None  # uint8 [N, C, H, W] when kept
-    seeds: list[int | None]
-    names: list[str]  # `seed<N>` or the image's file name
-
-
 _FEATURE_FAMILIES = ("kid", "pr", "standin_kd", "standin_pr")
 
 
-def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
+def _group_needs(specs: list[MetricSpec], pool: ExtractorPool) -> dict:
     """What one generated stream must feed: detector keys, pixel stats, kept images."""
     dets = {s.detector for s in specs if s.detector}
     wants_features = any(s.family == "memorisation" for s in specs)
@@ -159,12 +85,12 @@ def _group_needs(specs: list[MetricSpec], pool: _Extractors) -> dict:
     }
 
 
-def _generate_group(source, num, noise_mode, needs, pool, opts) -> _Generated:
+def _generate_group(source, num, noise_mode, needs, pool, opts) -> Generated:
     """Stream `num` generated images once into every accumulator the group needs."""
     gen_stats = {
         k: FeatureStats(keep_features=k in needs["keep_features"]) for k in needs["detectors"]
     }
-    out = _Generated(gen_stats, IntensityHistogram(), BodyArea(), PixelFeatures(), None, [], [])
+    out = Generated(gen_stats, IntensityHistogram(), BodyArea(), PixelFeatures(), None, [], [])
     kept = []
     for batch in source.batches(num, opts.batch_size, noise_mode):
         for key, stats in gen_stats.items():
@@ -181,117 +107,7 @@ def _generate_group(source, num, noise_mode, needs, pool, opts) -> _Generated:
     return out
 
 
-def _compute_one(spec, archive, generated: _Generated, pool, opts, device) -> _Outcome:
-    """Results of one metric from the group's generated data and the real side."""
-    name = spec.name
-    gen_stats, gen_images, seeds = generated.stats, generated.images, generated.seeds
-    if spec.detector:
-        ext = pool.get(spec.detector)
-        real = sources.real_features(archive, ext, use_cache=opts.use_cache)
-        gen = gen_stats[spec.detector]
-        if spec.family in ("fid", "standin_fd"):
-            res = {name: fid_from_stats(gen, real)}
-        elif spec.family in ("kid", "standin_kd"):
-            kid = kernel_inception_distance(gen.features(), real.features(), seed=opts.seed)
-            res = {name: kid.mean, f"{name}_std": kid.std}
-        else:
-            pr = precision_recall_density_coverage(
-                real.features(), gen.features(), k=spec.k, fp16=opts.pr_fp16, device=device
-            )
-            res = {
-                f"{name}_{k}": getattr(pr, k)
-                for k in ("precision", "recall", "density", "coverage")
-            }
-        return _detector_outcome(spec, res, ext, real.num_items, opts)
-    if spec.family == "pixfd":
-        real = sources.real_pixel_features(archive, use_cache=opts.use_cache)
-        value = pixel_frechet_distance(real, generated.pix.generated())
-        return _Outcome({name: value}, None, len(archive), caveats=[PIXFD_CAVEAT])
-    if spec.family in ("intensity_hist", "body_area"):
-        acc = generated.hist if spec.family == "intensity_hist" else generated.area
-        for batch in sources.real_batches(archive):
-            acc.update(batch, real=True)
-        return _Outcome({f"{name}_{k}": v for k, v in acc.compute().items()}, None, len(archive))
-    if spec.family == "frd":
-        from mrisynth.metrics.frd import frechet_radiomics_distance
-
-        rng = np.random.default_rng(opts.seed)
-        n_real = min(spec.num_gen, len(archive))
-        idx = np.sort(rng.choice(len(archive), n_real, replace=False))
-        real = sources.read_real_images(archive, idx)
-        value = frechet_radiomics_distance(real, gen_images[: spec.num_gen], opts.frd_workers)
-        return _Outcome({name: value}, None, n_real)
-    if spec.family == "diversity":
-        from mrisynth.metrics import diversity as dv
-
-        div = dv.diversity_vs_archive(gen_images[: spec.num_gen], archive, seed=opts.seed)
-        n_real = min(len(archive), dv.MAX_REAL)
-        return _Outcome(dv.finite_results(name, div.results), None, n_real, verdicts=div.verdicts)
-    return _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, generated.names)
-
-
-def _detector_outcome(spec, results, ext, num_real, opts) -> _Outcome:
-    """A detector metric's outcome: reference-exact only for NVIDIA's metric, computed the
-    reference's way, with a detector file whose sha256 is confirmed."""
-    caveats = []
-    exact = spec.reference_exact and ext.trusted
-    if spec.reference_exact and not ext.trusted:
-        caveats.append(
-            f"{ext.name} detector sha256 {ext.sha256[:16]}... is not confirmed (neither "
-            "published nor trusted with `mrisynth weights trust`): the computation is NVIDIA's "
-            "but the numbers are only as good as that file"
-        )
-    if spec.family == "pr":
-        exact = exact and opts.pr_fp16
-        caveats.append(
-            "density and coverage (Naeem et al. 2020) are not in NVIDIA's reference; they "
-            "come from float32 distances"
-        )
-        if not opts.pr_fp16:
-            caveats.append("precision/recall from float32 distances (reference: float16)")
-    return _Outcome(results, ext.record(), num_real, reference_exact=exact, caveats=caveats)
-
-
-def _memorisation(spec, archive, gen_stats, gen_images, seeds, pool, opts, names) -> _Outcome:
-    """The audit against the training archive and its held-out patients, if any."""
-    n = spec.num_gen
-    gen_feat = train_feat = detector = None
-    if "inception" in gen_stats:
-        ext = pool.get("inception")
-        gen_feat = gen_stats["inception"].features()[:n]
-        train_feat = sources.real_features(archive, ext, use_cache=opts.use_cache).features()
-        detector = ext.record()
-    audit, train = mem.audit_archive(
-        archive,
-        gen_images[:n],
-        seeds[:n] if None not in seeds[:n] else None,
-        names[:n],  # `seed<N>` or the file names (--images)
-        gen_feat,
-        train_feat,
-        seed=opts.seed,
-        percentile=opts.copy_percentile,
-    )
-    picture = mem.side_by_side(gen_images[:n], train, audit.closest_pairs)
-    res = mem.record_results(spec.name, audit.summary)
-    verdicts = audit.summary["verdicts"]
-    return _Outcome(res, detector, len(train), audit, picture, verdicts=verdicts)
-
-
-def _faithfulness(spec, source, archive, pool, opts, device) -> _Outcome:
-    """The faithfulness metric (metrics.faithfulness) of a generator source."""
-    from mrisynth.metrics import faithfulness
-
-    if not isinstance(source, sources.NetworkImages):
-        raise ConfigError(f"{spec.name}: needs a generator (it asks for each class); a folder "
-                          "of images does not say which class each was asked for")
-    ext = pool.optional("inception")  # per-class FID when the detector is here
-    res = faithfulness.evaluate(source.G, archive, spec.num_gen, device, opts.batch_size,
-                                opts.first_seed, opts.seed, ext, prefix=spec.name)
-    detector = ext.record() if ext is not None else None
-    return _Outcome(res.results, detector, res.num_real, caveats=res.caveats)
-
-
-def preflight(specs: list[MetricSpec], pool: _Extractors) -> None:
+def preflight(specs: list[MetricSpec], pool: ExtractorPool) -> None:
     """Fail before any generation: load every needed detector, check optional packages."""
     for spec in specs:
         if spec.detector:
@@ -308,8 +124,8 @@ def compute_metrics(
     specs: list[MetricSpec],
     device: str | torch.device = "cpu",
     opts: EvalOptions | None = None,
-    on_done: Callable[[MetricSpec, _Outcome], None] | None = None,
-) -> dict[str, _Outcome]:
+    on_done: Callable[[MetricSpec, Outcome], None] | None = None,
+) -> dict[str, Outcome]:
     """Compute every spec for one generator or image source (`sources.NetworkImages`,
     `sources.FolderImages`); returns {canonical name: outcome}. `on_done` is called as soon
     as each metric is ready (records survive a run killed before the last one)."""
@@ -318,15 +134,17 @@ def compute_metrics(
     if isinstance(source, torch.nn.Module):
         source = sources.NetworkImages(source, archive.labels, device, opts.first_seed)
     from_network = isinstance(source, sources.NetworkImages)
-    pool = _Extractors(device, opts)
+    pool = ExtractorPool(device, opts)
     preflight(specs, pool)
     # One generated stream per (count, noise mode). The reference draws fresh noise; the audit
     # uses constant noise so that `mrisynth generate --seeds S` reproduces a flagged image.
     groups: dict[tuple[int, str], list[MetricSpec]] = defaultdict(list)
-    out: dict[str, _Outcome] = {}
+    out: dict[str, Outcome] = {}
     for spec in specs:
         if spec.family == "faithfulness":  # its own class-by-class generation
-            out[spec.name] = _faithfulness(spec, source, archive, pool, opts, device)
+            out[spec.name] = outcomes.faithfulness_outcome(
+                spec, source, archive, pool, opts, device
+            )
             if on_done is not None:
                 on_done(spec, out[spec.name])
             continue
@@ -336,7 +154,9 @@ def compute_metrics(
         needs = _group_needs(group, pool)
         generated = _generate_group(source, num, noise, needs, pool, opts)
         for spec in group:
-            out[spec.name] = _compute_one(spec, archive, generated, pool, opts, device)
+            out[spec.name] = outcomes.compute_one(
+                spec, archive, generated, pool, opts, device
+            )
             log.debug("%s: %s", spec.name, out[spec.name].results)  # callers print them
             for v in out[spec.name].verdicts:  # mode collapse, data-copying: say it loudly
                 if v.get("level") == "warning":
@@ -385,10 +205,10 @@ def recorder(
     kimg: float | None,
     source: dict | None = None,
     data_sha256: str | None = None,
-) -> Callable[[MetricSpec, _Outcome], None]:
+) -> Callable[[MetricSpec, Outcome], None]:
     """`on_done` for compute_metrics: one `metric-<name>.jsonl` line (+ memorisation files)."""
 
-    def record(spec: MetricSpec, o: _Outcome) -> None:
+    def record(spec: MetricSpec, o: Outcome) -> None:
         line = records.make_record(
             spec.name,
             snapshot,
@@ -411,7 +231,7 @@ def recorder(
     return record
 
 
-def write_audit(folder: Path, name: str, snapshot: str, kimg: float | None, o: _Outcome) -> Path:
+def write_audit(folder: Path, name: str, snapshot: str, kimg: float | None, o: Outcome) -> Path:
     """`memorisation-<snapshot stem>.json` + side-by-side `.png` next to it."""
     stem = mem.audit_stem(snapshot)
     ok, png = cv2.imencode(".png", o.picture)
