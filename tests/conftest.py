@@ -1,6 +1,9 @@
-"""Shared test settings: CPU only, one thread per test worker (the suite runs with -n 2)."""
+"""Shared test settings: CPU only, one thread per test worker (the suite runs with -n 2), and
+the `cli_in` fixture (the CLI run from a given folder)."""
 
 import os
+
+import pytest
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("MRISYNTH_CACHE_DIR", os.path.join(os.getcwd(), ".pytest_cache", "mrisynth"))
@@ -11,3 +14,20 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is a hard dependency
     pass
+
+
+@pytest.fixture
+def cli_in():
+    """`cli_in(folder, args) -> click Result`: `mrisynth ARGS` typed in `folder` (relative
+    paths are the user's), the working directory restored after each call, also on failure.
+    Works with module-scoped folders, which `monkeypatch.chdir` (one test long) cannot serve."""
+    from click.testing import CliRunner
+
+    from mrisynth.cli import cli
+
+    def invoke(folder, args):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(folder)
+            return CliRunner().invoke(cli, [str(a) for a in args])
+
+    return invoke

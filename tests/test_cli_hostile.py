@@ -7,10 +7,7 @@ import os
 import stat
 
 import pytest
-from click.testing import CliRunner
 from tests.metric_runs import runner_setup
-
-from mrisynth.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +21,6 @@ def fx(tmp_path_factory):
     (root / "other" / "notes.txt").write_text("someone else's\n")
     os.mkfifo(root / "fifo")
     return root
-
-
-def run_cli(fx, args: list[str]):
-    cwd = os.getcwd()
-    os.chdir(fx)
-    try:
-        return CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(cwd)
 
 
 def assert_one_error_line(res, *expected: str) -> str:
@@ -67,8 +55,8 @@ USAGE = [
 
 
 @pytest.mark.parametrize(("args", "text"), USAGE)
-def test_usage_errors_are_one_line_exit_1(fx, args, text):
-    line = assert_one_error_line(run_cli(fx, args), text)
+def test_usage_errors_are_one_line_exit_1(cli_in, fx, args, text):
+    line = assert_one_error_line(cli_in(fx, args), text)
     assert "--help" in line  # says where the options are listed
 
 
@@ -99,8 +87,8 @@ SPECIAL_FILES = [
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("args", "text"), SPECIAL_FILES)
-def test_a_fifo_is_refused_never_read_or_replaced(fx, args, text):
-    assert_one_error_line(run_cli(fx, args), text)
+def test_a_fifo_is_refused_never_read_or_replaced(cli_in, fx, args, text):
+    assert_one_error_line(cli_in(fx, args), text)
     assert stat.S_ISFIFO((fx / "fifo").lstat().st_mode)
 
 
@@ -113,8 +101,8 @@ UNWRITABLE = [
 
 
 @pytest.mark.parametrize("args", UNWRITABLE)
-def test_an_output_that_cannot_be_created_is_one_error_line(fx, args):
-    assert_one_error_line(run_cli(fx, args), "/proc/mrisynth-x")
+def test_an_output_that_cannot_be_created_is_one_error_line(cli_in, fx, args):
+    assert_one_error_line(cli_in(fx, args), "/proc/mrisynth-x")
 
 
 PHANTOM = [
@@ -130,13 +118,13 @@ PHANTOM = [
 
 
 @pytest.mark.parametrize(("extra", "text"), PHANTOM)
-def test_phantom_sizes_are_bounded_before_writing(fx, tmp_path, extra, text):
-    assert_one_error_line(run_cli(fx, ["phantom", str(tmp_path / "ph"), *extra]), text)
+def test_phantom_sizes_are_bounded_before_writing(cli_in, fx, tmp_path, extra, text):
+    assert_one_error_line(cli_in(fx, ["phantom", str(tmp_path / "ph"), *extra]), text)
     assert not (tmp_path / "ph").exists()
 
 
-def test_phantom_never_writes_into_a_folder_of_something_else(fx):
-    assert_one_error_line(run_cli(fx, ["phantom", "other", "--small", "--patients", "1"]),
+def test_phantom_never_writes_into_a_folder_of_something_else(cli_in, fx):
+    assert_one_error_line(cli_in(fx, ["phantom", "other", "--small", "--patients", "1"]),
                           "other", "not empty")  # fmt: skip
     assert sorted(p.name for p in (fx / "other").iterdir()) == ["notes.txt"]
 
@@ -173,9 +161,9 @@ INTO_INPUTS = [
 
 
 @pytest.mark.parametrize(("args", "text"), INTO_INPUTS)
-def test_outputs_never_go_into_inputs_or_foreign_folders(fx, args, text):
+def test_outputs_never_go_into_inputs_or_foreign_folders(cli_in, fx, args, text):
     before = {d: _listing(fx / d) for d in ("archive", "00000-tiny", "other")}
-    assert_one_error_line(run_cli(fx, args), text)
+    assert_one_error_line(cli_in(fx, args), text)
     assert {d: _listing(fx / d) for d in before} == before
 
 
@@ -198,8 +186,8 @@ WRONG_VALUES = [
 
 
 @pytest.mark.parametrize(("args", "text"), WRONG_VALUES)
-def test_wrong_values_stop_before_any_work(fx, args, text):
-    assert_one_error_line(run_cli(fx, args), text)
+def test_wrong_values_stop_before_any_work(cli_in, fx, args, text):
+    assert_one_error_line(cli_in(fx, args), text)
     assert not any((fx / d).exists() for d in ("d1", "d2", "d3", "empty/report", "d1.safetensors"))
 
 
@@ -221,19 +209,19 @@ METRICS = [
 
 
 @pytest.mark.parametrize(("args", "text"), METRICS)
-def test_metrics_refuses_before_evaluating(fx, args, text):
+def test_metrics_refuses_before_evaluating(cli_in, fx, args, text):
     before = {d: _listing(fx / d) for d in ("archive", "00000-tiny", "other")}
-    assert_one_error_line(run_cli(fx, ["metrics", *args]), text)
+    assert_one_error_line(cli_in(fx, ["metrics", *args]), text)
     assert {d: _listing(fx / d) for d in before} == before
 
 
-def test_metrics_names_the_run_archive_it_cannot_find(fx, tmp_path):
+def test_metrics_names_the_run_archive_it_cannot_find(cli_in, fx, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "training_options.json").write_text('{"user": {"data": "data/train.zip"}}')
     (run / "network-snapshot-000000.safetensors").write_bytes(b"")  # a run with a snapshot:
     (run / "network-snapshot-000000.json").write_text("{}")  # else "no snapshots" comes first
-    res = run_cli(fx, ["metrics", "--network", str(run), "--metrics", "body_area4"])
+    res = cli_in(fx, ["metrics", "--network", str(run), "--metrics", "body_area4"])
     assert_one_error_line(res, "data/train.zip", "training_options.json", "--data")
 
 
@@ -264,35 +252,35 @@ TRAIN_AND_GENERATE = [
 
 
 @pytest.mark.parametrize(("args", "text"), TRAIN_AND_GENERATE)
-def test_train_and_generate_name_what_was_typed(fx, args, text):
-    assert_one_error_line(run_cli(fx, args), text)
+def test_train_and_generate_name_what_was_typed(cli_in, fx, args, text):
+    assert_one_error_line(cli_in(fx, args), text)
     assert not (fx / "runs").exists() and not (fx / "g").exists()
 
 
-def test_weights_fetch_removes_a_download_that_is_no_detector(fx, tmp_path):
+def test_weights_fetch_removes_a_download_that_is_no_detector(cli_in, fx, tmp_path):
     page = tmp_path / "error.html"
     page.write_text("<html>404 Not Found</html>")  # what a wrong mirror URL gives
     args = ["weights", "fetch", "inception", "--url", page.as_uri(), "--dest", str(tmp_path / "w")]
-    assert_one_error_line(run_cli(fx, args), page.as_uri(), "not the Inception")
+    assert_one_error_line(cli_in(fx, args), page.as_uri(), "not the Inception")
     assert not (tmp_path / "w" / "inception-2015-12-05.pt").exists()
 
 
-def test_metrics_images_says_why_a_generate_grid_folder_is_refused(fx, tmp_path):
+def test_metrics_images_says_why_a_generate_grid_folder_is_refused(cli_in, fx, tmp_path):
     gen = tmp_path / "gen"
     args = ["generate", "--network", "00000-tiny", "--outdir", str(gen), "--seeds", "0-2", "--grid",
             "--no-progress"]  # fmt: skip
-    assert run_cli(fx, args).exit_code == 0
-    res = run_cli(fx, ["metrics", "--images", str(gen), "--data", "archive", "--metrics", "pixfd"])
+    assert cli_in(fx, args).exit_code == 0
+    res = cli_in(fx, ["metrics", "--images", str(gen), "--data", "archive", "--metrics", "pixfd"])
     assert_one_error_line(res, "grid.png", "without --grid")
 
 
-def test_train_never_puts_a_run_inside_its_data_folder(fx):
+def test_train_never_puts_a_run_inside_its_data_folder(cli_in, fx):
     args = ["train", "--data", "archive", "--outdir", "archive/runs", "--cfg", "tiny"]
-    assert_one_error_line(run_cli(fx, args), "--outdir archive/runs", "inside the --data")
+    assert_one_error_line(cli_in(fx, args), "--outdir archive/runs", "inside the --data")
     assert not (fx / "archive" / "runs").exists()
 
 
-def test_metrics_refuses_data_of_another_size_than_the_generator(fx, tmp_path):
+def test_metrics_refuses_data_of_another_size_than_the_generator(cli_in, fx, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -302,10 +290,10 @@ def test_metrics_refuses_data_of_another_size_than_the_generator(fx, tmp_path):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8), "L").save(small / f"{i}.png")
     before = _listing(fx / "00000-tiny")
     args = ["metrics", "--network", "00000-tiny", "--data", str(small), "--metrics", "body_area4"]
-    assert_one_error_line(run_cli(fx, args), "8x8", "16x16", "--data")
+    assert_one_error_line(cli_in(fx, args), "8x8", "16x16", "--data")
     assert _listing(fx / "00000-tiny") == before  # no record computed against the wrong set
 
 
-def test_prepare_workers_are_bounded(fx, tmp_path):
-    res = run_cli(fx, ["prepare", "empty", "-o", str(tmp_path / "p"), "--workers", "100000"])
+def test_prepare_workers_are_bounded(cli_in, fx, tmp_path):
+    res = cli_in(fx, ["prepare", "empty", "-o", str(tmp_path / "p"), "--workers", "100000"])
     assert_one_error_line(res, "--workers")  # a fork pool started all 100000 processes at once

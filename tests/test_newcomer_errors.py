@@ -7,10 +7,8 @@ import os
 import zipfile
 
 import pytest
-from click.testing import CliRunner
 from tests.metric_runs import runner_setup
 
-from mrisynth.cli import cli
 from mrisynth.errors import CheckpointError
 from mrisynth.training import checkpoint
 from mrisynth.training.network_path import check_network_path
@@ -32,13 +30,7 @@ def fx(tmp_path_factory):
     return root
 
 
-def run(fx, args):
-    cwd = os.getcwd()
-    os.chdir(fx)
-    try:
-        res = CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(cwd)
+def error_line(res):
     assert res.exit_code == 1, res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
@@ -63,8 +55,8 @@ CASES = [  # (typed path, text the error must hold besides the path)
 
 @pytest.mark.parametrize("command", NETWORK_COMMANDS)
 @pytest.mark.parametrize(("typed", "text"), CASES)
-def test_network_errors_name_the_typed_path_and_what_it_is(fx, command, typed, text):
-    line = run(fx, command(typed))
+def test_network_errors_name_the_typed_path_and_what_it_is(cli_in, fx, command, typed, text):
+    line = error_line(cli_in(fx, command(typed)))
     assert f"{typed}: {text}" in line if typed else text in line
     assert "safetensors:" not in line  # never a name derived from what was typed
     if "give" not in text and "NVIDIA" not in text:
@@ -73,13 +65,14 @@ def test_network_errors_name_the_typed_path_and_what_it_is(fx, command, typed, t
 
 
 @pytest.mark.parametrize(("typed", "text"), CASES[:4])
-def test_report_names_the_typed_path(fx, typed, text):
-    line = run(fx, ["report", typed])
+def test_report_names_the_typed_path(cli_in, fx, typed, text):
+    line = error_line(cli_in(fx, ["report", typed]))
     assert f"{typed}: {text}" in line and "'RUN_DIR'" in line
 
 
-def test_pickle_message_points_to_the_converter(fx):
-    line = run(fx, ["generate", "--network", "model.pkl", "--outdir", "g", "--seeds", "0"])
+def test_pickle_message_points_to_the_converter(cli_in, fx):
+    args = ["generate", "--network", "model.pkl", "--outdir", "g", "--seeds", "0"]
+    line = error_line(cli_in(fx, args))
     assert "`mrisynth import-nvidia`" in line and "expected a run folder" not in line
 
 

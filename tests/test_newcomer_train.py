@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import pytest
-from click.testing import CliRunner
 from tests.test_train import write_archive
-
-from mrisynth.cli import cli
 
 TINY = ["--cfg", "tiny", "--batch", "8", "--tick", "0.008", "--snap", "1", "--workers", "0",
         "--device", "cpu", "--seed", "1"]  # fmt: skip
@@ -23,15 +19,6 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("newcomer-train")
     write_archive(root / "data" / "discs", n=8)
     return root
-
-
-def invoke(cwd, args):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, ["train", *args])
-    finally:
-        os.chdir(old)
 
 
 def one_error(res) -> str:
@@ -52,38 +39,39 @@ REFUSED = [  # (extra options, text of the one error line)
 
 @pytest.mark.parametrize("dry", [True, False])
 @pytest.mark.parametrize(("extra", "text"), REFUSED)
-def test_dry_run_and_real_run_refuse_the_same_options(work, dry, extra, text):
+def test_dry_run_and_real_run_refuse_the_same_options(cli_in, work, dry, extra, text):
     args = ["--data", "data/discs", "--outdir", "refused", "--kimg", "0.008", *TINY, *extra]
-    line = one_error(invoke(work, args + (["--dry-run"] if dry else [])))
+    line = one_error(cli_in(work, ["train", *args, *(["--dry-run"] if dry else [])]))
     assert text in line
     assert not (work / "refused").exists()
 
 
 @pytest.mark.parametrize("dry", [True, False])
-def test_a_missing_outdir_is_refused_by_both(work, dry):
+def test_a_missing_outdir_is_refused_by_both(cli_in, work, dry):
     args = ["--data", "data/discs", "--kimg", "0.008", *TINY] + (["--dry-run"] if dry else [])
-    assert "--outdir is required" in one_error(invoke(work, args))
+    assert "--outdir is required" in one_error(cli_in(work, ["train", *args]))
 
 
-def test_accepted_augmentation_options_still_dry_run(work):
+def test_accepted_augmentation_options_still_dry_run(cli_in, work):
     args = ["--data", "data/discs", "--outdir", "r", "--kimg", "1", *TINY, "--dry-run"]
     ok = (["--aug", "fixed", "--p", "0.2"], ["--aug", "ada", "--p", "0.1", "--p-max", "0.5"],
           ["--aug", "noaug"])  # fmt: skip
     for extra in ok:
-        res = invoke(work, args + extra)
+        res = cli_in(work, ["train", *args, *extra])
         assert res.exit_code == 0, res.output
     assert not (work / "r").exists()
 
 
-def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(work, caplog):
+def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(cli_in, work, caplog):
     first = ["--data", "data/discs", "--outdir", "runs", "--kimg", "0.016", *TINY]
-    res = invoke(work, first)
+    res = cli_in(work, ["train", *first])
     assert res.exit_code == 0, res.output
     run = next((work / "runs").iterdir())
     rel = f"runs/{run.name}"
 
     # --resume without --data continues the run on the archive it recorded.
-    res = invoke(work, ["--resume", rel, "--kimg", "0.024", "--workers", "0", "--device", "cpu"])
+    res = cli_in(work, ["train", "--resume", rel, "--kimg", "0.024", "--workers", "0",
+                        "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "--data data/discs (recorded by the run)" in res.output
     stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
@@ -97,29 +85,29 @@ def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(work, caplog):
     saved = opts_file.read_text()
     opts_file.write_text(json.dumps({k: v for k, v in json.loads(saved).items()
                                      if k != "data_resolved"}))
-    line = one_error(invoke(work / "elsewhere", ["--resume", str(run), "--kimg", "1"]))
+    line = one_error(cli_in(work / "elsewhere", ["train", "--resume", str(run), "--kimg", "1"]))
     opts_file.write_text(saved)
     assert "data/discs" in line and "training_options.json" in line and "--data" in line
     # An explicit --data wins, and is checked.
-    line = one_error(invoke(work, ["--resume", rel, "--kimg", "1", "--data", "data/nope"]))
+    line = one_error(cli_in(work, ["train", "--resume", rel, "--kimg", "1", "--data", "data/nope"]))
     assert "data/nope" in line
 
     # The same command again: a new run, and a hint that the first can be resumed.
     with caplog.at_level(logging.WARNING, logger="mrisynth.training.run_record"):
-        res = invoke(work, first)
+        res = cli_in(work, ["train", *first])
     assert res.exit_code == 0, res.output
     hints = [r.getMessage() for r in caplog.records if r.name.endswith("run_record")]
     assert len(hints) == 1 and f"--resume runs/{run.name}" in hints[0], hints
     # ... but none when the options differ in what a resume could not change.
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="mrisynth.training.run_record"):
-        res = invoke(work, [*first, "--gamma", "2"])
+        res = cli_in(work, ["train", *first, "--gamma", "2"])
     assert res.exit_code == 0, res.output
     assert not [r for r in caplog.records if r.name.endswith("run_record")]
 
 
-def test_no_data_and_no_resume_says_what_data_is(work):
-    line = one_error(invoke(work, ["--outdir", "runs2", *TINY]))
+def test_no_data_and_no_resume_says_what_data_is(cli_in, work):
+    line = one_error(cli_in(work, ["train", "--outdir", "runs2", *TINY]))
     assert "--data is required" in line and "mrisynth dataset" in line
 
 
@@ -128,10 +116,10 @@ def test_no_data_and_no_resume_says_what_data_is(work):
     ['{"user": {"data": 123}}', '{"user": null}', "[1, 2]", "not json", '{"user": {"data": ""}}',
      "[" * 100_000, '{"user": {"data": NaN}}'],
 )  # fmt: skip
-def test_a_damaged_run_record_asks_for_data(tmp_path, record):
+def test_a_damaged_run_record_asks_for_data(cli_in, tmp_path, record):
     run = tmp_path / "00000-x"
     run.mkdir()
     (run / "network-snapshot-000000.safetensors").write_bytes(b"")
     (run / "training_options.json").write_text(record)
-    line = one_error(invoke(tmp_path, ["--resume", "00000-x", "--kimg", "1"]))
+    line = one_error(cli_in(tmp_path, ["train", "--resume", "00000-x", "--kimg", "1"]))
     assert "pass --data" in line

@@ -5,7 +5,6 @@ several snapshots once, and generate on a paired model says it wrote masks too."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ TINY = ["--cfg", "tiny", "--batch", "8", "--tick", "0.008", "--snap", "1", "--wo
         "--device", "cpu", "--seed", "1"]  # fmt: skip
 
 
-def invoke(cwd: Path, args: list[str]):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(old)
-
-
 def record(run: Path, options) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     (run / "training_options.json").write_text(json.dumps(options))
@@ -40,9 +30,9 @@ def record(run: Path, options) -> Path:
 # ---- 1. the recorded archive, from any folder ------------------------------------------------
 
 
-def test_train_records_the_resolved_archive_and_resume_finds_it_from_elsewhere(tmp_path):
+def test_train_records_the_resolved_archive_and_resume_finds_it_from_elsewhere(cli_in, tmp_path):
     write_archive(tmp_path / "data" / "discs", n=8)
-    res = invoke(tmp_path, ["train", "--data", "data/discs", "--outdir", "runs",
+    res = cli_in(tmp_path, ["train", "--data", "data/discs", "--outdir", "runs",
                             "--kimg", "0.008", *TINY])  # fmt: skip
     assert res.exit_code == 0, res.output
     (run,) = (tmp_path / "runs").iterdir()
@@ -50,7 +40,7 @@ def test_train_records_the_resolved_archive_and_resume_finds_it_from_elsewhere(t
     assert options["user"]["data"] == "data/discs"  # as typed: --resume from here keeps it
     assert options["data_resolved"] == str((tmp_path / "data" / "discs").resolve())
     (tmp_path / "elsewhere").mkdir()
-    res = invoke(tmp_path / "elsewhere", ["train", "--resume", str(run), "--kimg", "0.016",
+    res = cli_in(tmp_path / "elsewhere", ["train", "--resume", str(run), "--kimg", "0.016",
                                           "--workers", "0", "--device", "cpu"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert f"--data {options['data_resolved']} (recorded by the run)" in res.output
