@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tests.cli_errors import only_error_line
 
 from mrisynth.cli import cli
 from mrisynth.data import source_kind
@@ -24,11 +25,7 @@ def tree(tmp_path_factory):
 
 
 def one_error(args) -> str:
-    res = CliRunner().invoke(cli, args)
-    assert res.exit_code == 1, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    return lines[0]
+    return only_error_line(CliRunner().invoke(cli, args))
 
 
 def test_a_dicom_tree_is_not_a_prepare_output(tree, tmp_path):

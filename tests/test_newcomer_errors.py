@@ -7,6 +7,7 @@ import os
 import zipfile
 
 import pytest
+from tests.cli_errors import only_error_line
 from tests.metric_runs import runner_setup
 
 from mrisynth.errors import CheckpointError
@@ -30,13 +31,6 @@ def fx(tmp_path_factory):
     return root
 
 
-def error_line(res):
-    assert res.exit_code == 1, res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    return lines[0]
-
-
 NETWORK_COMMANDS = [
     lambda p: ["generate", "--network", p, "--outdir", "g", "--seeds", "0"],
     lambda p: ["metrics", "--network", p, "--metrics", "body_area4"],
@@ -56,7 +50,7 @@ CASES = [  # (typed path, text the error must hold besides the path)
 @pytest.mark.parametrize("command", NETWORK_COMMANDS)
 @pytest.mark.parametrize(("typed", "text"), CASES)
 def test_network_errors_name_the_typed_path_and_what_it_is(cli_in, fx, command, typed, text):
-    line = error_line(cli_in(fx, command(typed)))
+    line = only_error_line(cli_in(fx, command(typed)))
     assert f"{typed}: {text}" in line if typed else text in line
     assert "safetensors:" not in line  # never a name derived from what was typed
     if "give" not in text and "NVIDIA" not in text:
@@ -66,13 +60,13 @@ def test_network_errors_name_the_typed_path_and_what_it_is(cli_in, fx, command, 
 
 @pytest.mark.parametrize(("typed", "text"), CASES[:4])
 def test_report_names_the_typed_path(cli_in, fx, typed, text):
-    line = error_line(cli_in(fx, ["report", typed]))
+    line = only_error_line(cli_in(fx, ["report", typed]))
     assert f"{typed}: {text}" in line and "'RUN_DIR'" in line
 
 
 def test_pickle_message_points_to_the_converter(cli_in, fx):
     args = ["generate", "--network", "model.pkl", "--outdir", "g", "--seeds", "0"]
-    line = error_line(cli_in(fx, args))
+    line = only_error_line(cli_in(fx, args))
     assert "`mrisynth import-nvidia`" in line and "expected a run folder" not in line
 
 

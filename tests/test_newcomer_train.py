@@ -8,6 +8,7 @@ import json
 import logging
 
 import pytest
+from tests.cli_errors import only_error_line
 from tests.test_train import write_archive
 
 TINY = ["--cfg", "tiny", "--batch", "8", "--tick", "0.008", "--snap", "1", "--workers", "0",
@@ -19,13 +20,6 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("newcomer-train")
     write_archive(root / "data" / "discs", n=8)
     return root
-
-
-def one_error(res) -> str:
-    assert res.exit_code == 1, res.output
-    errors = [line for line in res.output.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("Error: "), res.output
-    return errors[0]
 
 
 REFUSED = [  # (extra options, text of the one error line)
@@ -41,7 +35,7 @@ REFUSED = [  # (extra options, text of the one error line)
 @pytest.mark.parametrize(("extra", "text"), REFUSED)
 def test_dry_run_and_real_run_refuse_the_same_options(cli_in, work, dry, extra, text):
     args = ["--data", "data/discs", "--outdir", "refused", "--kimg", "0.008", *TINY, *extra]
-    line = one_error(cli_in(work, ["train", *args, *(["--dry-run"] if dry else [])]))
+    line = only_error_line(cli_in(work, ["train", *args, *(["--dry-run"] if dry else [])]))
     assert text in line
     assert not (work / "refused").exists()
 
@@ -49,7 +43,7 @@ def test_dry_run_and_real_run_refuse_the_same_options(cli_in, work, dry, extra, 
 @pytest.mark.parametrize("dry", [True, False])
 def test_a_missing_outdir_is_refused_by_both(cli_in, work, dry):
     args = ["--data", "data/discs", "--kimg", "0.008", *TINY] + (["--dry-run"] if dry else [])
-    assert "--outdir is required" in one_error(cli_in(work, ["train", *args]))
+    assert "--outdir is required" in only_error_line(cli_in(work, ["train", *args]))
 
 
 def test_accepted_augmentation_options_still_dry_run(cli_in, work):
@@ -85,11 +79,13 @@ def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(cli_in, work, ca
     saved = opts_file.read_text()
     opts_file.write_text(json.dumps({k: v for k, v in json.loads(saved).items()
                                      if k != "data_resolved"}))
-    line = one_error(cli_in(work / "elsewhere", ["train", "--resume", str(run), "--kimg", "1"]))
+    res = cli_in(work / "elsewhere", ["train", "--resume", str(run), "--kimg", "1"])
+    line = only_error_line(res)
     opts_file.write_text(saved)
     assert "data/discs" in line and "training_options.json" in line and "--data" in line
     # An explicit --data wins, and is checked.
-    line = one_error(cli_in(work, ["train", "--resume", rel, "--kimg", "1", "--data", "data/nope"]))
+    res = cli_in(work, ["train", "--resume", rel, "--kimg", "1", "--data", "data/nope"])
+    line = only_error_line(res)
     assert "data/nope" in line
 
     # The same command again: a new run, and a hint that the first can be resumed.
@@ -107,7 +103,7 @@ def test_resume_uses_the_recorded_data_and_a_repeat_gets_a_hint(cli_in, work, ca
 
 
 def test_no_data_and_no_resume_says_what_data_is(cli_in, work):
-    line = one_error(cli_in(work, ["train", "--outdir", "runs2", *TINY]))
+    line = only_error_line(cli_in(work, ["train", "--outdir", "runs2", *TINY]))
     assert "--data is required" in line and "mrisynth dataset" in line
 
 
@@ -121,5 +117,5 @@ def test_a_damaged_run_record_asks_for_data(cli_in, tmp_path, record):
     run.mkdir()
     (run / "network-snapshot-000000.safetensors").write_bytes(b"")
     (run / "training_options.json").write_text(record)
-    line = one_error(cli_in(tmp_path, ["train", "--resume", "00000-x", "--kimg", "1"]))
+    line = only_error_line(cli_in(tmp_path, ["train", "--resume", "00000-x", "--kimg", "1"]))
     assert "pass --data" in line
