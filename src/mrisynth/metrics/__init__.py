@@ -6,6 +6,7 @@ Modules: `detectors` (finding/fetching NVIDIA's detector files), `extractor` (fe
 `precision_recall` (the maths), `weightfree`, `pixfd` (weight-free Fréchet distance), `frd`,
 `memorisation`, `registry` (metric names), `sources` (generated images from a network or files,
 real images, feature cache), `records` (jsonl, best snapshot), `runner` (`check_metric_names`,
-`compute_metrics`, `evaluate_and_record`), `evaluations` (`evaluate_snapshots` of a run,
-`evaluate_images` of a folder/ZIP).
+`compute_metrics`, `evaluate_and_record`), `eval_options` (`EvalOptions`, the detector pool),
+`outcomes` (one metric's result from a generated stream), `evaluations` (`evaluate_snapshots`
+of a run, `evaluate_images` of a folder/ZIP).
 """

@@ -1,7 +1,9 @@
 """Training (StyleGAN2-ADA, Karras et al. 2020), one module per concern:
 
 - `loop`: `train()`, one top-down function in phases (setup, state, run folder, steps, ticks,
-  snapshots); `step`: the G/D phases of one step; `losses`; `augment*`: ADA.
+  snapshots); `run_setup`: what a run resolves before training (`prepare`, `check`,
+  `describe` for --dry-run); `step`: the G/D phases of one step; `losses`; `augment*`: ADA's
+  transforms; `ada`: the controller of p.
 - `options`: command-line options, their resolution from presets, resume merging.
 - `build`: the `TrainingState` from resolved options (networks, augmentation, loss, optimisers);
   `state`: `TrainingState` itself with `save`/`restore`; `ema`; `rng`: RNG states.
