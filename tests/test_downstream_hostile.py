@@ -272,6 +272,7 @@ def test_no_arm_trains_on_a_test_patient(sets, files, tmp_path):
     """The holdout copied in as --synthetic, or into an archive without patient keys, and a
     generator whose run trained on the --test archive: one Error line each, nothing trained."""
     from mrisynth.data.archive import ImageArchive
+    from mrisynth.hashing import sha256_file
 
     real, test = sets
     write_generated(tmp_path / "leak", test)
@@ -293,11 +294,14 @@ def test_no_arm_trains_on_a_test_patient(sets, files, tmp_path):
     archive = ImageArchive(files / "data-holdout.zip")
     (run / "training_options.json").write_text(json.dumps({"dataset_hash": archive.content_hash()}))
     archive.close()
-    (files / "synth" / "generation.json").write_text(json.dumps({"network": str(run)}))
+    snap = run / "network-snapshot-000000.200.safetensors"
+    snap.write_bytes(b"weights")
+    (files / "synth" / "generation.json").write_text(json.dumps(
+        {"network": str(run), "snapshot": snap.name, "model_sha256": sha256_file(snap)}))
     res = CliRunner().invoke(cli, [*base, "--synthetic", str(files / "synth"),
                                    "--outdir", str(tmp_path / "o2")])  # fmt: skip
     assert res.exit_code == 1 and "trained on --test" in res.output
     (run / "training_options.json").write_text(json.dumps({"dataset_hash": "0" * 64}))
     res = CliRunner().invoke(cli, [*base, "--synthetic", str(files / "synth"), "--no-hd95",
                                    "--seeds", "0", "--outdir", str(tmp_path / "o3")])  # fmt: skip
-    assert res.exit_code == 0 and "Warning: " in res.output and "another archive" in res.output
+    assert res.exit_code == 0 and "Warning: " in res.output and "cannot be checked" in res.output

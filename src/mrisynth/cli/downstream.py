@@ -41,15 +41,16 @@ def run_downstream(
     test_set = load_archive(test, "--test")
     num_labels = len(real_set.label_names or ())
     synthetic_set = load_generated(synthetic, num_labels)
-    warning = check_generator(Path(synthetic), Path(real), Path(test))
-    if warning is not None:
-        echo(f"Warning: {warning}")
+    generator = check_generator(Path(synthetic), Path(real), Path(test), test_set)
+    echo(f"generator's training data: {generator.detail}" if generator.checked
+         else f"Warning: {generator.detail}")  # fmt: skip
     echo(
         f"real {len(real_set)} slices, synthetic {len(synthetic_set)} "
         f"({len(synthetic_set.skipped)} skipped{_where(synthetic_set)}), test "
         f"{len(test_set)} slices; {opts.steps} steps x {opts.batch_size} slices per unit on {dev}"
     )
-    doc = run_study(outdir, real_set, synthetic_set, test_set, opts, dev, echo=echo)
+    doc = run_study(outdir, real_set, synthetic_set, test_set, opts, dev, echo=echo,
+                    generator=generator.record())  # fmt: skip
     for line in table_lines(doc):
         echo(line)
     echo(f"Results: {Path(outdir) / RESULT_NAME}")

@@ -47,6 +47,7 @@ def write_generation(
         manifest_csv,
         manifest_rows,
     )
+    from mrisynth.generate.folder_files import run_link
     from mrisynth.generate.masks import generator_mask_spec
     from mrisynth.generate.output_folder import OutputFolder
     from mrisynth.generate.sampling import SamplingOptions, sample_images
@@ -92,6 +93,7 @@ def write_generation(
         str(network), snapshot.name, sha, info.kimg, seeds_text, len(seeds), opts, plan
     )
     record["class_name"] = class_name(snapshot, int(G.c_dim), opts.class_idx)
+    record.update(run_link(network, outdir))  # downstream finds the run (its training data)
     rows_of = {seed: manifest_rows(seed, plan, opts) for seed in seeds}
     rows = [row for seed in seeds for row in rows_of[seed]]
     files = [f for r in rows for f in (r["file"], r.get("mask_file")) if f]

@@ -2,22 +2,25 @@
 generator trained on the test archive.
 
 Two checks, both cheap next to training: pixel-identical slices (a copy of the holdout passed
-as --real or --synthetic, or a holdout packed into the training archive again), and the
-generator's recorded training data (`generation.json` -> its run's `training_options.json`
-`dataset_hash`, the archive's content hash) compared with the test archive's.
+as --real or --synthetic, or a holdout packed into the training archive again), and the data
+the generator actually trained on, as its run recorded it (`generation.json` -> the run folder
+holding that snapshot -> `training_options.json`: the archive's content hash and path): not the
+--test archive, and when it is not --real, no --test patient key or slice in it. When the run
+or its archive cannot be found, the study goes on and says that this was not checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mrisynth import untrusted as u
-from mrisynth.downstream.pairs import SegSet
+from mrisynth.downstream.pairs import SegSet, load_archive
 from mrisynth.errors import InputError
-
-MAX_RECORD_BYTES = 4 * 2**20
+from mrisynth.generate.folder_files import generator_run
+from mrisynth.training.run_record import find_recorded_data, recorded_options
 
 
 def _slice_hashes(s: SegSet) -> set[bytes]:
@@ -42,49 +45,81 @@ def check_no_test_slices(real: SegSet, synthetic: SegSet, test: SegSet) -> None:
             )
 
 
-def generator_data_hash(synthetic_dir: Path) -> str | None:
-    """The content hash of the archive the folder's generator trained on, when recorded and
-    its run folder is still where generation.json says (else None: nothing to compare)."""
+@dataclass(frozen=True)
+class GeneratorData:
+    """What downstream could check of the data the --synthetic folder's generator trained on."""
+
+    checked: bool
+    detail: str  # one sentence: what was checked, or why it could not be
+
+    def record(self) -> dict[str, Any]:
+        return {"checked": self.checked, "detail": self.detail}
+
+
+def check_generator(
+    synthetic_dir: Path, real_path: Path, test_path: Path, test: SegSet
+) -> GeneratorData:
+    """InputError when the generator trained on a --test patient: on the --test archive itself,
+    or on an archive holding a --test patient key or a --test slice. The generator's archive is
+    the one its run recorded (generation.json -> run folder, its snapshot checked by sha256 ->
+    training_options.json, `training.run_record`), not what the user says it was."""
+    run = generator_run(synthetic_dir)
+    if run.run_dir is None:
+        return _unchecked(synthetic_dir, run.reason)
     try:
-        gen = _record(synthetic_dir / "generation.json")
-        network = Path(u.text(gen.get("network"), "generation.json network", 4096))
-        run = network if network.is_dir() else network.parent
-        opts = _record(run / "training_options.json")
-        return u.text(opts.get("dataset_hash"), "dataset_hash", 128)
-    except (OSError, ValueError, u.BadValue):
-        return None
+        options = recorded_options(run.run_dir) or {}
+        trained_hash = u.optional(u.text, options.get("dataset_hash"), "dataset_hash", 128)
+    except (InputError, u.BadValue) as e:
+        return _unchecked(synthetic_dir, f"its run's record cannot be used ({str(e)[:120]})")
+    hashes = {name: _content_hash(p) for name, p in (("test", test_path), ("real", real_path))}
+    if trained_hash == hashes["test"]:
+        raise InputError(
+            f"--synthetic {synthetic_dir}: its generator (run {run.run_dir}) was trained on "
+            f"--test {test_path} (the held-out patients); train it on the --real archive and "
+            "generate again"
+        )
+    if trained_hash == hashes["real"]:
+        return GeneratorData(True, f"its generator (run {run.run_dir}) trained on --real "
+                                   f"{real_path}, which shares no patient with --test")  # fmt: skip
+    archive = find_recorded_data(options, run.run_dir)
+    if archive is None:
+        return _unchecked(synthetic_dir, f"its run {run.run_dir} names no training archive "
+                                         "that is still there")  # fmt: skip
+    if trained_hash is not None and _content_hash(archive) != trained_hash:
+        return _unchecked(synthetic_dir, f"{archive}, its run's training archive, has changed "
+                                         "since training (content hash)")  # fmt: skip
+    return _check_archive(synthetic_dir, archive, test)
 
 
-def _record(path: Path) -> Any:
-    """A small JSON object written by another stage (size checked before reading)."""
-    if not path.is_file() or path.stat().st_size > MAX_RECORD_BYTES:
-        raise u.BadValue(f"{path}: missing or too large")
-    return u.mapping(u.loads(path.read_bytes(), path.name, MAX_RECORD_BYTES), path.name)
+def _check_archive(synthetic_dir: Path, archive: Path, test: SegSet) -> GeneratorData:
+    """The generator's own training archive: no --test patient key, no --test slice in it."""
+    try:
+        trained = load_archive(archive, "the generator's training archive")
+    except InputError as e:
+        return _unchecked(synthetic_dir, str(e))
+    shared_keys = {g for g in trained.groups if g} & {g for g in test.groups if g}
+    shared_slices = len(_slice_hashes(trained) & _slice_hashes(test))
+    if shared_keys or shared_slices:
+        raise InputError(
+            f"--synthetic {synthetic_dir}: its generator was trained on {archive}, which holds "
+            f"{len(shared_keys)} --test patient(s) and {shared_slices} --test slice(s); train it "
+            "on an archive without the held-out patients and generate again"
+        )
+    return GeneratorData(True, f"its generator trained on {archive} ({len(trained)} slices): "
+                               "no --test patient key or slice in it")  # fmt: skip
 
 
-def check_generator(synthetic_dir: Path, real: Path, test: Path) -> str | None:
-    """InputError when the generator trained on the --test archive; a warning (returned) when
-    it trained on an archive other than --real, since its patients cannot be checked."""
+def _unchecked(synthetic_dir: Path, reason: str) -> GeneratorData:
+    return GeneratorData(False, f"--synthetic {synthetic_dir}: which patients its generator "
+                                f"trained on cannot be checked ({reason}); make sure they "
+                                "exclude the --test patients")  # fmt: skip
+
+
+def _content_hash(path: Path) -> str:
     from mrisynth.data.archive import ImageArchive
 
-    trained_on = generator_data_hash(Path(synthetic_dir))
-    if trained_on is None:
-        return None
-    hashes = {}
-    for name, path in (("test", test), ("real", real)):
-        archive = ImageArchive(path)
-        try:
-            hashes[name] = archive.content_hash()
-        finally:
-            archive.close()
-    if trained_on == hashes["test"]:
-        raise InputError(
-            f"--synthetic {synthetic_dir}: its generator was trained on --test {test} (the "
-            "held-out patients); train it on the --real archive and generate again"
-        )
-    if trained_on != hashes["real"]:
-        return (
-            f"--synthetic {synthetic_dir}: its generator was trained on another archive than "
-            f"--real {real}; make sure that archive held out the --test patients"
-        )
-    return None
+    archive = ImageArchive(path)
+    try:
+        return archive.content_hash()
+    finally:
+        archive.close()

@@ -90,8 +90,11 @@ def run_study(
     opts: DownstreamOptions,
     device: torch.device,
     echo: Callable[[str], None] = log.info,
+    generator: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train and score every unit (resuming finished ones); returns downstream.json's object."""
+    """Train and score every unit (resuming finished ones); returns downstream.json's object.
+    `generator`: what was checked of the generator's training data (`leakage.check_generator`),
+    recorded as `data.generator`."""
     opts.check()
     check_compatible(real, synthetic, test)
     check_no_test_slices(real, synthetic, test)
@@ -118,6 +121,7 @@ def run_study(
         echo(f"unit {i}/{len(units)} {unit.name}: mean Dice {shown} ({how})")
         results.append(result)
     doc = _document(opts, real, synthetic, test, results, organs)
+    doc["data"]["generator"] = generator or {"checked": False, "detail": "not given"}
     doc["wall_seconds"] = round(time.time() - t0, 1)
     from mrisynth.downstream.figure import downstream_figure
 

@@ -1,5 +1,6 @@
 """A `mrisynth generate` folder read back by the stages that consume it: its manifest.csv (which
-image has which mask, `mask_file`) and the files that manifest names.
+image has which mask, `mask_file`), the files that manifest names, and the run folder its
+generator came from (`generation.json`).
 
 One reader for every consumer (downstream's image + mask pairs, the reader study's "which PNGs
 are masks"), so all get the same bounds. A generate folder may come from anyone, so:
@@ -134,3 +135,81 @@ def _parse(text: str, source: str) -> GeneratedManifest | None:
     except csv.Error as e:
         raise InputError(f"{source}: malformed CSV ({str(e)[:80]})") from None
     return GeneratedManifest(tuple(rows), "mask_file" in columns)
+
+
+# -- the generator behind the folder ----------------------------------------------------------
+INFO_NAME = "generation.json"
+RUN_LINK = "network_from_outdir"  # generation.json: the network's path relative to --outdir
+MAX_INFO_BYTES = 4 * 2**20
+
+
+def run_link(network: str | Path, outdir: str | Path) -> dict[str, str]:
+    """generation.json's pointer from the output folder to the network, so the run is found
+    again from any current folder and after moving both together (relative: no user's home
+    folder in a file that travels with the images). {} when there is no relative path."""
+    try:
+        return {RUN_LINK: os.path.relpath(Path(network).resolve(), Path(outdir).resolve())}
+    except (OSError, ValueError, RuntimeError):  # another drive, a symlink loop
+        return {}
+
+
+@dataclass(frozen=True)
+class GeneratorRun:
+    """The run folder of the snapshot that generated the folder (checked by its sha256), or
+    None with the reason it cannot be found."""
+
+    run_dir: Path | None
+    reason: str = ""
+
+
+def generator_run(folder: str | Path) -> GeneratorRun:
+    """Where the folder's generator trained: generation.json's network as typed (from the
+    current folder), from the output folder (`network_from_outdir`) and from the output
+    folder's parent; the first run folder holding the snapshot with the recorded sha256."""
+    from mrisynth import untrusted as u
+    from mrisynth.hashing import sha256_file
+
+    folder = Path(folder)
+    try:
+        raw = read_file(folder, INFO_NAME, MAX_INFO_BYTES)
+        if raw is None:
+            return GeneratorRun(None, f"{folder} has no {INFO_NAME}")
+        info = u.mapping(u.loads(raw, INFO_NAME, MAX_INFO_BYTES), INFO_NAME)
+        snapshot = u.text(info.get("snapshot"), "snapshot", 255)
+        sha = u.text(info.get("model_sha256"), "model_sha256", 64)
+        network = u.optional(u.text, info.get("network"), "network")
+        link = u.optional(u.text, info.get(RUN_LINK), RUN_LINK)
+    except (InputError, u.BadValue) as e:
+        return GeneratorRun(None, f"{folder / INFO_NAME} cannot be used ({str(e)[:120]})")
+    if not snapshot or Path(snapshot).name != snapshot:
+        return GeneratorRun(None, f"{folder / INFO_NAME} names no snapshot file")
+    candidates = _run_candidates(network, link, folder)
+    for run in candidates:
+        path = run / snapshot
+        try:
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                return GeneratorRun(run)
+        except (OSError, ValueError):
+            continue
+    shown = ", ".join(_printable(str(c)) for c in candidates[:4]) or "none"
+    where = f"its snapshot {_printable(snapshot)} (sha256 {sha[:12]}...)"
+    return GeneratorRun(None, f"{where} is not in the run folders tried: {shown}")
+
+
+def _printable(text: str) -> str:
+    """A recorded path for a one-line message: control characters as escapes."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _run_candidates(network: str | None, link: str | None, folder: Path) -> list[Path]:
+    """Run folders the recorded paths may name (a snapshot's path names its folder)."""
+    paths = [Path(t) for t in (network,) if t] + [folder / t for t in (link,) if t]
+    if network and not Path(network).is_absolute():
+        paths.append(folder.parent / network)
+    runs = []
+    for p in paths:
+        try:
+            runs.append(p if p.is_dir() else p.parent)
+        except (OSError, ValueError):  # NUL in a hostile record, a name too long
+            continue
+    return list(dict.fromkeys(runs))

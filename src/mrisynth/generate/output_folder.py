@@ -30,7 +30,7 @@ MANIFEST_NAME = "manifest.csv"
 def identity(record: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs the same output: the record without the network path as typed,
     and without the batch size unless noise is random (then batches shape the images)."""
-    same = {k: v for k, v in record.items() if k != "network"}
+    same = {k: v for k, v in record.items() if k not in ("network", "network_from_outdir")}
     sampling = dict(same.get("sampling") or {})
     if sampling.get("noise_mode") != "random":
         sampling.pop("batch_size", None)
