@@ -216,3 +216,30 @@ def test_analysis_matches_an_independent_computation(tmp_path):
         truths = {g[2] for g in given if opaque_image[g[1]] == im["image"]}
         wrong = sum(lab != im["truth"] for lab in by_image[im["image"]])
         assert truths == {im["truth"]} and im["wrong"] == wrong
+
+
+def test_a_damaged_database_is_one_error_line(tmp_path):
+    """Old code: a garbled page past the schema was a sqlite3.DatabaseError traceback halfway
+    through analyze (and a 500 to readers); now every page is checked when a study opens."""
+    study, links = make_study(tmp_path, n_real=6, n_synthetic=6, readers=3)
+    _answer_all(study, links)
+    con = sqlite3.connect(study / "study.sqlite")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("PRAGMA journal_mode=DELETE")  # every page in the one file
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    pristine = (study / "study.sqlite").read_bytes()
+    refused = 0
+    for page in range(len(pristine) // page_size):
+        garbage = bytes((page * 131 + i * 7) % 251 for i in range(page_size))
+        start = page * page_size
+        damaged = pristine[:start] + garbage + pristine[start + page_size :]
+        (study / "study.sqlite").write_bytes(damaged)
+        result = CliRunner().invoke(cli, ["reader-study", "analyze", str(study)])
+        assert result.exit_code in (0, 1), (page, result.output)
+        assert not isinstance(result.exception, sqlite3.DatabaseError), page
+        if result.exit_code == 1:
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"Error: {study}"), (page, lines)
+            refused += 1
+    assert refused >= len(pristine) // page_size - 2  # all but unused pages

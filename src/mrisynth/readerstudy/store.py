@@ -80,8 +80,14 @@ def open_study(study: Path, readonly: bool = False) -> sqlite3.Connection:
     try:
         con = connect(db, readonly)
         row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        # Every page read now: a damaged page past the schema would otherwise surface as a
+        # traceback halfway through analyze or a 500 to a reader.
+        damage = [" ".join(str(r[0]).split()) for r in con.execute("PRAGMA quick_check(3)")]
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{db}: not a readable reader-study database ({exc})") from None
+    if damage != ["ok"]:
+        con.close()
+        raise InputError(f"{db}: damaged ({'; '.join(damage)}); restore it from a backup")
     if row is None or row["value"] != SCHEMA_VERSION or not schema_matches(con):
         con.close()
         raise InputError(f"{db}: not a reader-study database of this mrisynth version")
