@@ -238,3 +238,23 @@ def test_holdout_with_other_class_names_is_refused(tmp_path):
     held.write_text(json.dumps(obj))
     with pytest.raises(InputError, match="other classes"):
         faithfulness.evaluate(ToyG(True), ImageArchive(out), 8)
+
+
+def test_generator_of_other_classes_is_refused(archives, tmp_path):
+    """A position:4 archive and a snapshot trained on 4 sequence classes: same width, but class
+    c of one is not class c of the other, so the scores would be meaningless."""
+    from tests.test_generate import tiny_generator
+
+    G = tiny_generator(c_dim=BINS)
+    for names, ok in ((["t1_in", "t1_opp", "t2spir", "other"], False),
+                      (["pos0.00-0.25", "pos0.25-0.50", "pos0.50-0.75", "pos0.75-1.00"], True)):
+        run = tmp_path / f"run-{ok}"
+        save_snapshot(run / "network-snapshot-000001.safetensors", G=G, D=None, G_ema=G,
+                      state={"kimg": 1, "resolved": {"classes": names, "c_dim": BINS}})
+        res = CliRunner().invoke(cli, ["metrics", "--network", str(run), "--data",
+                                       str(archives[0].path), "--metrics", "faithfulness16"])
+        assert (res.exit_code == 0) == ok, res.output
+        if not ok:
+            assert res.output.startswith("Error: faithfulness: network-snapshot-000001")
+            assert "t1_in, t1_opp" in res.output and "pos0.00-0.25" in res.output
+            assert not (run / "metric-faithfulness16.jsonl").exists()

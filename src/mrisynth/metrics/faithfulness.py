@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -169,6 +170,21 @@ def _eval_set(archive, feats, classes, seed) -> tuple[np.ndarray, np.ndarray, li
     every = list(range(len(held)))
     held_feats = np.concatenate([image_features(b) for _, b in _batches(held, every)])
     return held_feats, held_classes, list(range(len(archive))), []
+
+
+def check_generator_classes(snapshot, archive) -> None:
+    """InputError when the snapshot's recorded class names are not the archive's: class c of
+    the generator would be scored against another class c of the data (same count, other
+    `--labels`). Unnamed snapshots or archives are not checked (nothing to compare)."""
+    from mrisynth.generate.classes import snapshot_class_names
+
+    trained = snapshot_class_names(snapshot) if Path(snapshot).is_file() else None
+    data = archive_class_names(archive)
+    if trained is not None and data is not None and trained != data:
+        raise InputError(f"faithfulness: {Path(snapshot).name} was trained on the classes "
+                         f"{_shown(trained)}, but {archive.path} has {_shown(data)}; give the "
+                         "archive it was trained on (--data), or one made with the same "
+                         "`mrisynth dataset --labels`")
 
 
 def _shown(names: list[str] | None) -> str:

@@ -191,6 +191,10 @@ def evaluate_and_record(
     opts = opts or EvalOptions()
     archive = open_archive(data)
     specs = parse_metric_list(metrics, num_gen)
+    if any(spec.family == "faithfulness" for spec in specs):  # classes asked for by index
+        from mrisynth.metrics.faithfulness import check_generator_classes
+
+        check_generator_classes(snapshot, archive)
     snap = Path(snapshot).name
     on_done = None
     if run_dir is not None:  # records say which real images they were measured against
