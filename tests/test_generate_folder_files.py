@@ -141,3 +141,16 @@ def test_reader_study_uses_the_same_reader(synth, tmp_path):
     with pytest.raises(InputError, match=r"--synthetic .*manifest\.csv: not a regular file"):
         _without_masks(synth, names)
     assert np.all([(synth / n).is_file() for n in names])
+
+
+def test_folders_without_pairs_say_what_to_do(tmp_path):
+    """A DICOM-only output of a paired model and an unpaired model's output need other fixes."""
+    for name, lines, hint in [
+        ("dcm", ["seed000000.dcm,dicom,seed000000-seg.dcm"], "--format png into a new --outdir"),
+        ("plain", ["seed000000.dcm,dicom,", "seed000000.png,png,"], "draws no masks"),
+    ]:
+        folder = tmp_path / name
+        folder.mkdir()
+        _rows(folder, lines)
+        with pytest.raises(InputError, match=f"no image \\+ mask pairs .*{hint}"):
+            load_generated(folder, 5)

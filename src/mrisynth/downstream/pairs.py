@@ -18,7 +18,12 @@ import numpy as np
 
 from mrisynth.data.png import MAX_PNG_BYTES, decode_checked
 from mrisynth.errors import InputError
-from mrisynth.generate.folder_files import plain_name, read_file, read_manifest
+from mrisynth.generate.folder_files import (
+    GeneratedManifest,
+    plain_name,
+    read_file,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +112,11 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
             f"{option} {folder}: an unfinished generation ({PLAN_NAME} is present); re-run the "
             "same `mrisynth generate` command to finish it"
         )
-    pairs = _pairs_from_manifest(folder, option) or _pairs_from_names(folder)
-    if not pairs:
-        raise InputError(
-            f"{option} {folder}: no image + mask pairs (seedNNNNNN.png with seedNNNNNN-mask.png, "
-            "or 2-channel PNGs); generate with a model trained on `mrisynth dataset --masks`"
-        )
+    manifest = read_manifest(folder, option)
+    listed = manifest is not None and manifest.has_masks  # generate's: mask_file per row
+    pairs = manifest.pairs() if listed else _pairs_from_names(folder)
+    if not pairs or (listed and not manifest.mask_names()):
+        raise InputError(f"{option} {folder}: no image + mask pairs ({_why_none(manifest)})")
     if len(pairs) > MAX_PAIRS:
         raise InputError(f"{option} {folder}: {len(pairs)} pairs; at most {MAX_PAIRS}")
     images, labels, skipped = [], [], []
@@ -143,10 +147,17 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
     )
 
 
-def _pairs_from_manifest(folder: Path, option: str) -> list[tuple[str, str | None]]:
-    """(image, mask) names from generate's manifest.csv `mask_file` column; [] without one."""
-    manifest = read_manifest(folder, option)
-    return manifest.pairs() if manifest is not None and manifest.has_masks else []
+def _why_none(manifest: GeneratedManifest | None) -> str:
+    """What a folder without pairs lacks, as its manifest tells (the fix differs)."""
+    rows = manifest.rows if manifest is not None else ()
+    if rows and not any(r.mask_file for r in rows):
+        return ("its generator draws no masks; train on a paired archive (`mrisynth dataset "
+                "--masks`) and generate from that model")  # fmt: skip
+    if rows and all(r.format == "dicom" for r in rows):
+        return ("DICOM files only; the U-Nets read PNG pairs: run the same `mrisynth generate` "
+                "with --format png into a new --outdir")  # fmt: skip
+    return ("want seedNNNNNN.png with seedNNNNNN-mask.png, or 2-channel PNGs; generate with a "
+            "model trained on `mrisynth dataset --masks`")  # fmt: skip
 
 
 def _pairs_from_names(folder: Path) -> list[tuple[str, str | None]]:
