@@ -1,16 +1,17 @@
 """Class labels that DICOM already gives: slice-position bins and sequence, from the manifest.
 
 `--labels position:K` bins each slice's *anatomical* position, normalised per patient:
-`fraction = (top - position_mm) / (top - bottom)` over all of that patient's slices, 0 at the
-most superior slice, 1 at the most inferior one; bin = floor(fraction * K). Why not the index
-within the series: prepare's `position_mm` is ImagePositionPatient projected on the slice
-normal, a physical coordinate shared by every series of a patient (one frame of reference),
-so the same anatomy gets the same bin in the T1 and T2 series even when they cover different
-extents or have gaps or uneven spacing, and the label never depends on InstanceNumber (the
-CHAOS-like phantom numbers half its patients head first). The sign: prepare's normal is
-cross(row, column) of ImageOrientationPatient, which points to the head (+z in DICOM's LPS
-frame) for the usual axial orientations; a mirrored acquisition would come out upside down
-(documented in the README).
+`fraction = (top - z_mm) / (top - bottom)` over all of that patient's slices, 0 at the most
+superior slice, 1 at the most inferior one; bin = floor(fraction * K). Why not the index
+within the series: prepare's `z_mm` is the head-foot coordinate (DICOM patient z, + = head) of
+the image centre, a physical coordinate shared by every series of a patient (one frame of
+reference), so the same anatomy gets the same bin in the T1 and T2 series even when they cover
+different extents or have gaps or uneven spacing, and the label never depends on InstanceNumber
+(the CHAOS-like phantom numbers half its patients head first). Why not `position_mm` (position
+along the normal cross(row, column)): its sign follows the normal, which points to the feet in
+a mirrored axial acquisition, so such a series would be binned upside down and, beside a normal
+series of the same patient, would wreck that patient's span. Manifests written before `z_mm`
+existed fall back to `position_mm`, with a warning.
 
 Position labels are levels along the body axis, so they need axial slices: prepare records each
 slice's plane (manifest column `orientation`, see data/orientation.py) and `position:K` refuses
@@ -43,7 +44,8 @@ MAX_POSITION_MM = 1e6
 _SEQUENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 logger = logging.getLogger(__name__)
 
-AXIS = "per-patient anatomical position along the slice normal: 0 = top (head), 1 = bottom"
+AXIS = "per-patient head-foot position (DICOM patient z): 0 = top (head), 1 = bottom"
+AXIS_NORMAL = "per-patient anatomical position along the slice normal: 0 = top (head), 1 = bottom"
 
 
 @dataclass(frozen=True)
@@ -153,18 +155,35 @@ def check_axial(rows: Sequence[dict[str, str]], source: str) -> None:
     )
 
 
+def has_head_foot(rows: Sequence[dict[str, str]]) -> bool:
+    """Whether the rows carry `z_mm`: manifests from before it lack the column, and one that
+    is empty in every row (a table re-written by another tool) recorded nothing either."""
+    return all("z_mm" in r for r in rows) and any(r["z_mm"] for r in rows)
+
+
+def _level_column(rows: Sequence[dict[str, str]], source: str) -> str:
+    if has_head_foot(rows):
+        return "z_mm"
+    logger.warning("%s: no z_mm recorded (prepared before mrisynth recorded it); position labels "
+                   "use position_mm, whose sign follows each series' slice normal, so a mirrored "
+                   "axial series would be binned upside down; re-run `mrisynth prepare`", source)
+    return "position_mm"
+
+
 def position_fractions(rows: Sequence[dict[str, str]], source: str) -> list[float]:
     """Per row: 0 (most superior slice of its patient) .. 1 (most inferior); axial only."""
     check_axial(rows, source)
-    if any(not r.get("position_mm") for r in rows):
-        missing = sum(1 for r in rows if not r.get("position_mm"))
+    col = _level_column(rows, source)
+    if any(not r.get(col) for r in rows):
+        missing = sum(1 for r in rows if not r.get(col))
+        tilted = ", or PixelSpacing for a tilted slice" if col == "z_mm" else ""
         raise InputError(
-            f"{source}: {missing} image(s) have no position_mm (their DICOM lacked "
-            "ImagePositionPatient/Orientation); position labels need it for every image"
+            f"{source}: {missing} image(s) have no {col} (their DICOM lacked "
+            f"ImagePositionPatient/Orientation{tilted}); position labels need it for every image"
         )
     if any(not r.get("patient_key") for r in rows):
         raise InputError(f"{source}: position labels need a patient_key for every image")
-    pos = [_finite(r["position_mm"], "position_mm", source) for r in rows]
+    pos = [_finite(r[col], col, source) for r in rows]
     by_patient: dict[str, list[float]] = defaultdict(list)
     for r, p in zip(rows, pos, strict=True):
         by_patient[r["patient_key"]].append(p)
@@ -213,7 +232,7 @@ def derive_conditions(
         classes.append(s * (k or 1) + (bins[i] if bins else 0))
     record: dict = {"labels": spec.text()}
     if k:
-        record.update(position_bins=k, position=AXIS)
+        record.update(position_bins=k, position=AXIS if has_head_foot(rows) else AXIS_NORMAL)
     if seqs:
         record["sequences"] = order
     return Conditions(classes, names_out, record)

@@ -14,9 +14,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "patient_key",  # "p" + 10 hex of HMAC-SHA256(per-folder secret, PatientID)
     "series_key",  # short hash of the series grouping key
     "sequence",  # t1_in, t1_opp, t2spir, other
-    "slice_index",  # 0-based, sorted along the slice normal (feet -> head order of positions)
+    "slice_index",  # 0-based, by increasing position_mm (feet -> head for the usual normal)
     "slice_count",
-    "position_mm",  # ImagePositionPatient projected on the slice normal
+    "position_mm",  # ImagePositionPatient projected on the slice normal row x column
+    "z_mm",  # head-foot: patient z (+ = head) of the image centre; empty when unknown
     "orientation",  # axial, coronal, sagittal, oblique or unknown (data/orientation.py)
     "echo_time_ms",
     "rows",

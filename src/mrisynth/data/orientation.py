@@ -17,18 +17,26 @@ Tolerance: the plane is named only when that largest |cosine| is at least PLANE_
 The sign of n does not matter (a flipped row or column direction is the same plane).
 Anything that is not two perpendicular unit vectors (missing, NaN, wrong count, zero vectors,
 text) is "unknown": the plane is descriptive and never fails a slice.
+
+The head-foot level of a slice (`head_foot_mm`, manifest column `z_mm`) is patient z of the
+image centre: unlike a position along the normal, its sign does not depend on which way the
+normal points, so a mirrored axial series (normal to the feet) and a normal one agree.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
-from mrisynth.data.dicom_checks import FATAL, orientation_value
+from mrisynth.data.dicom_checks import FATAL, floats_value, orientation_value
 
 PLANE_MIN_COSINE = 0.9  # |cosine| of the normal with its nearest axis; see the module text
 AXIS_PLANES = ("sagittal", "coronal", "axial")  # normal along x (left), y (back), z (head)
 ORIENTATIONS = (*AXIS_PLANES, "oblique", "unknown")
+MAX_COORDINATE_MM = 1e6  # a patient coordinate beyond a kilometre is a broken header
+MAX_MATRIX = 65535  # Rows/Columns are 16-bit in DICOM
+FLAT_COSINE = 1e-3  # in-plane z cosines below this move the centre < 0.5 mm over 500 mm
 
 
 def checked_orientation(value: Any) -> tuple[float, ...] | None:
@@ -68,3 +76,54 @@ def slice_plane(iop: Any, min_cosine: float = PLANE_MIN_COSINE) -> str:
     cosines = [abs(v) for v in normal]
     axis = max(range(3), key=cosines.__getitem__)
     return AXIS_PLANES[axis] if cosines[axis] >= min_cosine else "oblique"
+
+
+def _numbers(value: Any, n: int) -> tuple[float, ...] | None:
+    """n finite numbers within +-MAX_COORDINATE_MM, or None (never raises on a bad value)."""
+    if hasattr(value, "tolist"):  # numpy arrays from callers
+        value = value.tolist()
+    try:
+        got = floats_value(value, "value", n)
+    except FATAL:
+        raise
+    except Exception:  # text, wrong count, NaN/inf, overflow, objects whose float() raises
+        return None
+    if got is None or not all(abs(v) <= MAX_COORDINATE_MM for v in got):
+        return None
+    return got
+
+
+def _count(value: Any) -> int | None:
+    """A Rows/Columns value as 1..MAX_MATRIX, or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        n = operator.index(value)
+    except TypeError:
+        return None
+    return n if 1 <= n <= MAX_MATRIX else None
+
+
+def head_foot_mm(
+    position: Any, iop: Any, spacing_mm: Any = None, rows: Any = None, columns: Any = None
+) -> float | None:
+    """Patient z (LPS: + toward the head) of the image centre in mm; None when unknown.
+
+    ImagePositionPatient is the centre of the top-left pixel; for a tilted slice (its row or
+    column direction has a z part) the centre lies (columns-1)/2 pixels along the row and
+    (rows-1)/2 along the column from it, which needs PixelSpacing (row, column) in mm. An
+    untilted slice's z is ImagePositionPatient[2] everywhere in the image. Any unusable value
+    (missing, NaN, inf, text, huge, wrong count) gives None, never an exception.
+    """
+    checked, pos = checked_orientation(iop), _numbers(position, 3)
+    if checked is None or pos is None:
+        return None
+    row_z, col_z = checked[2], checked[5]  # z parts of the row and column directions
+    spacing = _numbers(spacing_mm, 2)
+    n_rows, n_cols = _count(rows), _count(columns)
+    if spacing is None or n_rows is None or n_cols is None or min(spacing) <= 0:
+        if max(abs(row_z), abs(col_z)) > FLAT_COSINE:
+            return None  # tilted, and where the centre lies cannot be told
+        return pos[2]
+    z = pos[2] + (n_cols - 1) / 2 * spacing[1] * row_z + (n_rows - 1) / 2 * spacing[0] * col_z
+    return z if math.isfinite(z) and abs(z) <= MAX_COORDINATE_MM else None

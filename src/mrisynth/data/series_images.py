@@ -19,7 +19,7 @@ import numpy as np
 from mrisynth.data.dicom_checks import FATAL, failure_reason
 from mrisynth.data.dicom_scan import Skipped, SliceHeader
 from mrisynth.data.mask_sources import match_series, training_mask
-from mrisynth.data.orientation import slice_plane
+from mrisynth.data.orientation import head_foot_mm, slice_plane
 from mrisynth.data.series import Series
 from mrisynth.data.slice_pipeline import (
     SliceError,
@@ -90,6 +90,7 @@ def _image(series: Series, idx: int, sl: SliceHeader, pos, values, bounds, count
         "slice_index": idx,
         "slice_count": count,
         "position_mm": pos,
+        "z_mm": head_foot_mm(sl.position, sl.orientation, sl.spacing_mm, sl.rows, sl.columns),
         "orientation": slice_plane(sl.orientation),
         "echo_time_ms": sl.echo_time_ms,
         "rows": sl.rows,
