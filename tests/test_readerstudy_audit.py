@@ -92,6 +92,37 @@ def test_inputs_of_the_wrong_class_are_refused(tmp_path, real, synthetic, says):
     assert not out.exists()
 
 
+def test_every_study_image_has_the_same_length(tmp_path):
+    """Old code compressed each PNG, so a file's length followed its noise: here noisy 'real'
+    and smooth 'synthetic' images, told apart by Content-Length alone. Stored uncompressed,
+    every image a reader can fetch is the same number of bytes."""
+    import numpy as np
+
+    from mrisynth.imaging import encode_png
+    from mrisynth.readerstudy.create import StudyPlan, create_study
+
+    real = write_real(tmp_path / "real")
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    ramp = np.add.outer(np.arange(16), np.arange(16)).astype(np.uint8)[None] * 8
+    for seed in range(6):
+        (synth / f"seed{seed:06d}.png").write_bytes(encode_png(ramp + seed))
+    plan = StudyPlan(real, synth, 6, 6, 2, seed=0, device="cpu")
+    links = create_study(plan, tmp_path / "study")
+    client = create_app(tmp_path / "study").test_client()
+    lengths = set()
+    for link in links.readers.values():
+        for _ in range(12):
+            page = client.get(link).get_data(as_text=True)
+            image = re.search(r'src="([^"]+/image/[^"]+)"', page).group(1)
+            reply = client.get(image)
+            lengths |= {reply.content_length, len(reply.get_data())}
+            fields = dict(FIELD.findall(page))
+            client.post(link + "/answer", data={**fields, "label": "real"})
+    assert len(lengths) == 1, lengths
+    assert {p.stat().st_size for p in (tmp_path / "study" / "images").iterdir()} == lengths
+
+
 # --- analyze against an independent computation -------------------------------------------
 
 ANSWERS = {  # per reader: (label rule, realism rule) over (position, truth)

@@ -42,14 +42,17 @@ def make_grid(
     return grid
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Lossless PNG bytes of a uint8 image [C, H, W] (C = 1 or 3, RGB order)."""
+def encode_png(image: np.ndarray, compression: int | None = None) -> bytes:
+    """Lossless PNG bytes of a uint8 image [C, H, W] (C = 1 or 3, RGB order); `compression`
+    0-9 is zlib's level (OpenCV's default when None; 0 stores the pixels uncompressed, so the
+    byte length depends on the shape alone)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(
             f"expected uint8 [C, H, W] with C in (1, 3), got {image.dtype} {image.shape}"
         )
     hwc = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)[:, :, ::-1]  # RGB->BGR
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc))
+    params = [] if compression is None else [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(hwc), params)
     if not ok:  # pragma: no cover - OpenCV fails only on invalid input, checked above
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
