@@ -277,3 +277,16 @@ def test_one_sequence_is_no_sequence_label(tmp_path):
         pack_archive(src, tmp_path / "o.zip", labels="sequence")
     assert not (tmp_path / "o.zip").exists()
     assert pack_archive(src, tmp_path / "p.zip", labels="position:2,sequence").path.exists()
+
+
+@pytest.mark.parametrize("text", [b"{", b'{"labels": [["i0.png", 0]', b"\xff\xfe{}"])
+def test_malformed_dataset_json_is_one_clear_line(tmp_path, text):
+    """It said 'x/dataset.json: not valid UTF-8 JSON (x/dataset.json is not valid JSON (...'
+    cut mid-word."""
+    src = _manifest_folder(tmp_path / "src", [{"file": f"i{i}.png"} for i in range(2)])
+    (src / "dataset.json").write_bytes(text)
+    with pytest.raises(InputError) as err:
+        ImageArchive(src)
+    msg = str(err.value)
+    assert msg.count("dataset.json") == 1 and msg.endswith("re-create it with `mrisynth dataset`")
+    assert "\n" not in msg

@@ -26,8 +26,11 @@ def parse_dataset_json(data: bytes, source: str) -> dict:
     """Bytes -> the top-level JSON object; InputError for anything else."""
     try:  # NaN is let through here: the label schema below refuses it with a clearer reason
         obj = untrusted.loads(data.decode("utf-8"), source, len(data), allow_nan=True)
-    except (UnicodeDecodeError, untrusted.BadValue) as exc:
-        raise InputError(f"{source}: not valid UTF-8 JSON ({str(exc)[:100]})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{source}: not UTF-8 text; re-create it with `mrisynth dataset`"
+                         ) from None
+    except untrusted.BadValue as exc:  # its text names the file and the JSON error
+        raise InputError(f"{str(exc)[:200]}; re-create it with `mrisynth dataset`") from None
     if not isinstance(obj, dict):
         raise InputError(f"{source}: must be a JSON object like {{\"labels\": [...]}}")
     return obj
