@@ -250,3 +250,23 @@ def test_headers_that_leave_z_unknown(tmp_path):
     with pytest.raises(InputError, match=r"4 image\(s\) have no z_mm"):
         _classes(rows, ConditionSpec(2, False))
     assert len(set(_classes(by_seq["t1_in"], ConditionSpec(2, False)).classes)) == 2
+
+
+def test_enhanced_frames_get_the_z_of_their_classic_slices(tmp_path):
+    """An Enhanced MR object packed (shuffled) from classic slices: each frame's z_mm, from its
+    per-frame PlanePositionSequence, equals that of the classic slice it came from."""
+    from tests.test_dicom_enhanced import _enhanced_from
+
+    (patient,) = write_phantom_tree(tmp_path / "c", 1, seed=4, matrix_sizes=(32,),
+                                    num_slices=(4, 4), t2spir=False)
+    classic = sorted((patient.folder / "T1DUAL" / "DICOM_anon" / "InPhase").glob("*.dcm"))
+    (tmp_path / "e").mkdir()
+    _enhanced_from(classic, tmp_path / "e" / "multi.dcm")
+    levels = []
+    for src in ("c", "e"):
+        prepare([tmp_path / src], tmp_path / f"out-{src}",
+                PrepareOptions(slice=SliceOptions(size=16)))
+        rows = csv.DictReader(io.StringIO((tmp_path / f"out-{src}" / "manifest.csv").read_text()))
+        levels.append(sorted(float(r["z_mm"]) for r in rows))
+    assert len(levels[0]) == 4 and levels[0] == levels[1]
+    assert len(set(levels[0])) == 4
