@@ -270,3 +270,20 @@ def test_enhanced_frames_get_the_z_of_their_classic_slices(tmp_path):
         levels.append(sorted(float(r["z_mm"]) for r in rows))
     assert len(levels[0]) == 4 and levels[0] == levels[1]
     assert len(set(levels[0])) == 4
+
+
+def test_dataset_cli_writes_the_same_labels(mirrored, tmp_path):
+    """`mrisynth dataset PREPARED -o d.zip --labels position:4`, as the README shows it."""
+    from click.testing import CliRunner
+
+    from mrisynth.cli import cli
+    from mrisynth.data.archive import ImageArchive
+
+    out, rows = mirrored
+    res = CliRunner().invoke(cli, ["dataset", str(out), "-o", str(tmp_path / "d.zip"),
+                                   "--labels", "position:4"])
+    assert res.exit_code == 0, res.output
+    obj = ImageArchive(tmp_path / "d.zip").dataset_json()
+    expected = dict(zip([r["file"] for r in rows], _classes(rows).classes, strict=True))
+    assert dict(map(tuple, obj["labels"])) == expected
+    assert obj["mrisynth"]["condition"]["position"] == AXIS
