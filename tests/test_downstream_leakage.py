@@ -20,6 +20,8 @@ from mrisynth.downstream.leakage import check_generator
 from mrisynth.downstream.pairs import load_archive
 from mrisynth.errors import InputError
 from mrisynth.generate.folder_files import generator_run, run_link
+from mrisynth.report import downstream as report_ds
+from mrisynth.untrusted import BadValue
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +137,15 @@ def test_cli_says_it_and_records_it(study, sets):
     assert "Warning: --synthetic" in res.output and "cannot be checked" in res.output
     doc = json.loads((study / "o1" / "downstream.json").read_text())
     assert doc["data"]["generator"]["checked"] is False
+    assert "trained on held-out patients could not be checked" in res.output  # table sentence
+    for value, said in [(True, "holds no held-out patient"), (False, "could not be checked")]:
+        doc["data"]["generator"]["checked"] = value
+        assert said in report_ds.test_sentence(report_ds.check_document(doc))  # report too
+    doc["data"]["generator"]["checked"] = "yes"
+    with pytest.raises(BadValue):
+        report_ds.check_document(doc)
+    del doc["data"]["generator"]  # a study from before: no claim either way
+    assert "checked" not in report_ds.test_sentence(report_ds.check_document(doc))
     make_run(study, study / "synth", study / "data-holdout.zip")  # the generator saw --test
     res = CliRunner().invoke(cli, [*base, "--outdir", str(study / "o2")])
     assert res.exit_code == 1 and res.output.count("\n") == 1 and "trained on --test" in res.output

@@ -61,7 +61,16 @@ def check_document(doc: Any) -> dict[str, Any]:
         "steps": u.integer(budget.get("steps"), "budget.steps", 1),
         "batch_size": u.integer(budget.get("batch_size"), "budget.batch_size", 1),
         "chance": [u.number(v, "chance_dice[]", 0, 1) for v in chance],
+        "generator_checked": _generator_checked(doc.get("data")),
     }
+
+
+def _generator_checked(data: Any) -> bool | None:
+    """data.generator.checked: whether the generator's own training data was checked free of
+    held-out patients (None: a study from before it was recorded)."""
+    if not isinstance(data, dict) or not isinstance(data.get("generator"), dict):
+        return None
+    return u.boolean(data["generator"].get("checked"), "data.generator.checked")
 
 
 _TEST_NUMBERS = ("pairs", "mean_difference", "median_difference", "wins", "losses", "p_value")
@@ -138,6 +147,7 @@ def test_sentence(checked: dict[str, Any]) -> str:
         f"Dice on held-out real patients, mean ± std over {checked['num_seeds']} seed(s); every "
         f"arm trained {checked['steps']} steps of {checked['batch_size']} slices."
     )
+    head += _LEAKAGE.get(checked.get("generator_checked"), "")
     if t["pairs"] is None or t["mean_difference"] is None:
         return head + " No paired comparison of real + synthetic with real."
     p = "not computed" if t["p_value"] is None else f"p = {t['p_value']:.3g}"
@@ -147,6 +157,13 @@ def test_sentence(checked: dict[str, Any]) -> str:
         f"worse; Wilcoxon signed-rank {p}). Organs of one network are not independent, so the "
         "p-value is optimistic; the result holds for this data and budget only."
     )
+
+
+_LEAKAGE = {
+    True: " The generator's recorded training data holds no held-out patient (checked).",
+    False: " Whether the generator trained on held-out patients could not be checked (its run "
+    "or training archive was not found; downstream.json data.generator says why).",
+}
 
 
 HEADING = "Downstream segmentation: does synthetic data help?"
