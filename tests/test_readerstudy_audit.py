@@ -274,3 +274,23 @@ def test_a_damaged_database_is_one_error_line(tmp_path):
             assert len(lines) == 1 and lines[0].startswith(f"Error: {study}"), (page, lines)
             refused += 1
     assert refused >= len(pristine) // page_size - 2  # all but unused pages
+
+
+def test_outdir_link_refused_and_printed_command_is_quoted(tmp_path):
+    """Old code: a linked --outdir ended in 'linkout: Not a directory' (rmdir of the link);
+    an --outdir with a space was printed unquoted in the serve command to copy."""
+    real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
+    base = ["reader-study", "create", "--real", str(real), "--synthetic", str(synth)]
+    base += ["--n-real", "2", "--n-synthetic", "2", "--readers", "1", "--outdir"]
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    result = CliRunner().invoke(cli, [*base, str(tmp_path / "link")])
+    assert result.exit_code == 1
+    assert (
+        result.output == f"Error: --outdir {tmp_path / 'link'}: a link; give a real folder path\n"
+    )
+    assert not any((tmp_path / "target").iterdir())
+    spaced = tmp_path / "my study"
+    result = CliRunner().invoke(cli, [*base, str(spaced)])
+    assert result.exit_code == 0, result.output
+    assert f"mrisynth reader-study serve '{spaced}'`" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import shlex
 from pathlib import Path
 
 import click
@@ -87,8 +88,8 @@ def create(
     click.echo(f"Study: {outdir} ({n_real} real + {n_synthetic} synthetic, {readers} readers)")
     click.echo(
         f"Secret links (also in {outdir / LINKS_NAME}) once `mrisynth reader-study serve "
-        f"{outdir}` runs; give each reader only their own (with --host/--port, change the "
-        "address):"
+        f"{shlex.quote(str(outdir))}` runs; give each reader only their own (with "
+        "--host/--port, change the address):"
     )
     for name, path in links.readers.items():
         click.echo(f"  {name}: {DEFAULT_URL}{path}")

@@ -77,6 +77,8 @@ def check_outdir(outdir: Path, inputs: list[Path]) -> None:
         rp = p.resolve()
         if out == rp or out.is_relative_to(rp) or rp.is_relative_to(out):
             raise ConfigError(f"--outdir {outdir}: overlaps the input {p}; choose another folder")
+    if outdir.is_symlink():  # the study would land wherever the link points
+        raise ConfigError(f"--outdir {outdir}: a link; give a real folder path")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--outdir {outdir}: exists and is not a folder; choose another")
     if out.is_dir() and any(out.iterdir()):
