@@ -138,4 +138,18 @@ def test_hostile_export_command_lines(snapshot, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _error_line(run([*base, str(blocker / "g.pt")]), "file")
+    _error_line(run([*base, str(blocker / "sub" / "g.pt")]), "is a file, not a folder")
     assert not (tmp_path / "g.pt").exists()
+
+
+def test_an_existing_output_is_replaced_only_with_force(snapshot, tmp_path):
+    """export overwrote any file named as --output (a README, another model) unasked."""
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    base = ["export", "--network", str(snapshot), "--format", "torchscript", "--output", str(out),
+            "--no-check"]  # fmt: skip
+    _error_line(run(base), "notes.txt", "exists", "--force")
+    assert out.read_text() == "keep me"
+    res = run([*base, "--force"])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 1000

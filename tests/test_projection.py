@@ -211,13 +211,15 @@ def test_bad_targets_are_skipped_and_reported(files, tmp_path, G):
     src.mkdir()
     (src / "a_good.png").write_bytes(encode_png(generated(G, 0)))
     (src / "b_big.png").write_bytes(encode_png(np.zeros((1, 32, 32), np.uint8)))
-    (src / "c_rgb.png").write_bytes(encode_png(np.zeros((3, 16, 16), np.uint8)))
+    colour = np.zeros((3, 16, 16), np.uint8)
+    colour[0] = 50  # not grey (R = G = B would be read as grey)
+    (src / "c_rgb.png").write_bytes(encode_png(colour))
     (src / "d_cut.png").write_bytes(encode_png(generated(G, 1))[:40])
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # claims 10 GB of pixels
     chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     (src / "e_huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     rgb = tmp_path / "single_rgb.png"
-    rgb.write_bytes(encode_png(np.zeros((3, 16, 16), np.uint8)))
+    rgb.write_bytes(encode_png(colour))
     out = tmp_path / "out"
     res = run(["project", "--network", str(files["snap"]), "--target", str(src), "--target",
                str(rgb), "--outdir", str(out), "--steps", "2", "--no-progress"])  # fmt: skip
@@ -356,3 +358,30 @@ def test_conditional_generator_w_plus(tmp_path):
               if n.endswith(".noise_const")}  # fmt: skip
     assert set(noise) == layers and len(layers) == 2 * 3 - 1  # 16 px: b4.conv1, b8/b16 conv0+1
 
+
+
+def test_grey_stored_as_colour_or_with_alpha_is_a_grey_target(files, tmp_path, G):
+    """Grey + alpha, grey palette and R = G = B PNGs decode to 3 channels; they were skipped as
+    'has 3 channel(s)' for a grayscale generator. 16-bit grey is scaled to 8 bits."""
+    from PIL import Image
+
+    grey = generated(G, 0)[0]
+    src = tmp_path / "grey"
+    src.mkdir()
+    Image.fromarray(grey).convert("LA").save(src / "a_la.png")
+    Image.fromarray(grey).convert("P").save(src / "b_palette.png")
+    (src / "c_rgb_grey.png").write_bytes(encode_png(np.repeat(grey[None], 3, axis=0)))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(src / "d_16bit.png")
+    res = run(["project", "--network", str(files["snap"]), "--target", str(src), "--outdir",
+               str(tmp_path / "out"), "--steps", "2", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "out" / "projection.json").read_text())
+    assert len(record["targets"]) == 4 and not record["skipped"]
+    for key in ("0000-a_la", "0001-b_palette", "0002-c_rgb_grey", "0003-d_16bit"):
+        assert np.array_equal(read_png(tmp_path / "out" / "targets" / key / "target.png")[0], grey)
+    colour = tmp_path / "colour.png"
+    rgba = np.stack([grey, grey // 2, grey, np.full_like(grey, 255)], axis=-1)
+    Image.fromarray(rgba, "RGBA").save(colour)
+    res = run(["project", "--network", str(files["snap"]), "--target", str(colour), "--outdir",
+               str(tmp_path / "out2"), "--steps", "2", "--no-progress"])  # fmt: skip
+    _error_line(res, "colour.png: has 3 channel(s)", "grayscale")

@@ -24,6 +24,18 @@ def parse_psi(text: str) -> float | None:
     return psi
 
 
+def check_output(output: Path, force: bool) -> None:
+    """Before any work: never replace a file unasked, and name a blocked folder plainly."""
+    parent = output.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--output {output}: {parent} is a file, not a folder; "
+                          "choose another output")
+    if output.exists() and not force:
+        raise ConfigError(f"--output {output}: exists; choose another name or add --force")
+
+
 @click.command("export")
 @click.option("--network", required=True, metavar="CHECKPOINT", type=NetworkPath(),
               help="Snapshot file (.safetensors) or run folder (its latest snapshot).")
@@ -35,7 +47,9 @@ def parse_psi(text: str) -> float | None:
               help="Truncation fixed in the graph (1 = none), or 'input' for a psi [N] input.")
 @click.option("--no-check", is_flag=True,
               help="Skip running the file against the PyTorch generator after writing it.")
-def command(network: Path, fmt: str, output: Path, psi_text: str, no_check: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+def command(network: Path, fmt: str, output: Path, psi_text: str, no_check: bool,
+            force: bool) -> None:
     """Export the generator (mapping + truncation + synthesis, constant noise) as one file.
 
     Inputs: z float32 [N, z_dim] (z of a seed as `mrisynth generate` draws it:
@@ -57,6 +71,7 @@ def command(network: Path, fmt: str, output: Path, psi_text: str, no_check: bool
     snapshot = Path(info.path)
     if output.resolve() == snapshot.resolve():
         raise ConfigError(f"--output {output} is the snapshot itself; choose another file")
+    check_output(output, force)
     meta = {"snapshot": snapshot.name, "snapshot_sha256": sha256_file(snapshot), "kimg": info.kimg}
     result = export_generator(G, output, fmt, psi, meta)
     inputs = ", ".join(result["inputs"])

@@ -65,7 +65,7 @@ def command(network: Path, targets: tuple[Path, ...], outdir: Path, holdout: tup
     if not done:
         from mrisynth.errors import InputError
 
-        first = skipped[0]["problem"] if skipped else "no images found"
+        first = _named(skipped[0]) if skipped else "no images found"
         raise InputError(f"no target could be projected ({len(skipped)} skipped; first: "
                          f"{first}); see {outdir / 'projection.csv'}")  # fmt: skip
     click.echo(f"Projected {len(done)} image(s) with the {record['loss']} loss into {outdir}"
@@ -77,3 +77,9 @@ def command(network: Path, targets: tuple[Path, ...], outdir: Path, holdout: tup
         tr, ho = cmp["train"], cmp["holdout"]
         click.echo(f"RMSE (grey levels) training median {tr['median']:.2f} (n={tr['n']}), "
                    f"held-out median {ho['median']:.2f} (n={ho['n']}): {cmp['verdict']}")
+
+
+def _named(row: dict) -> str:
+    """A skipped target's reason, naming the image (read errors name it already)."""
+    name, problem = str(row["target"]), str(row["problem"])
+    return problem if problem.startswith(name.split(":")[0]) else f"{name}: {problem}"

@@ -105,8 +105,17 @@ def iter_targets(
             except InputError as e:
                 yield Target(name, key, None, str(e))
                 continue
+            image = grey_if_equal(image, shape[0])
             problem = shape_problem(image.shape, shape)
             yield Target(name, key, None if problem else image, problem)
+
+
+def grey_if_equal(image: np.ndarray, channels: int) -> np.ndarray:
+    """A grey image stored as colour (R = G = B: grey + alpha and grey palette PNGs decode
+    so too) as one channel, when the generator makes grayscale."""
+    if channels == 1 and image.shape[0] == 3 and (image[1:] == image[:1]).all():
+        return image[:1]
+    return image
 
 
 def shape_problem(got: tuple[int, ...], want: tuple[int, int, int]) -> str | None:
@@ -116,7 +125,8 @@ def shape_problem(got: tuple[int, ...], want: tuple[int, int, int]) -> str | Non
     c, h, w = got
     wc, wh, ww = want
     if c != wc:
-        return f"has {c} channel(s), the generator makes {wc}; convert the image first"
+        return (f"has {c} channel(s) (alpha, if any, left out), the generator makes {wc}; "
+                f"convert the image to {'grayscale' if wc == 1 else 'RGB'} first")
     return (f"is {w}x{h}, the generator makes {ww}x{wh} images; resize it first "
             f"(e.g. `mrisynth prepare --size {wh}`)")  # fmt: skip
 
