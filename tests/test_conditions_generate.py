@@ -132,3 +132,18 @@ def test_training_records_the_archive_class_names(tmp_path):
     with pytest.raises(InputError, match="3 class names for 2 classes"):
         resolve_for_archive(TrainOptions(data=str(src), cfg="tiny", cond=True, device="cpu"),
                             ImageArchive(src), False)
+
+
+def test_no_class_names_every_way_to_ask(named_snapshot, tmp_path):
+    """A named conditional model given no class lists --position/--label with its classes
+    (it only said 'pass --class 0..5'); an unnamed one still asks for --class alone."""
+    res = _gen(["--network", str(named_snapshot), "--outdir", str(tmp_path / "o")])
+    assert res.exit_code == 1 and res.output.startswith("Error: "), res.output
+    assert "pass --class 0..5, or --position P" in res.output and NAMES[3] in res.output
+    assert not (tmp_path / "o").exists()
+    G = tiny_generator(c_dim=2)
+    plain = save_snapshot(tmp_path / "p" / "network-snapshot-000001.safetensors", G=G, D=None,
+                          G_ema=G, state={"kimg": 1})
+    res = _gen(["--network", str(plain), "--outdir", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "pass --class 0..1" in res.output
+    assert "--position" not in res.output

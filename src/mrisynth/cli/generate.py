@@ -36,7 +36,7 @@ def write_generation(
     from tqdm import tqdm
 
     from mrisynth.devices import resolve_device
-    from mrisynth.generate.classes import class_name, requested_class
+    from mrisynth.generate.classes import class_name, requested_class, require_class
     from mrisynth.generate.dicom import SeriesInfo
     from mrisynth.generate.export import (
         GRID_NAME,
@@ -68,6 +68,7 @@ def write_generation(
     if class_request != (None, None):  # --position / --label: by the names training recorded
         opts = requested_class(opts, class_request, info.path, int(G.c_dim))
         class_idx = opts.class_idx
+    require_class(opts.class_idx, Path(info.path), int(G.c_dim))
     opts.check(int(G.c_dim))
     snapshot = Path(info.path)
     sha = sha256_file(snapshot)

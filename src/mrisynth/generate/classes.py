@@ -127,6 +127,18 @@ def requested_class(opts, request: tuple[float | None, str | None], snapshot: Pa
     return dataclasses.replace(opts, class_idx=index)
 
 
+def require_class(class_idx: int | None, snapshot: Path, c_dim: int) -> None:
+    """ConfigError when a conditional generator is given no class: name every way to ask,
+    with the recorded class names (--position/--label) when there are any."""
+    if c_dim == 0 or class_idx is not None:
+        return
+    names = snapshot_class_names(snapshot)
+    by_name = (f", or --position P (0 = top .. 1 = bottom) / --label NAME ({_list(names)})"
+               if names and len(names) == c_dim else "")
+    raise ConfigError(f"the generator is conditional ({c_dim} classes): pass --class "
+                      f"0..{c_dim - 1}{by_name}")
+
+
 def class_name(snapshot: Path, c_dim: int, class_idx: int | None) -> str | None:
     """The recorded name of the class a conditional run generates (None when unnamed)."""
     if class_idx is None or c_dim == 0:
