@@ -294,3 +294,16 @@ def test_outdir_link_refused_and_printed_command_is_quoted(tmp_path):
     result = CliRunner().invoke(cli, [*base, str(spaced)])
     assert result.exit_code == 0, result.output
     assert f"mrisynth reader-study serve '{spaced}'`" in result.output
+
+
+def test_serve_refuses_a_study_with_a_missing_image(tmp_path):
+    """Old code served it: the reader saw a broken image and could answer it anyway."""
+    study, _ = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    victim = sorted((study / "images").iterdir())[0]
+    victim.unlink()
+    result = CliRunner().invoke(cli, ["reader-study", "serve", str(study), "--port", "0"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {study}: 1 of 4 images missing, linked or changed since create (e.g. "
+        f"images/{victim.name}); restore the study folder from a copy, or create a new study\n"
+    )

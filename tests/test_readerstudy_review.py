@@ -98,8 +98,10 @@ def test_orders_are_not_reproducible_from_the_public_seed(tmp_path):
 
 def test_hand_edited_image_files_are_not_served(tmp_path):
     """images/ of a study folder is input too: a link (to anything on the server), a FIFO, or
-    a file whose bytes differ from what create stored is a 404, never sent."""
+    a file whose bytes differ from what create stored is a 404, never sent (edited while
+    served); serve refuses to start on such a folder."""
     folder, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    client = create_app(folder).test_client()
     secret = tmp_path / "secret.txt"
     secret.write_text("server secret")
     files = [r[0] for r in db(folder).execute("SELECT file FROM images ORDER BY id")]
@@ -109,7 +111,8 @@ def test_hand_edited_image_files_are_not_served(tmp_path):
     (folder / "images" / files[1]).write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
     (folder / "images" / files[2]).unlink()
     os.mkfifo(folder / "images" / files[2])  # would block a plain open()
-    client = create_app(folder).test_client()
+    with pytest.raises(MrisynthError, match=r"3 of 4 images missing, linked or changed"):
+        create_app(folder)
     codes = {}
     for url in image_urls(client, links.readers["reader1"], 4):
         resp = client.get(url)

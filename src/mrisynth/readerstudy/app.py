@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 
+from mrisynth.errors import InputError
 from mrisynth.readerstudy import store
 from mrisynth.readerstudy.create import IMAGE_NAME, IMAGES_DIR
 from mrisynth.readerstudy.serving import install_log_redaction
@@ -52,7 +53,7 @@ HEADERS = {
 def create_app(study: str | Path) -> Flask:
     """The app serving one study folder (opened and checked now, not at the first request)."""
     study = Path(study)
-    store.open_study(study).close()
+    check_images(study)
     install_log_redaction()  # every URL holds a secret token
     app = Flask(__name__)
     app.config["STUDY"] = study
@@ -71,6 +72,28 @@ def create_app(study: str | Path) -> Flask:
 
     _routes(app)
     return app
+
+
+def check_images(study: Path) -> None:
+    """Open the study and read every image as a reader would get it: a missing, linked or
+    changed file would reach readers as a broken image they might answer anyway."""
+    con = store.open_study(study)
+    try:
+        rows = con.execute("SELECT file, sha256 FROM images ORDER BY id").fetchall()
+    finally:
+        con.close()
+    bad = [
+        r["file"]
+        for r in rows
+        if not IMAGE_NAME.fullmatch(r["file"])
+        or read_study_image(study / IMAGES_DIR / r["file"], r["sha256"]) is None
+    ]
+    if bad:
+        raise InputError(
+            f"{study}: {len(bad)} of {len(rows)} images missing, linked or changed since "
+            f"create (e.g. {IMAGES_DIR}/{ascii(bad[0])[1:-1]}); restore the study folder from "
+            "a copy, or create a new study"
+        )
 
 
 def _study() -> Path:
