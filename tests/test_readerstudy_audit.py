@@ -307,3 +307,21 @@ def test_serve_refuses_a_study_with_a_missing_image(tmp_path):
         f"Error: {study}: 1 of 4 images missing, linked or changed since create (e.g. "
         f"images/{victim.name}); restore the study folder from a copy, or create a new study\n"
     )
+
+
+def test_head_does_not_restart_the_answer_clock(tmp_path):
+    study, links = make_study(tmp_path, n_real=2, n_synthetic=2, readers=1)
+    client, link = create_app(study).test_client(), links.readers["reader1"]
+
+    def shown_at() -> float | None:
+        con = sqlite3.connect(study / "study.sqlite")
+        value = con.execute("SELECT shown_at FROM items WHERE position = 0").fetchone()[0]
+        con.close()
+        return value
+
+    assert client.head(link).status_code == 200 and shown_at() is None
+    client.get(link)
+    first = shown_at()
+    assert first is not None
+    client.head(link)
+    assert shown_at() == first

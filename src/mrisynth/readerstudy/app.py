@@ -130,7 +130,8 @@ def _read(token: str) -> Any:
     item = store.current_item(con, reader.id)
     if item is None:
         return render_template("done.html", total=store.count_items(con, reader.id))
-    store.mark_shown(con, reader.id, item.position)
+    if request.method == "GET":  # a HEAD (a link checker) shows nobody the image
+        store.mark_shown(con, reader.id, item.position)
     return render_template(
         "reader.html",
         token=token,
