@@ -112,6 +112,7 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
             f"{option} {folder}: an unfinished generation ({PLAN_NAME} is present); re-run the "
             "same `mrisynth generate` command to finish it"
         )
+    _not_generated(folder, option)
     manifest = read_manifest(folder, option)
     listed = manifest is not None and manifest.has_masks  # generate's: mask_file per row
     pairs = manifest.pairs() if listed else _pairs_from_names(folder)
@@ -145,6 +146,19 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
     return SegSet(
         str(folder), np.stack(images), np.stack(labels), ("",) * len(images), None, tuple(skipped)
     )
+
+
+def _not_generated(folder: Path, option: str) -> None:
+    """A run folder or a prepare folder given where generated pairs belong: say what to run."""
+    kind = ("a training run" if any(folder.glob("network-snapshot-*.safetensors"))
+            else "a `mrisynth prepare` output" if (folder / ".mrisynth-prepare").is_file()
+            else None)  # fmt: skip
+    if kind is not None:
+        raise InputError(
+            f"{option} {folder}: {kind}, not generated image + mask pairs; run `mrisynth "
+            "generate --network RUN --outdir DIR --num 500 --format png` on a paired model and "
+            "give DIR"
+        )
 
 
 def _why_none(manifest: GeneratedManifest | None) -> str:
