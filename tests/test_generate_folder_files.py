@@ -158,7 +158,7 @@ def test_folders_without_pairs_say_what_to_do(tmp_path):
 
 def test_a_run_or_prepare_folder_as_synthetic_says_generate_first(synth):
     (synth / "network-snapshot-000000.008.safetensors").write_bytes(b"w")
-    with pytest.raises(InputError, match=r"a training run, not generated .* mrisynth generate"):
+    with pytest.raises(InputError, match=r"a training run, not generated .*`mrisynth generate"):
         load_generated(synth, 5)
     (synth / "network-snapshot-000000.008.safetensors").unlink()
     (synth / ".mrisynth-prepare").write_text("")
