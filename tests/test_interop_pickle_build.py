@@ -5,12 +5,14 @@ arguments, frames no longer than the file."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+import torch
 
 from mrisynth.interop import nvidia_pickle
 from test_interop_pickle_attacks import P2, _glob, _refused, _text
@@ -92,3 +94,9 @@ def test_our_functions_are_not_changed_by_a_file():
                             + b"N}" + _text("__defaults__") + b"K\x01\x85s\x86b.")
     assert nvidia_pickle.loads(pickle.dumps(OrderedDict(a=np.float64(1.0)), protocol=3)) == {
         "a": 1.0}
+
+
+def test_a_legacy_torch_save_file_is_named():
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf, _use_new_zipfile_serialization=False)
+    _refused(buf.getvalue(), "torch.save file \\(legacy format\\)")

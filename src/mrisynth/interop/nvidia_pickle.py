@@ -97,6 +97,8 @@ def scan_opcodes(data: bytes, budget: OpBudget) -> None:
     stream = io.BytesIO(data)
     scan(stream, _FORBIDDEN_OPCODES - {"BUILD"}, budget)
     if stream.tell() != len(data):
+        if data.startswith(pickle.dumps(LEGACY_MAGIC, protocol=2)):
+            raise PickleRefused("is a torch.save file (legacy format), not NVIDIA's pickle")
         raise PickleRefused(f"has {len(data) - stream.tell()} bytes after the end of the pickle")
 
 
