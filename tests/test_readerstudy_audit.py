@@ -325,3 +325,17 @@ def test_head_does_not_restart_the_answer_clock(tmp_path):
     assert first is not None
     client.head(link)
     assert shown_at() == first
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_manifest_in_synthetic_does_not_hang_create(tmp_path):
+    import os
+
+    real, synth = write_real(tmp_path / "real"), write_synthetic(tmp_path / "synth")
+    os.mkfifo(synth / "manifest.csv")  # a plain open() would wait for a writer forever
+    args = ["reader-study", "create", "--real", str(real), "--synthetic", str(synth)]
+    args += ["--n-real", "2", "--n-synthetic", "2", "--readers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --synthetic ") and "not a regular file" in result.output
+    assert not (tmp_path / "out").exists()

@@ -45,29 +45,26 @@ def enclosing_study(path: Path) -> Path | None:
     return None
 
 
-def _header(folder: Path) -> list[str]:
-    """The column names of folder/manifest.csv ([] when absent or unreadable)."""
+def _manifest(folder: Path) -> list[dict[str, str]]:
+    """The rows of folder/manifest.csv ([] when absent or unreadable: the folder's own reader
+    reports that). Read as generate's consumers read it: no link followed, a FIFO never
+    waited on, bounded."""
+    from mrisynth.data.manifest import read_manifest
+    from mrisynth.generate.folder_files import read_file
+
     try:
-        with open(folder / "manifest.csv", encoding="utf-8", newline="") as f:
-            first = f.readline(64 * 1024)
-    except (OSError, UnicodeDecodeError):
+        raw = read_file(folder, "manifest.csv")
+        return [] if raw is None else read_manifest(raw.decode("utf-8"))
+    except (InputError, UnicodeDecodeError):
         return []
-    return [c.strip() for c in first.strip().split(",")]
 
 
 def _is_generated(folder: Path) -> bool:
     """generate writes generation.json and a manifest with a `seed` column."""
-    return (folder / "generation.json").is_file() or "seed" in _header(folder)
+    rows = _manifest(folder)
+    return (folder / "generation.json").is_file() or bool(rows and "seed" in rows[0])
 
 
 def _names_patients(folder: Path) -> bool:
     """prepare's and dataset's manifests carry a `patient_key` per slice; generate's do not."""
-    from mrisynth.data.manifest import read_manifest
-
-    if "patient_key" not in _header(folder):
-        return False
-    try:
-        rows = read_manifest((folder / "manifest.csv").read_text(encoding="utf-8"))
-    except (InputError, OSError, UnicodeDecodeError):
-        return False  # unreadable: the folder's own reader reports it
-    return any((r.get("patient_key") or "").strip() for r in rows)
+    return any((r.get("patient_key") or "").strip() for r in _manifest(folder))
