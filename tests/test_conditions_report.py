@@ -48,6 +48,18 @@ def test_no_class_names_no_class_figure(tmp_path):
     assert not (html.parent / "class-00.png").exists()
 
 
+def test_bad_class_names_cost_the_figure_not_the_report(tmp_path, caplog):
+    """Repeated names (or as many names as classes, not) stopped the whole report with an
+    Error; now the page is written without the per-class figure and a warning says why."""
+    for names, why in ((["a", "a", "b"], "names repeat"), (["a", "b"], "2 class names for 3")):
+        caplog.clear()
+        (tmp_path / why).mkdir()
+        run, _ = _run(tmp_path / why, names)
+        html = write_report(run, run / "report", device="cpu", panel_images=2)
+        assert "classes.png" not in html.read_text()
+        assert "per-class figure left out" in caplog.text and why in caplog.text
+
+
 def test_caption_says_how_rows_are_ordered():
     """Sequence x position models run top to bottom within each sequence; a sequence whose
     name holds 'pos' is no position class."""

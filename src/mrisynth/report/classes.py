@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrisynth.errors import CheckpointError
 from mrisynth.imaging import encode_png, make_grid
 from mrisynth.report.figures import figure_png, new_figure
 
@@ -43,8 +44,18 @@ def class_grids(snapshot: Path, device: str = "cpu", num: int = SEEDS) -> ClassG
 
     dev = resolve_device(device)
     G, info = load_generator(snapshot, device=str(dev))
-    names = snapshot_class_names(info.path) if int(G.c_dim) > 0 else None
-    if not names or len(names) != int(G.c_dim):
+    if int(G.c_dim) == 0:
+        return None
+    try:  # a bad name record costs this figure, not the whole report
+        names = snapshot_class_names(info.path)
+    except CheckpointError as exc:
+        log.warning("per-class figure left out: %s", exc)
+        return None
+    if names is not None and len(names) != int(G.c_dim):
+        log.warning("per-class figure left out: %s records %d class names for %d classes",
+                    info.path.name, len(names), int(G.c_dim))
+        return None
+    if not names:
         return None
     if len(names) > MAX_CLASSES:
         log.warning("%d classes: the per-class figure shows the first %d", len(names), MAX_CLASSES)
