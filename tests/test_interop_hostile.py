@@ -223,6 +223,8 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
         ([good, "-o", tmp_path / "out.pt"], "name it *.safetensors"),
         ([good, "-o", tmp_path], "name it *.safetensors"),
         ([good], "Missing option"),
+        ([good, "-o", good / "x.safetensors"], "good.pkl is a file, not a folder"),
+        ([good, "-o", good / "a" / "x.safetensors"], "good.pkl is a file, not a folder"),
     ]
     for args, match in cases:
         res = CliRunner().invoke(cli, ["import-nvidia", *map(str, args)])

@@ -114,9 +114,18 @@ def output_errors(path: str | os.PathLike[str], option: str = "output") -> Itera
         with disk_full_as_error(path):
             yield
     except OSError as e:
-        raise ConfigError(
-            f"{path}: cannot be written ({e.strerror or e}); choose another {option}"
-        ) from None
+        blocker = _file_in_the_way(Path(path))
+        why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or e)
+        raise ConfigError(f"{path}: cannot be written ({why}); choose another {option}") from None
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a folder (creating the folders
+    then fails with the confusing 'File exists' or 'Not a directory')."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return None if parent.is_dir() else parent
 
 
 def disk_full_message(path: Path, written_bytes: int = 0) -> str:
