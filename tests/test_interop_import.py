@@ -15,7 +15,7 @@ from mrisynth.errors import InputError
 from mrisynth.generate.images import read_png
 from mrisynth.generate.sampling import sample_images
 from mrisynth.interop import nvidia_networks
-from mrisynth.interop.nvidia_import import import_pickle
+from mrisynth.interop.nvidia_import import import_pickle, save_imported
 from mrisynth.training.checkpoint import load_generator, load_snapshot
 
 VARIANTS = {"gray": (1, 0), "rgb": (3, 0), "conditional": (1, 3)}
@@ -237,3 +237,20 @@ def test_imported_discriminator_equals_nvidia_reference(tmp_path, variant):
         ours = D(img, c)
     assert ref.abs().max() > 0.1
     torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_weights_of_an_nhwc_run(tmp_path):
+    """NVIDIA's `--nhwc` keeps fp16 layers' weights channels-last: pickled with permuted
+    strides, which must be read as the same values."""
+    G_kw, D_kw = nf.small_kwargs()
+    g, d = nf.nvidia_tensors(G_kw, D_kw)
+    nhwc = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+            for k, v in g.items()}  # fmt: skip
+    assert any(not v.is_contiguous() for v in nhwc.values())
+    pkl = tmp_path / "nhwc.pkl"
+    pkl.write_bytes(nf.dumps(nf.snapshot_dict(G_kw, D_kw, nhwc, d)))
+    imp = import_pickle(pkl)
+    img = dict(sample_images(imp.G_ema, [1]))[1]
+    assert np.abs(img.astype(int) - nf.reference_generate(g, G_kw, 1).astype(int)).max() <= 1
+    out = save_imported(imp, tmp_path / "nhwc.safetensors")  # safetensors wants contiguous
+    assert out.is_file()
