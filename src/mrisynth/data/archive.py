@@ -73,6 +73,15 @@ class ImageArchive:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        from mrisynth.data.source_kind import explained, refuse_non_archive
+
+        try:
+            refuse_non_archive(self.path)  # a DICOM tree or a run folder: say what it is
+            self._open()
+        except InputError as e:  # a snapshot or pickle file: the same
+            raise explained(self.path, e) from None
+
+    def _open(self) -> None:
         if not self.path.exists():
             raise InputError(f"{self.path}: no such folder or ZIP archive")
         if not (self.path.is_dir() or self.path.is_file()):  # a pipe or device would block

@@ -75,8 +75,11 @@ def _check_destination(source: Path, dest: Path) -> None:
     src, dst = source.resolve(), dest.resolve()
     if dst == src:
         raise ConfigError(f"{dest}: the output must differ from the source")
-    if src.is_dir() and dst.is_relative_to(src) and dest.suffix.lower() != ".zip":
-        raise ConfigError(f"{dest}: an output folder inside the source {source} is not allowed")
+    if src.is_dir() and dst.is_relative_to(src):  # a ZIP there too: inputs stay unchanged
+        raise ConfigError(
+            f"{dest}: an output inside the source {source} is not allowed (it would change "
+            f"the source); write it beside, e.g. {source.parent / (source.name + '.zip')}"
+        )
     if dest.is_dir() and dest.suffix.lower() == ".zip":
         raise ConfigError(f"{dest}: is a folder; choose another name for the ZIP")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / LABELS_NAME).is_file():

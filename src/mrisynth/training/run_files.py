@@ -67,6 +67,8 @@ def fakes_name(nimg: int) -> str:
 
 def check_writable(folder: Path) -> None:
     """Create `folder` and prove a file can be written there, or fail with one line."""
+    if folder.exists() and not folder.is_dir():  # mkdir's 'File exists' says nothing
+        raise InputError(f"{folder}: not a folder; give a folder to write runs into")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=folder)
