@@ -208,3 +208,4 @@ def command(**kw) -> None:
         distributed.shutdown()  # leave the process group cleanly (a no-op in one process)
     if main:
         click.echo(str(run_dir))
+    distributed.exit_worker()  # a torchrun rank ends here, before teardown can abort it

@@ -51,6 +51,23 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def exit_worker() -> None:
+    """End a torchrun worker whose run is complete, skipping the interpreter's teardown.
+
+    Measured with two gloo ranks on CPU under load (about 1 run in 10): after
+    destroy_process_group and the atexit handlers, one rank's teardown waited until the other
+    rank exited and then aborted ('terminate called without an active exception', SIGABRT),
+    so torchrun failed a run whose snapshots were all written. Everything is closed by the
+    time this runs (stats, log file, archive); only the streams need flushing.
+    """
+    if not is_launched():
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def get_rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
