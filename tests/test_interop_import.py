@@ -13,7 +13,7 @@ import nvidia_format as nf
 from mrisynth.cli import cli
 from mrisynth.errors import InputError
 from mrisynth.generate.images import read_png
-from mrisynth.generate.sampling import sample_images
+from mrisynth.generate.sampling import SamplingOptions, sample_images
 from mrisynth.interop import nvidia_networks
 from mrisynth.interop.nvidia_import import import_pickle, save_imported
 from mrisynth.training.checkpoint import load_generator, load_snapshot
@@ -254,3 +254,35 @@ def test_channels_last_weights_of_an_nhwc_run(tmp_path):
     assert np.abs(img.astype(int) - nf.reference_generate(g, G_kw, 1).astype(int)).max() <= 1
     out = save_imported(imp, tmp_path / "nhwc.safetensors")  # safetensors wants contiguous
     assert out.is_file()
+
+
+@pytest.mark.parametrize("c_dim", [0, 3])
+def test_every_kwarg_as_nvidia_legacy_py_writes_them(tmp_path, c_dim):
+    """NVIDIA's published networks (converted by its legacy.py) record every kwarg, with None
+    for the mapping's embed/layer features (D's too), and no augment pipe or training set."""
+    G_kw, D_kw = nf.small_kwargs(channels=3, c_dim=c_dim)
+    G_kw["mapping_kwargs"].update(embed_features=None, layer_features=None, activation="lrelu",
+                                  lr_multiplier=0.01, w_avg_beta=0.995)
+    G_kw["synthesis_kwargs"].update(architecture="skip", resample_filter=[1, 3, 3, 1],
+                                    use_noise=True, activation="lrelu")
+    D_kw.update(cmap_dim=None)
+    D_kw["block_kwargs"].update(activation="lrelu", resample_filter=[1, 3, 3, 1], freeze_layers=0)
+    D_kw["mapping_kwargs"].update(embed_features=None, layer_features=None,
+                                  activation="lrelu", lr_multiplier=0.1)
+    D_kw["epilogue_kwargs"].update(mbstd_num_channels=1, activation="lrelu")
+    g, d = nf.nvidia_tensors(G_kw, D_kw)
+    snap = nf.snapshot_dict(G_kw, D_kw, g, d)
+    snap.update(training_set_kwargs=None, augment_pipe=None)
+    pkl = tmp_path / "ffhq-res256-mirror-paper256-noaug.pkl"
+    pkl.write_bytes(nf.dumps(snap))
+    imp = import_pickle(pkl)
+    assert imp.D is not None and imp.augment_p is None
+    opts = SamplingOptions(class_idx=1 if c_dim else None)
+    img = dict(sample_images(imp.G_ema, [3], opts))[3]
+    ref = nf.reference_generate(g, G_kw, 3, class_idx=1 if c_dim else None)
+    assert np.abs(img.astype(int) - ref.astype(int)).max() <= 1
+    D_kw["mapping_kwargs"]["embed_features"] = 7
+    pkl.write_bytes(nf.dumps(nf.snapshot_dict(G_kw, D_kw, g, d)))
+    if c_dim:
+        with pytest.raises(InputError, match="discriminator mapping embed_features=7"):
+            import_pickle(pkl)

@@ -137,7 +137,8 @@ def discriminator_config(rec: PersistentRecord) -> NetworkConfig:
         raise Unsupported(f"discriminator architecture {u.shown(arch)} (only 'resnet', 'orig')")
     _only(block, {"activation": "lrelu", "resample_filter": FILTER_TAPS,
                   "fp16_channels_last": ..., "freeze_layers": ...}, "block")
-    _only(mapping, {"num_layers": ..., "lr_multiplier": ..., "activation": "lrelu"}, "mapping")
+    _only(mapping, {"num_layers": ..., "lr_multiplier": ..., "activation": "lrelu",
+                    "embed_features": ..., "layer_features": ...}, "discriminator mapping")
     _only(epi, {"mbstd_group_size": ..., "mbstd_num_channels": ..., "activation": "lrelu"},
           "epilogue")
     group = epi.get("mbstd_group_size", 4)
@@ -154,6 +155,11 @@ def discriminator_config(rec: PersistentRecord) -> NetworkConfig:
     cmap = kw.get("cmap_dim")
     if cfg.c_dim > 0 and cmap is not None and cmap != cfg.channels_at(4):
         raise Unsupported(f"cmap_dim={u.shown(cmap)} (only the 4x4 block's channels)")
+    for key in ("embed_features", "layer_features"):  # NVIDIA's legacy.py writes None
+        value = mapping.get(key)
+        if cfg.c_dim > 0 and value is not None and value != cfg.channels_at(4):
+            raise Unsupported(f"discriminator mapping {key}={u.shown(value)} (only the 4x4 "
+                              "block's channels)")
     return cfg
 
 
