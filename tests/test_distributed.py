@@ -61,3 +61,21 @@ def test_two_process_gloo_run_writes_one_run_folder_and_resumes_exactly(tmp_path
     for key, value in snap.tensors.items():
         if not key.startswith("rng."):
             torch.testing.assert_close(resumed.tensors[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_exit_worker_flushes_and_skips_teardown_only_in_a_launched_rank(tmp_path):
+    # A torchrun rank ends at once with status 0 and its output flushed; the interpreter's
+    # teardown (here: an atexit handler) never runs, since that is where gloo aborted.
+    code = (
+        "import atexit, pathlib, sys\n"
+        "from mrisynth.training import distributed\n"
+        f"atexit.register(lambda: pathlib.Path({str(tmp_path / 'teardown')!r}).write_text('ran'))\n"
+        "print('done', end='')\n"
+        "distributed.exit_worker()\n"
+        "sys.exit(3)\n"
+    )
+    for world, rc, teardown in (("2", 0, False), ("1", 3, True)):
+        env = {**os.environ, "WORLD_SIZE": world}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert (proc.returncode, proc.stdout) == (rc, "done"), proc.stderr
+        assert (tmp_path / "teardown").exists() == teardown
