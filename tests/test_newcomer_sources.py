@@ -122,3 +122,11 @@ def test_train_outdir_that_is_a_file(tmp_path):
     line = only_error_line(CliRunner().invoke(cli, args))
     assert f"{tmp_path / 'notes.txt'}: not a folder" in line
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_downstream_names_a_wrong_real_before_its_holdout(files, tmp_path):
+    _pngs(tmp_path / "synth")
+    args = ["downstream", "--real", str(files / "model.pkl"), "--synthetic",
+            str(tmp_path / "synth"), "--outdir", str(tmp_path / "ds")]  # fmt: skip
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert "model.pkl: an NVIDIA network pickle, not images" in line and "holdout" not in line

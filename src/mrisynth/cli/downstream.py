@@ -28,6 +28,7 @@ def run_downstream(
 
     opts.check()
     dev = resolve_device(device)
+    real_set = load_archive(real, "--real")  # a wrong --real is named before its holdout is
     if test is None:
         test = holdout_path(real)
         if not test.exists():
@@ -37,7 +38,6 @@ def run_downstream(
             )
     _no_pattern(Path(outdir))
     _outside_inputs(Path(outdir), {"--real": real, "--synthetic": synthetic, "--test": test})
-    real_set = load_archive(real, "--real")
     test_set = load_archive(test, "--test")
     num_labels = len(real_set.label_names or ())
     synthetic_set = load_generated(synthetic, num_labels)
