@@ -31,6 +31,19 @@ urllib.request.urlopen(sys.argv[1], timeout=10).close()
 EOF
 }
 
+# The interpreter that will run mrisynth: an existing .venv's, or the one that makes it.
+if [ -x .venv/bin/python ]; then VPY=.venv/bin/python; else VPY=$PY; fi
+if ! command -v "$VPY" >/dev/null 2>&1; then
+    echo "Error: $VPY not found; install Python >= 3.11 or set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+if ! "$VPY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+    FIX="run again with PYTHON=python3.11 (or newer)"
+    [ "$VPY" = "$PY" ] || FIX="delete .venv and $FIX"
+    echo "Error: mrisynth needs Python >= 3.11, $VPY is $("$VPY" --version 2>&1); $FIX" >&2
+    exit 1
+fi
+
 if [ -n "${MRISYNTH_TORCH:-}" ]; then
     TORCH=$MRISYNTH_TORCH
     echo "torch: $TORCH (from MRISYNTH_TORCH)"

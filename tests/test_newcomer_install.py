@@ -78,3 +78,39 @@ def test_mrisynth_torch_wins(tmp_path, cpu_index):
     lines = choose(tmp_path, nvidia_smi_rc=9, env={"MRISYNTH_TORCH": spec})
     assert lines[0] == f"torch: {spec} (from MRISYNTH_TORCH)"
     assert lines[1].endswith(f"pip install -q {spec}")
+
+
+def _old_python(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('#!/bin/sh\ncase "$1" in --version) echo "Python 3.10.12";; *) exit 1;; esac\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("where", ["PYTHON", ".venv"])
+def test_a_python_older_than_3_11_is_refused_before_anything(tmp_path, where):
+    (tmp_path / "scripts").mkdir()  # a copy, so that the checkout's own .venv is not looked at
+    (tmp_path / "scripts" / "install.sh").write_bytes(SCRIPT.read_bytes())
+    old = _old_python(tmp_path / (".venv/bin/python" if where == ".venv" else "bin/py310"))
+    env = {"PATH": os.environ["PATH"], "PYTHON": str(old) if where == "PYTHON" else sys.executable,
+           "MRISYNTH_TORCH_CPU_INDEX": (tmp_path / "nowhere").as_uri()}  # fmt: skip
+    res = subprocess.run(["bash", str(tmp_path / "scripts" / "install.sh")], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("Error: mrisynth needs Python >= 3.11") and "3.10.12" in res.stderr
+    assert ("delete .venv" in res.stderr) == (where == ".venv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["scripts", ".venv" if where == ".venv" else "bin"]
+    )  # no venv made
+
+
+def test_a_missing_python_is_named(tmp_path):
+    env = {"PATH": os.environ["PATH"], "PYTHON": "no-such-python3", "MRISYNTH_INSTALL_DRY_RUN": "1"}
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "install.sh").write_bytes(SCRIPT.read_bytes())
+    res = subprocess.run(["bash", str(tmp_path / "scripts" / "install.sh")], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 1 and res.stderr.strip() == (
+        "Error: no-such-python3 not found; install Python >= 3.11 or set "
+        "PYTHON=/path/to/python3.11"
+    )
