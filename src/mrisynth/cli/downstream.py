@@ -180,6 +180,10 @@ def command(
     """Train the same MONAI U-Net on real, synthetic and real + synthetic slices (identical
     budgets, several seeds) and score per-organ Dice on held-out real patients.
 
+    No arm may see a held-out patient: --test shares no patient with --real, no training slice
+    equals a --test slice, and the generator's own training archive (found through its run's
+    records) holds none of them; when that archive cannot be found, a Warning says so.
+
     \b
         mrisynth downstream --real data.zip --synthetic synth --test data-holdout.zip --outdir ds
         mrisynth downstream --real data.zip --synthetic synth --outdir ds --seeds 0-4
