@@ -42,7 +42,7 @@ class ManifestRow:
 @dataclass(frozen=True)
 class GeneratedManifest:
     rows: tuple[ManifestRow, ...]
-    has_masks: bool  # the manifest has a mask_file column (a paired model's output)
+    has_masks: bool  # a mask_file column (generate always writes it; empty cells: unpaired)
 
     def pairs(self) -> list[tuple[str, str | None]]:
         """(image, mask or None) of each PNG row; DICOM rows repeat the seed as SEG."""
