@@ -164,3 +164,4 @@ def test_a_run_or_prepare_folder_as_synthetic_says_generate_first(synth):
     (synth / ".mrisynth-prepare").write_text("")
     with pytest.raises(InputError, match=r"a `mrisynth prepare` output, not generated"):
         load_generated(synth, 5)
+

@@ -382,4 +382,5 @@ def command(
         plan = dataclasses.replace(plan, kimg=kimg)
     if cond and downstream:
         raise ConfigError("--cond and --downstream: choose one (no conditional paired demo)")
+    demo_downstream.check_ready(downstream)  # before minutes of training, not after
     run_demo(outdir, plan, device=device, cond=cond, downstream=downstream)

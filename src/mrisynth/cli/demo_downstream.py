@@ -40,6 +40,20 @@ def mask_labels(on: bool) -> Any:
     return CHAOS_LABELS
 
 
+def check_ready(on: bool) -> None:
+    """The paired samples' masks are written as DICOM SEG (step 6), which needs highdicom, an
+    optional extra that `scripts/install.sh` does not install: say so before training."""
+    import importlib.util
+
+    if on and importlib.util.find_spec("highdicom") is None:
+        from mrisynth.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "demo --downstream writes each sample's organ mask as a DICOM SEG, which needs "
+            "highdicom: pip install 'mrisynth[dicom-seg]' (or run the demo without --downstream)"
+        )
+
+
 def describe(on: bool) -> str:
     """Added to the packing step's line."""
     return "; paired: image + organ mask per training image" if on else ""
