@@ -188,3 +188,19 @@ def test_mask_labels_come_from_the_run_record_when_the_archive_moved(tmp_path, c
         with caplog.at_level("WARNING"):
             assert list(generator_mask_spec(tmp_path, 2).labels) == list(NAMES)
         assert "mask_labels" in caplog.text
+
+
+def test_seg_without_highdicom_fails_before_writing(run, tmp_path, monkeypatch):
+    """highdicom is an optional extra: --format dicom on a paired model says what to install
+    before it writes a plan or an image (not at the first SEG, leaving a half-written folder)."""
+    import importlib.util
+
+    from mrisynth.errors import MissingDependencyError
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "highdicom" else real_find(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'mrisynth\[dicom-seg\]'"):
+        write_generation(run, tmp_path / "gen", [0], formats=("png", "dicom"), progress=False)
+    assert not (tmp_path / "gen").exists()
+    write_generation(run, tmp_path / "png", [0], formats=("png",), progress=False)  # no SEG

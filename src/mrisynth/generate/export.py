@@ -16,7 +16,14 @@ from mrisynth import __version__
 from mrisynth.data.masks import MaskSpec, encode_label_png
 from mrisynth.errors import ConfigError
 from mrisynth.generate.dicom import SeriesInfo, dataset_bytes, synthetic_dataset
-from mrisynth.generate.masks import mask_name, seg_bytes, seg_dataset, seg_name, split_paired
+from mrisynth.generate.masks import (
+    mask_name,
+    require_seg_writer,
+    seg_bytes,
+    seg_dataset,
+    seg_name,
+    split_paired,
+)
 from mrisynth.generate.sampling import SamplingOptions
 from mrisynth.imaging import encode_png, make_grid
 
@@ -73,6 +80,8 @@ class ExportPlan:
             raise ConfigError("nothing to write: give --format png/dicom or --grid")
         if "dicom" in self.formats and self.series is None:
             raise ValueError("DICOM export needs ExportPlan.series")
+        if "dicom" in self.formats and self.mask is not None:
+            require_seg_writer()  # before the plan and the first image, not at the first SEG
 
 
 def manifest_rows(seed: int, plan: ExportPlan, opts: SamplingOptions) -> list[dict[str, str]]:

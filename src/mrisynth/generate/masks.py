@@ -138,15 +138,22 @@ def _segment_descriptions(spec: MaskSpec):
     return out
 
 
-def seg_dataset(image: Dataset, labels: np.ndarray, spec: MaskSpec, seed: int) -> Dataset:
-    """DICOM SEG (binary, one segment per organ) of `labels` [H, W] on the synthetic `image`."""
-    try:
-        import highdicom as hd
-    except ImportError:
+def require_seg_writer() -> None:
+    """MissingDependencyError (what to install) when highdicom, an optional extra, is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("highdicom") is None:
         raise MissingDependencyError(
             "--format dicom on a paired model writes a DICOM SEG, which needs highdicom: "
             "pip install 'mrisynth[dicom-seg]'"
-        ) from None
+        )
+
+
+def seg_dataset(image: Dataset, labels: np.ndarray, spec: MaskSpec, seed: int) -> Dataset:
+    """DICOM SEG (binary, one segment per organ) of `labels` [H, W] on the synthetic `image`."""
+    require_seg_writer()
+    import highdicom as hd
+
     image = pydicom.dcmread(io.BytesIO(_bytes(image)))  # as a reader would see it
     entropy = ["mrisynth-seg", str(image.SOPInstanceUID)]
     seg = hd.seg.Segmentation(
