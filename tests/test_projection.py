@@ -271,6 +271,8 @@ def test_hostile_command_lines_are_one_error_line(files, tmp_path, G):
                 "--compare")  # fmt: skip
     _error_line(run([*base, "--target", str(tmp_path / "missing.png"), "--outdir",
                      str(tmp_path / "o5")]), "missing.png")  # fmt: skip
+    _error_line(run([*base, "--target", "/dev/null", "--outdir", str(tmp_path / "o11")]),
+                "/dev/null: not a PNG file, folder or ZIP archive")  # fmt: skip
     _error_line(run(["project", "--network", str(tmp_path / "nope.safetensors"), "--target",
                      train, "--outdir", str(tmp_path / "o6")]), "nope")  # fmt: skip
     _error_line(run([*base, "--target", train, "--outdir", str(tmp_path / "o7"), "--class",

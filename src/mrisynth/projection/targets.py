@@ -53,7 +53,9 @@ class _Source:
         if path.is_dir() or (path.is_file() and zipfile.is_zipfile(path)):
             self.archive = ImageArchive(path)  # InputError if it holds no readable PNG
         elif not path.is_file():
-            raise InputError(f"{path}: no such PNG file, folder or ZIP archive")
+            what = "not a PNG file, folder or ZIP archive (a pipe, device or socket)" if (
+                path.exists()) else "no such PNG file, folder or ZIP archive"
+            raise InputError(f"{path}: {what}")
 
     def __len__(self) -> int:
         return len(self.archive) if self.archive is not None else 1
