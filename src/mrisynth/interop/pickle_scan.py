@@ -4,8 +4,9 @@ replayed with the kind of each value, before anything is built.
 Why this cannot be left to the (C) unpickler or to checks on the objects it returns:
 - truncation and size claims: pickletools reads each argument against the bytes present, while
   the C unpickler allocates a BINBYTES8's or FRAME's claimed size first;
-- instructions NVIDIA's snapshots never hold and that reach code or foreign state (BUILD, INST,
-  OBJ, persistent ids, extension codes, out-of-band buffers);
+- instructions NVIDIA's snapshots never hold and that reach code or foreign state (INST, OBJ,
+  persistent ids, extension codes, out-of-band buffers; BUILD, except where the caller lets
+  the unpickler apply it to NumPy dtypes only, see `restricted_unpickler`);
 - memo slots: the C memo is an array sized by the largest index written, and a read of a slot
   never written is corrupt;
 - dictionary keys and set members other than text and integers: the unpickler hashes them in C,
