@@ -146,6 +146,8 @@ def test_cli_labels_and_its_errors(prepared, tmp_path):
         (["--labels", "position:1"], "2..64 bins"),
         (["--labels", "position:4", "--label", "patient"], "not both"),
         (["--labels", "colour"], "position:K"),
+        (["--label", "position:4"], "for named classes use --labels position:4"),  # a typo
+        (["--label", "position:4,sequence"], "use --labels position:4,sequence"),
     ):
         res = runner.invoke(cli, ["dataset", str(prepared), "-o", str(tmp_path / "e.zip"),
                                   *args])

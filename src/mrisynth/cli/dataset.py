@@ -89,8 +89,11 @@ def command(
     from mrisynth.data.pack import pack_archive
 
     if label not in LABELS and not label.startswith("column:"):
+        named_hint = (f"; for named classes use --labels {label}"  # one letter apart
+                      if label.split(":")[0] in ("position", "sequence")
+                      and label.replace(":", "").replace(",", "").isalnum() else "")
         raise click.BadParameter(
-            f"choose one of {', '.join(LABELS)} or column:NAME", param_hint="--label"
+            f"choose one of {', '.join(LABELS)} or column:NAME{named_hint}", param_hint="--label"
         )
     res = pack_archive(
         source, output, label=label, holdout_patients=holdout_patients, holdout_seed=holdout_seed,
