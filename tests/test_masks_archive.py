@@ -172,7 +172,7 @@ def test_sources_without_masks_are_refused(prepared, tmp_path):
     for r in rows:
         del r["mask_file"]
     _write_manifest(plain, rows)
-    with pytest.raises(InputError, match=r"prepared without masks.*prepare` with --masks"):
+    with pytest.raises(InputError, match=r"without masks.*`mrisynth prepare --masks` first"):
         pack_archive(plain, tmp_path / "d.zip", masks=True)
     (plain / "manifest.csv").unlink()
     with pytest.raises(InputError, match=r"needs manifest\.csv"):

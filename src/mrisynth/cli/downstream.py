@@ -28,16 +28,16 @@ def run_downstream(
 
     opts.check()
     dev = resolve_device(device)
-    real_set = load_archive(real, "--real")  # a wrong --real is named before its holdout is
-    if test is None:
-        test = holdout_path(real)
-        if not test.exists():
-            raise ConfigError(
-                f"--test not given and {test} (the holdout of --real) does not exist; pack with "
-                "`mrisynth dataset --masks --holdout-patients N` or pass --test"
-            )
-    _no_pattern(Path(outdir))
+    given = test
+    test = holdout_path(real) if test is None else test
+    _no_pattern(Path(outdir))  # where results go is checked before any input is read
     _outside_inputs(Path(outdir), {"--real": real, "--synthetic": synthetic, "--test": test})
+    real_set = load_archive(real, "--real")  # a wrong --real is named before its holdout is
+    if given is None and not Path(test).exists():
+        raise ConfigError(
+            f"--test not given and {test} (the holdout of --real) does not exist; pack with "
+            "`mrisynth dataset --masks --holdout-patients N` or pass --test"
+        )
     test_set = load_archive(test, "--test")
     num_labels = len(real_set.label_names or ())
     synthetic_set = load_generated(synthetic, num_labels)

@@ -104,7 +104,7 @@ def paired_source(src: ImageArchive) -> tuple[PairedArchive, list[str]]:
     rows = read_manifest(text, where)
     if not rows or "mask_file" not in rows[0] or not any(r.get("mask_file") for r in rows):
         raise InputError(f"{src.path}: prepared without masks (no mask_file in {MANIFEST_NAME}); "
-                         "run the same `mrisynth prepare` with --masks first")  # fmt: skip
+                         "run `mrisynth prepare --masks` first (the same folder is fine)")
     if src.num_channels != 1:
         raise InputError(f"{src.path}: --masks pairs grey images; these have "
                          f"{src.num_channels} channels")
