@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import resource
 import subprocess
 from collections import OrderedDict
 
@@ -17,7 +18,7 @@ import nvidia_format as nf
 from mrisynth.cli import cli
 from mrisynth.errors import InputError
 from mrisynth.interop import nvidia_pickle
-from mrisynth.interop.nvidia_import import import_pickle
+from mrisynth.interop.nvidia_import import MAX_FILE_BYTES, import_pickle
 from mrisynth.interop.nvidia_pickle import LEGACY_MAGIC, PickleRefused
 
 
@@ -324,3 +325,16 @@ def test_the_library_never_blocks_on_a_pipe(tmp_path):
         import_pickle(fifo)
     with pytest.raises(InputError, match="cannot be read"):
         import_pickle(tmp_path / "missing.pkl")
+
+
+def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path):
+    """A sparse 4 GiB + 1 byte file was read into memory (4 GiB) before the size check."""
+    huge = tmp_path / "network-snapshot-000001.pkl"
+    with open(huge, "wb") as f:
+        f.write(b"\x80\x03")
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = tmp_path / "o.safetensors"
+    res = CliRunner().invoke(cli, ["import-nvidia", str(huge), "-o", str(out)])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and "over 4 GiB" in res.output
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200 * 2**10

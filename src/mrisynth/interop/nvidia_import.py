@@ -51,15 +51,23 @@ def read_bytes(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would block or never end
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
         os.close(fd)
         raise InputError(f"{path}: not a regular file (a folder, pipe, device or socket)")
+    if info.st_size > MAX_FILE_BYTES:  # before reading 4 GiB of it (a sparse file costs nothing)
+        os.close(fd)
+        raise _too_large(path)
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"{path}: over {MAX_FILE_BYTES // 2**30} GiB, larger than any StyleGAN2 "
-                         "snapshot")
+        raise _too_large(path)
     return data
+
+
+def _too_large(path: Path) -> InputError:
+    return InputError(f"{path}: over {MAX_FILE_BYTES // 2**30} GiB, larger than any StyleGAN2 "
+                      "snapshot")
 
 
 def read_pickle(path: Path, data: bytes | None = None) -> Any:
