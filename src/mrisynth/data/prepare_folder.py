@@ -49,12 +49,25 @@ def check_paths(inputs: list[Path], output: Path) -> None:
             raise ConfigError(f"{output}: the output must not contain the input {inp}")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: exists and is not a folder")
-    ours = (output / MARKER_FILE).is_file() or (output / MANIFEST_FILE).is_file()
-    if output.is_dir() and any(output.iterdir()) and not ours:
+    if output.is_dir() and any(output.iterdir()) and not _ours(output):
         raise ConfigError(
             f"{output}: folder is not empty and is not a previous `mrisynth prepare` output; "
             "choose a new folder"
         )
+
+
+def _ours(folder: Path) -> bool:
+    """prepare's marker, or (from before markers) its manifest beside its report.json; never
+    a generate output or a training archive folder, which carry a manifest.csv too and whose
+    listed PNGs a prepare into them would remove as stale."""
+    if (folder / MARKER_FILE).is_file():
+        return True
+    others = ("generation.json", "generation.partial.json", "dataset.json")
+    return (
+        (folder / MANIFEST_FILE).is_file()
+        and (folder / "report.json").is_file()
+        and not any((folder / n).exists() for n in others)
+    )
 
 
 def _marker(complete: bool) -> bytes:

@@ -1,0 +1,49 @@
+"""`mrisynth prepare -o FOLDER` never writes into someone else's folder that happens to hold a
+manifest.csv: a `generate` output or a training archive folder used to pass as a prepare
+output from before markers, and prepare removed the PNGs its manifest listed as 'stale'
+(issue 12 audit: the newcomer who types the wrong -o loses generated images)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from tests.cli_errors import only_error_line
+
+from mrisynth.cli import cli
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tree")
+    res = CliRunner().invoke(cli, ["phantom", str(root / "t"), "--patients", "1", "--small",
+                                   "--no-t2spir"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return root / "t"
+
+
+def _folder(path, marker_file):
+    path.mkdir()
+    (path / "seed000000.png").write_bytes(b"generated")
+    (path / "manifest.csv").write_text("file,format,seed\nseed000000.png,png,0\n")
+    (path / marker_file).write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("marker_file", ["generation.json", "generation.partial.json",
+                                         "dataset.json"])  # fmt: skip
+def test_a_folder_with_someone_elses_manifest_is_refused(tree, tmp_path, marker_file):
+    out = _folder(tmp_path / "out", marker_file)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["prepare", str(tree), "-o", str(out), "--size", "16"]
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert "is not a previous `mrisynth prepare` output" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_prepare_output_from_before_markers_is_still_ours(tree, tmp_path):
+    out = tmp_path / "old"
+    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(out), "--size", "16"]
+                              ).exit_code == 0  # fmt: skip
+    (out / ".mrisynth-prepare").unlink()  # as written before the marker existed
+    res = CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(out), "--size", "16"])
+    assert res.exit_code == 0 and "unchanged" in res.output, res.output
