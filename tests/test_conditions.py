@@ -53,6 +53,8 @@ def test_spec_parsing():
     # each names what is wrong, not only the usage
     for bad, why in (("position:0", "asks for 0 bin"), ("position:-1", "asks for -1 bin"),
                      ("position:10000", "asks for 10000 bin"), ("position:abc", "'abc' is not"),
+                     ("position:" + "9" * 5000, "asks for too many"),  # int() of it raises
+                     ("position:00000000000000020000", "asks for 20000 bin"),
                      ("position:4,position:4", "position is given twice"),
                      ("sequence,sequence", "sequence is given twice"),
                      ("position:4,colour", "unknown label kind 'colour'"),

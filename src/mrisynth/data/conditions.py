@@ -81,10 +81,12 @@ def parse_condition_spec(text: str) -> ConditionSpec:
             raise ConfigError(f"--labels {shown}: {kind} is given twice; {usage}")
         if kind == "sequence" and not colon:
             sequence = True
-        elif kind == "position" and re.fullmatch(r"-?[0-9]{1,12}", arg):
-            bins = int(arg)
-            if not 2 <= bins <= MAX_POSITION_BINS:
-                raise ConfigError(f"--labels {shown}: position:{bins} asks for {bins} bin(s); "
+        elif kind == "position" and re.fullmatch(r"-?[0-9]+", arg):
+            digits = arg.lstrip("-").lstrip("0")  # int() of thousands of digits raises
+            bins = int(arg) if len(digits) <= 6 else None
+            if bins is None or not 2 <= bins <= MAX_POSITION_BINS:
+                raise ConfigError(f"--labels {shown}: position:{arg[:20]} asks for "
+                                  f"{'too many' if bins is None else bins} bin(s); "
                                   f"give 2..{MAX_POSITION_BINS} bins (e.g. position:4)")
         elif kind == "sequence":
             raise ConfigError(f"--labels {shown}: sequence takes no ':{arg[:20]}'; {usage}")
