@@ -47,3 +47,21 @@ def test_a_prepare_output_from_before_markers_is_still_ours(tree, tmp_path):
     (out / ".mrisynth-prepare").unlink()  # as written before the marker existed
     res = CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(out), "--size", "16"])
     assert res.exit_code == 0 and "unchanged" in res.output, res.output
+
+
+def test_prepare_says_what_a_non_dicom_input_is(tree, tmp_path):
+    zipped = tmp_path / "CHAOS_Train_Sets.zip"
+    import zipfile
+
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(next(tree.rglob("*.dcm")), "a.dcm")
+    prepared = tmp_path / "prepared"
+    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(prepared), "--size", "16"]
+                              ).exit_code == 0  # fmt: skip
+    for given, said in (
+        (zipped, f"{zipped} is a ZIP archive: unzip it and give the folder"),
+        (prepared, f"mrisynth dataset {prepared} -o train.zip"),
+    ):
+        args = ["prepare", str(given), "-o", str(tmp_path / "out"), "--size", "16"]
+        line = only_error_line(CliRunner().invoke(cli, args))
+        assert "no usable t1-in slices" in line and said in line, line

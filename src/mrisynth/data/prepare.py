@@ -26,6 +26,7 @@ from mrisynth.data.prepare_report import build_report, not_selected, sources_csv
 from mrisynth.data.series import SEQUENCE_CHOICES, build_series, select_series
 from mrisynth.data.series_images import run_series
 from mrisynth.data.slice_pipeline import FIT_METHODS, NORM_METHODS, SliceOptions
+from mrisynth.data.source_kind import not_dicom_hint
 from mrisynth.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def prepare(
         raise InputError(
             f"{', '.join(map(str, in_paths))}: no usable {opts.sequence} slices "
             f"(series found: {found or 'none'}; {len(skipped)} files skipped; "
-            f"see {out / REPORT_FILE})"
+            f"see {out / REPORT_FILE})" + ("" if found else not_dicom_hint(list(in_paths)))
         )
     serious = [k for k in skipped if not k.reason.startswith(BENIGN_PREFIXES)]
     if opts.strict and serious:

@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import stat
+import zipfile
 from pathlib import Path
 
 from mrisynth.data.archive import MANIFEST_NAME
@@ -147,3 +148,20 @@ def _has_dicom_magic(path: Path) -> bool:
     except OSError:
         return False
     return head[128:132] == b"DICM"
+
+
+def not_dicom_hint(inputs: list[Path]) -> str:
+    """For `prepare` finding no DICOM at all: what the inputs are instead ('' when unknown)."""
+    for path in inputs:
+        if path.is_file() and zipfile.is_zipfile(path):
+            return (f"; {path} is a ZIP archive: unzip it and give the folder (prepare reads "
+                    "DICOM files, not archives)")  # fmt: skip
+        if path.is_dir() and (path / MANIFEST_NAME).is_file():
+            return (f"; {path} holds PNGs with a manifest.csv (a `prepare` or `generate` output)"
+                    f": prepare reads DICOM; to train on prepared PNGs, mrisynth dataset {path} "
+                    "-o train.zip")  # fmt: skip
+        what = describe(path)
+        if what is not None and "DICOM" not in what:  # a run, runs or a network file
+            return f"; {path} is {what.split(' (')[0].split(',')[0]}, not DICOM studies"
+    return ""
+
