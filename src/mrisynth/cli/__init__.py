@@ -47,7 +47,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # `mrisynth` alone: its help
                 raise
-            raise click.ClickException(_usage_line(e, ctx.command_path)) from None
+            raise click.ClickException(_one_line(_usage_line(e, ctx.command_path))) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -58,21 +58,32 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MrisynthError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(_one_line(str(e))) from None
         except click.UsageError as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # `mrisynth weights` alone (click >= 8.2)
                 raise
             command = ctx.meta.get(_COMMAND_KEY, ctx.command_path)
-            raise click.ClickException(_usage_line(e, command)) from None
+            raise click.ClickException(_one_line(_usage_line(e, command))) from None
+        except click.ClickException as e:  # raised by a command itself
+            e.message = _one_line(e.format_message())
+            raise
         except OSError as e:
             if e.filename is None:
                 raise
             raise click.ClickException(
-                f"{e.filename}: {e.strerror or e}; check the path and its permissions"
+                _one_line(f"{e.filename}: {e.strerror or e}; check the path and its permissions")
             ) from None
 
 
 _COMMAND_KEY = "mrisynth.command"
+
+
+def _one_line(message: str) -> str:
+    """A message as one line: a path typed with a newline or other control character in it
+    is shown escaped (`a\\nb`), as Python writes it, not broken over lines."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _usage_line(e: click.UsageError, command: str) -> str:
