@@ -294,3 +294,24 @@ def test_malformed_dataset_json_is_one_clear_line(tmp_path, text):
     msg = str(err.value)
     assert msg.count("dataset.json") == 1 and msg.endswith("re-create it with `mrisynth dataset`")
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "labels", "msg"),
+    [(True, [0, 1], "num_classes 'True'"), ("4", [0, 1], "num_classes '4'"),
+     (10**9, [0, 1], "num_classes '1000000000'"), (-1, [0, 1], "num_classes '-1'"),
+     (0, [0, 1], "num_classes '0'"), (2, [0, 7], "class 7 in an archive that declares 2")],
+)
+def test_declared_class_count_is_checked(tmp_path, num_classes, labels, msg):
+    """A wrong-typed count was ignored (the one-hot width then came from the labels, so a
+    holdout could get another width than its training archive); a class beyond it widened
+    the one-hot silently."""
+    src = _manifest_folder(tmp_path / "src", [{"file": f"i{i}.png"} for i in range(2)])
+    obj = {"labels": [[f"i{i}.png", c] for i, c in enumerate(labels)],
+           "mrisynth": {"num_classes": num_classes}}
+    (src / "dataset.json").write_text(json.dumps(obj))
+    with pytest.raises(InputError, match=msg):
+        _ = ImageArchive(src).labels
+    res = CliRunner().invoke(cli, ["dataset", str(src), "-o", str(tmp_path / "o.zip")])
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and msg in res.output
+    assert not (tmp_path / "o.zip").exists()

@@ -214,8 +214,8 @@ class ImageArchive:
         raw = self.label_list()
         if raw is None:
             return np.zeros((len(self), 0), dtype=np.float32)
-        k = declared_classes(self.dataset_json())
-        return labels_to_array(raw, f"{self.path}/{LABELS_NAME}", num_classes=k)
+        src = f"{self.path}/{LABELS_NAME}"
+        return labels_to_array(raw, src, num_classes=declared_classes(self.dataset_json(), src))
 
     def content_hash(self) -> str:
         """sha256 over (name, bytes) of every image in order; same for a folder and its ZIP.

@@ -82,13 +82,20 @@ def labels_for(table: dict[str, LabelValue], names: Sequence[str], source: str) 
     return [table[n] for n in names]
 
 
-def declared_classes(obj: dict) -> int | None:
+def declared_classes(obj: dict, source: str = "dataset.json") -> int | None:
     """`{"mrisynth": {"num_classes": K}}`: the class count of a split archive (a holdout may not
-    contain the highest class, but its one-hot width must match training's)."""
+    contain the highest class, but its one-hot width must match training's). None when not
+    recorded; InputError when recorded as anything but a whole number 1..MAX_LABEL_DIM (a
+    silently ignored count would give a holdout another width than its training archive)."""
     meta = obj.get(META_KEY)
-    k = meta.get("num_classes") if isinstance(meta, dict) else None
-    ok = isinstance(k, int) and not isinstance(k, bool) and 0 < k <= MAX_LABEL_DIM
-    return k if ok else None
+    if not isinstance(meta, dict) or meta.get("num_classes") is None:
+        return None
+    k = meta["num_classes"]
+    if not (isinstance(k, int) and not isinstance(k, bool) and 0 < k <= MAX_LABEL_DIM):
+        raise InputError(f"{source}: {META_KEY}.num_classes {str(k)[:40]!r} is not a whole "
+                         f"number 1..{MAX_LABEL_DIM}; re-create the archive with `mrisynth "
+                         "dataset --labels ...`")
+    return k
 
 
 def labels_to_array(raw: Sequence, source: str, num_classes: int | None = None) -> np.ndarray:
@@ -100,6 +107,10 @@ def labels_to_array(raw: Sequence, source: str, num_classes: int | None = None) 
     values = [_check_label(v, f"{source}: label {i}") for i, v in enumerate(raw)]
     if values and all(isinstance(v, int) for v in values):
         classes = np.asarray(values, dtype=np.int64)
+        if num_classes is not None and int(classes.max()) >= num_classes:
+            raise InputError(f"{source}: class {int(classes.max())} in an archive that declares "
+                             f"{num_classes} classes ({META_KEY}.num_classes); re-create it "
+                             "with `mrisynth dataset --labels ...`")
         width = max(int(classes.max()) + 1, num_classes or 0)
         onehot = np.zeros((classes.size, width), dtype=np.float32)
         onehot[np.arange(classes.size), classes] = 1
