@@ -147,3 +147,16 @@ def test_no_class_names_every_way_to_ask(named_snapshot, tmp_path):
     res = _gen(["--network", str(plain), "--outdir", str(tmp_path / "o")])
     assert res.exit_code == 1 and "pass --class 0..1" in res.output
     assert "--position" not in res.output
+
+
+def test_every_bin_count_has_distinct_names_and_position_finds_each_bin():
+    """Names round to 2 decimals (pos0.02-0.03 at K = 64): none may collide, and --position
+    at a bin's centre or edges must pick the bin `dataset` put those slices in."""
+    from mrisynth.data.conditions import bin_name, position_bin
+
+    for k in range(2, 65):
+        names = [bin_name(i, k) for i in range(k)]
+        assert len(set(names)) == k
+        for i in range(k):
+            for p in ((i + 0.5) / k, i / k, min((i + 1) / k, 1.0)):
+                assert pick_class(names, k, position=p) == position_bin(p, k)
