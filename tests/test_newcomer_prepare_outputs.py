@@ -65,3 +65,19 @@ def test_prepare_says_what_a_non_dicom_input_is(tree, tmp_path):
         args = ["prepare", str(given), "-o", str(tmp_path / "out"), "--size", "16"]
         line = only_error_line(CliRunner().invoke(cli, args))
         assert "no usable t1-in slices" in line and said in line, line
+
+
+def test_demo_never_takes_the_quick_starts_data_folder(tree, tmp_path):
+    """The quick start leaves data/phantom, data/prepared (prepare's marker) and data/train.zip;
+    `demo --outdir data` took that for a demo from before the demo marker and deleted
+    data/phantom (with real data: replaced the user's prepared slices)."""
+    data = tmp_path / "data"
+    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(data / "prepared"), "--size",
+                                    "16"]).exit_code == 0  # fmt: skip
+    (data / "phantom").mkdir()
+    (data / "phantom" / "mine.dcm").write_bytes(b"user data")
+    (data / "train.zip").write_bytes(b"user archive")
+    line = only_error_line(CliRunner().invoke(cli, ["demo", "--quick", "--outdir", str(data)]))
+    assert "is not an earlier demo's" in line
+    assert (data / "phantom" / "mine.dcm").read_bytes() == b"user data"
+    assert not (data / ".mrisynth-demo").exists()

@@ -309,13 +309,25 @@ def _claim_outdir(out: Path) -> None:
     prepared/ for demos from before the marker)."""
     from mrisynth import atomic
 
-    ours = (out / MARKER).is_file() or (out / "prepared" / ".mrisynth-prepare").is_file()
-    if out.is_dir() and any(out.iterdir()) and not ours:
+    if out.is_dir() and any(out.iterdir()) and not _earlier_demo(out):
         raise ConfigError(
             f"--outdir {out}: folder is not empty and is not an earlier demo's (the demo "
             "replaces its phantom/ and samples/ folders); choose a new folder"
         )
     atomic.write_text(out / MARKER, "mrisynth demo output: re-runs rewrite this folder\n")
+
+
+# Everything a demo writes into --outdir: a folder from before the marker is an earlier demo's
+# only if it holds nothing else (the quick start's data/ holds phantom/ and prepared/ too).
+_DEMO_NAMES = {"phantom", "prepared", "data.zip", "data-holdout.zip", "runs", "samples", "warmup",
+               "synthetic-pairs", MARKER, ".mrisynth-demo-patient-key"}  # fmt: skip
+
+
+def _earlier_demo(out: Path) -> bool:
+    if (out / MARKER).is_file():
+        return True
+    names = {p.name for p in out.iterdir()}
+    return (out / "prepared" / ".mrisynth-prepare").is_file() and names <= _DEMO_NAMES
 
 
 class _TickEcho(logging.Handler):
