@@ -130,3 +130,13 @@ def test_downstream_names_a_wrong_real_before_its_holdout(files, tmp_path):
             str(tmp_path / "synth"), "--outdir", str(tmp_path / "ds")]  # fmt: skip
     line = only_error_line(CliRunner().invoke(cli, args))
     assert "model.pkl: an NVIDIA network pickle, not images" in line and "holdout" not in line
+
+
+def test_dataset_of_a_generate_grid_folder_says_so(tmp_path):
+    _pngs(tmp_path / "synth")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "synth" / "grid.png")
+    (tmp_path / "synth" / "generation.json").write_text("{}")
+    (tmp_path / "synth" / "manifest.csv").write_text("file,format,seed\nimg0.png,png,0\n")
+    args = ["dataset", str(tmp_path / "synth"), "-o", str(tmp_path / "s.zip")]
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert "grid.png" in line and "a `mrisynth generate --grid` output" in line

@@ -113,6 +113,9 @@ def refuse_unprepared(source: Path) -> None:
 def unprepared_hint(source: Path) -> str:
     """A clause for errors about a source without prepare's manifest ('' with one, or when the
     error already says what the source is)."""
+    if (source / "grid.png").is_file() and (source / "generation.json").is_file():
+        return (f" ({source} is a `mrisynth generate --grid` output: its grid.png is no "
+                "training image; move grid.png out of it, or generate without --grid)")  # fmt: skip
     if not source.is_dir() or (source / MANIFEST_NAME).is_file() or describe(source):
         return ""
     return (
