@@ -60,7 +60,8 @@ def _generate(snapshot, out, seeds="0-39"):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_generate_on_a_full_disk_resumes(snapshot, tmp_path, mode):
-    reference = tmp_path / "reference"
+    # At the depth of disk/out: generation.json records the snapshot relative to the folder.
+    reference = tmp_path / "ref" / "out"
     assert _generate(snapshot, reference).exit_code == 0
     with small_disk(tmp_path / "disk", 40, injected=mode == "injected") as disk:
         out = disk.path / "out"
