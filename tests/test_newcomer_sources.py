@@ -114,11 +114,12 @@ def test_dataset_never_writes_into_its_source(tmp_path):
     assert sorted(p.name for p in (tmp_path / "src").iterdir()) == before
 
 
-def test_train_outdir_that_is_a_file(tmp_path):
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])  # one validation path for both
+def test_train_outdir_that_is_a_file(tmp_path, dry_run):
     _pngs(tmp_path / "data")
     (tmp_path / "notes.txt").write_text("mine")
     args = ["train", "--data", str(tmp_path / "data"), "--outdir", str(tmp_path / "notes.txt"),
-            "--cfg", "tiny", "--kimg", "0.01"]  # fmt: skip
+            "--cfg", "tiny", "--kimg", "0.01", *dry_run]  # fmt: skip
     line = only_error_line(CliRunner().invoke(cli, args))
     assert f"{tmp_path / 'notes.txt'}: not a folder" in line
     assert (tmp_path / "notes.txt").read_text() == "mine"

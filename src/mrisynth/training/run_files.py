@@ -65,10 +65,15 @@ def fakes_name(nimg: int) -> str:
     return f"fakes-{kimg_label(nimg)}.png"
 
 
+def check_outdir_kind(folder: Path) -> None:
+    """A file where a folder is wanted: one line (mkdir's 'File exists' says nothing)."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: not a folder; give a folder to write runs into")
+
+
 def check_writable(folder: Path) -> None:
     """Create `folder` and prove a file can be written there, or fail with one line."""
-    if folder.exists() and not folder.is_dir():  # mkdir's 'File exists' says nothing
-        raise InputError(f"{folder}: not a folder; give a folder to write runs into")
+    check_outdir_kind(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=folder)

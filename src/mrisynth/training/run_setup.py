@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,6 +114,10 @@ def check_run_inputs(opts: TrainOptions, full_resume: bool) -> None:
             else ""
         )
         raise ConfigError(f"--outdir is required{why}; give the folder for run folders")
+    if opts.outdir and not full_resume:
+        from mrisynth.training.run_files import check_outdir_kind
+
+        check_outdir_kind(Path(opts.outdir))  # what opening the run folder would refuse
     if opts.metrics:
         from mrisynth.metrics.runner import check_metric_names
 
