@@ -141,3 +141,15 @@ def test_dataset_of_a_generate_grid_folder_says_so(tmp_path):
     args = ["dataset", str(tmp_path / "synth"), "-o", str(tmp_path / "s.zip")]
     line = only_error_line(CliRunner().invoke(cli, args))
     assert "grid.png" in line and "a `mrisynth generate --grid` output" in line
+
+
+@pytest.mark.parametrize(("name", "said"), [("runs", "a folder of training runs"),
+                                            ("chaos", "a DICOM tree")])  # fmt: skip
+def test_reader_study_synthetic_names_what_was_given(files, tmp_path, name, said):
+    _pngs(tmp_path / "real")
+    args = ["reader-study", "create", "--real", str(tmp_path / "real"), "--synthetic",
+            str(files / name), "--n-real", "2", "--n-synthetic", "2", "--readers", "1",
+            "--outdir", str(tmp_path / "study")]  # fmt: skip
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert f"--synthetic {files / name}: {said}" in line
+    assert not (tmp_path / "study").exists()

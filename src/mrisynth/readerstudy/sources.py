@@ -90,8 +90,13 @@ def _is_run(path: Path) -> bool:
 
 def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceImage]:
     from mrisynth.data.archive import list_image_names
+    from mrisynth.data.source_kind import describe
     from mrisynth.generate.images import read_png
 
+    what = describe(path)  # a DICOM tree or a folder of runs: their PNGs are masks, grids
+    if what is not None:
+        raise InputError(f"--synthetic {path}: {what.split(';')[0]}; give generated PNGs "
+                         "(`mrisynth generate`), one run folder or a snapshot")  # fmt: skip
     if (path / "generation.partial.json").exists():
         raise InputError(
             f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
