@@ -114,3 +114,30 @@ def test_a_missing_python_is_named(tmp_path):
         "Error: no-such-python3 not found; install Python >= 3.11 or set "
         "PYTHON=/path/to/python3.11"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "passed"),
+    [
+        ([], ["demo"]),
+        (["--quick"], ["demo", "--quick"]),  # was: a full demo into a folder named --quick
+        (["my-demo", "--quick"], ["demo", "--outdir", "my-demo", "--quick"]),
+        (["--outdir", "x", "--kimg", "8"], ["demo", "--outdir", "x", "--kimg", "8"]),
+    ],
+)
+def test_demo_sh_hands_its_arguments_to_the_demo(tmp_path, args, passed):
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "scripts").mkdir()
+    for name in ("demo.sh", "install.sh"):
+        (tmp_path / "scripts" / name).write_bytes((root / "scripts" / name).read_bytes())
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)
+    (venv / "mrisynth").write_text('#!/bin/sh\nfor a in "$@"; do echo "arg:$a"; done\n')
+    (venv / "mrisynth").chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "MRISYNTH_INSTALL_DRY_RUN": "1", "MRISYNTH_TORCH": "torch"}
+    res = subprocess.run(["bash", str(tmp_path / "scripts" / "demo.sh"), *args], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    got = [line[4:] for line in res.stdout.splitlines() if line.startswith("arg:")]
+    assert got == passed
