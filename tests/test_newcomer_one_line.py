@@ -45,3 +45,25 @@ def test_a_commands_own_click_exception_keeps_its_exit_status():
 def test_printable_text_is_untouched():
     assert _one_line("données/é 中文 tab-free") == "données/é 中文 tab-free"
     assert _one_line("a\tb\r\n") == "a\\tb\\r\\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["demo", "--outdir", "--quick"], "'--outdir' needs a value, got the option '--quick'"),
+        (["generate", "--network", "r", "--outdir", "--grid", "--seeds", "0"], "'--grid'"),
+        (["reader-study", "create", "--outdir", "--real", "x"], "'--outdir' needs a value"),
+        (["train", "--data", "--outdir", "r"], "'--data' needs a value"),
+        (["-v", "train", "--desc", "--dry-run"], "'--desc' needs a value"),
+    ],
+)
+def test_an_option_is_not_taken_as_a_missing_value(tmp_path, cli_in, args, said):
+    line = only_error_line(cli_in(tmp_path, args))
+    assert said in line
+    assert list(tmp_path.iterdir()) == []  # no folder named like an option
+
+
+def test_a_value_that_only_looks_like_an_option_is_kept(tmp_path, cli_in):
+    res = cli_in(tmp_path, ["generate", "--network", "--not-an-option", "--outdir", "g",
+                            "--seeds", "0"])  # fmt: skip
+    assert "--not-an-option: not found" in only_error_line(res)

@@ -29,6 +29,7 @@ from mrisynth.cli import (
     train,
     weights,
 )
+from mrisynth.cli.option_values import check_option_values
 from mrisynth.errors import MrisynthError
 
 
@@ -52,6 +53,8 @@ class _Group(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)
         ctx.meta[_COMMAND_KEY] = f"{ctx.command_path} {name}"  # for errors that lack a context
+        if cmd is not None:
+            check_option_values(ctx, cmd, rest)  # `--outdir --quick`: a value is missing
         return name, cmd, rest
 
     def invoke(self, ctx: click.Context):
