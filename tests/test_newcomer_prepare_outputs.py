@@ -81,3 +81,17 @@ def test_demo_never_takes_the_quick_starts_data_folder(tree, tmp_path):
     assert "is not an earlier demo's" in line
     assert (data / "phantom" / "mine.dcm").read_bytes() == b"user data"
     assert not (data / ".mrisynth-demo").exists()
+
+
+def test_a_huge_secret_file_is_refused_unread(tree, tmp_path, monkeypatch):
+    big = tmp_path / "scan.dcm"  # a mistyped --patient-key-secret: some large file
+    big.write_bytes(b"k" * 100_000)
+    args = ["prepare", str(tree), "-o", str(tmp_path / "o"), "--size", "16",
+            "--patient-key-secret", str(big)]  # fmt: skip
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert f"{big}: over 4096 bytes, not a patient-key secret" in line
+    ok = tmp_path / "key"
+    ok.write_text("0123456789abcdef" * 4 + "\n")
+    res = CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(tmp_path / "o"), "--size", "16",
+                                   "--patient-key-secret", str(ok)])  # fmt: skip
+    assert res.exit_code == 0, res.output

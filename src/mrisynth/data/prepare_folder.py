@@ -31,6 +31,7 @@ MARKER_FILE = ".mrisynth-prepare"  # written first: recognises our own (partial)
 SECRET_FILE = ".mrisynth-secret"  # HMAC key of patient keys; stays in this folder (mode 0600)
 SOURCES_FILE = ".mrisynth-sources.csv"  # source ids -> input paths, for this machine only (0600)
 MIN_SECRET_BYTES = 16
+MAX_SECRET_BYTES = 4096
 OUR_PNG = re.compile(r"^p[0-9a-f]{10}_[a-z0-9_]+_[0-9a-f]{8}_\d{3,}\.png$")
 BLOCK = 4096  # files occupy whole blocks
 
@@ -121,9 +122,16 @@ def load_secret(output: Path, user_file: Path | None) -> bytes:
     `--patient-key-secret OUT/.mrisynth-secret` reproduces this folder's patient keys."""
     if user_file is not None:
         try:
-            key = user_file.read_bytes().strip()
+            with user_file.open("rb") as f:  # bounded: a mistyped path may name a huge file
+                key = f.read(MAX_SECRET_BYTES + 1).strip()
         except OSError as e:
             raise InputError(f"{user_file}: cannot read the secret ({e.strerror})") from None
+        if len(key) > MAX_SECRET_BYTES:
+            raise InputError(
+                f"{user_file}: over {MAX_SECRET_BYTES} bytes, not a patient-key secret (a key "
+                "file holds one line, e.g. from: python -c \"import secrets; "
+                'print(secrets.token_hex(32))")'
+            )
         if len(key) < MIN_SECRET_BYTES:
             raise InputError(
                 f"{user_file}: a patient-key secret needs at least {MIN_SECRET_BYTES} bytes "
