@@ -153,3 +153,11 @@ def test_reader_study_synthetic_names_what_was_given(files, tmp_path, name, said
     line = only_error_line(CliRunner().invoke(cli, args))
     assert f"--synthetic {files / name}: {said}" in line
     assert not (tmp_path / "study").exists()
+
+
+def test_holdout_patients_1e308_is_not_echoed_as_309_digits(tmp_path):
+    _pngs(tmp_path / "src")
+    args = ["dataset", str(tmp_path / "src"), "-o", str(tmp_path / "d.zip"),
+            "--holdout-patients", "1e308"]  # fmt: skip
+    line = only_error_line(CliRunner().invoke(cli, args))
+    assert line.endswith("(e.g. 2)") and len(line) < 200

@@ -104,7 +104,8 @@ def num_holdout_patients(request: str | float, num_patients: int) -> int:
     elif not text.isdigit():  # '1.0' or '1e0' reads as a fraction, and a fraction must be < 1
         raise ConfigError(
             f"--holdout-patients {text}: a fraction must be below 1; for a number of patients "
-            f"write it without a decimal point (e.g. {int(value) if value.is_integer() else 2})"
+            "write it without a decimal point (e.g. "
+            f"{int(value) if value.is_integer() and value < 1e6 else 2})"
         )
     elif value.is_integer():
         count = int(value)
