@@ -1,5 +1,6 @@
 """Shared test settings: CPU only, one thread per test worker (the suite runs with -n 2), and
-the `cli_in` fixture (the CLI run from a given folder)."""
+the `cli_in` fixture (the CLI run from a given folder) and `dicom_tree` (a one-patient phantom
+DICOM tree, read-only: tests that change a tree copy it first)."""
 
 import os
 
@@ -31,3 +32,18 @@ def cli_in():
             return CliRunner().invoke(cli, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def dicom_tree(tmp_path_factory):
+    """A one-patient, small phantom DICOM tree (T1 in/opposed phase, CHAOS layout, masks)."""
+    from click.testing import CliRunner
+
+    from mrisynth.cli import cli
+
+    tree = tmp_path_factory.mktemp("dicomtree") / "tree"
+    res = CliRunner().invoke(
+        cli, ["phantom", str(tree), "--patients", "1", "--small", "--no-t2spir"]
+    )
+    assert res.exit_code == 0, res.output
+    return tree

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 from tests.cli_errors import only_error_line
@@ -15,28 +14,19 @@ from mrisynth.cli import cli
 from mrisynth.data import source_kind
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dicomtree")
-    res = CliRunner().invoke(cli, ["phantom", str(root / "tree"), "--patients", "1", "--small",
-                                   "--no-t2spir"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    return root / "tree"
-
-
 def one_error(args) -> str:
     return only_error_line(CliRunner().invoke(cli, args))
 
 
-def test_a_dicom_tree_is_not_a_prepare_output(tree, tmp_path):
-    line = one_error(["dataset", str(tree), "-o", str(tmp_path / "d.zip")])
-    assert f"{tree}: a DICOM tree" in line and "not a `prepare` output" in line
-    assert f"mrisynth prepare {tree} -o PREPARED" in line and "side" not in line
+def test_a_dicom_tree_is_not_a_prepare_output(dicom_tree, tmp_path):
+    line = one_error(["dataset", str(dicom_tree), "-o", str(tmp_path / "d.zip")])
+    assert f"{dicom_tree}: a DICOM tree" in line and "not a `prepare` output" in line
+    assert f"mrisynth prepare {dicom_tree} -o PREPARED" in line and "side" not in line
     assert not (tmp_path / "d.zip").exists()
 
 
-def test_dicom_without_a_suffix_is_found_by_its_magic(tree, tmp_path):
-    src = next(tree.rglob("*.dcm"))
+def test_dicom_without_a_suffix_is_found_by_its_magic(dicom_tree, tmp_path):
+    src = next(dicom_tree.rglob("*.dcm"))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "IM0001").write_bytes(src.read_bytes())
     os.mkfifo(tmp_path / "in" / "a-fifo")  # looked past, never opened

@@ -12,15 +12,6 @@ from tests.cli_errors import only_error_line
 from mrisynth.cli import cli
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tree")
-    res = CliRunner().invoke(cli, ["phantom", str(root / "t"), "--patients", "1", "--small",
-                                   "--no-t2spir"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    return root / "t"
-
-
 def _folder(path, marker_file):
     path.mkdir()
     (path / "seed000000.png").write_bytes(b"generated")
@@ -31,32 +22,32 @@ def _folder(path, marker_file):
 
 @pytest.mark.parametrize("marker_file", ["generation.json", "generation.partial.json",
                                          "dataset.json"])  # fmt: skip
-def test_a_folder_with_someone_elses_manifest_is_refused(tree, tmp_path, marker_file):
+def test_a_folder_with_someone_elses_manifest_is_refused(dicom_tree, tmp_path, marker_file):
     out = _folder(tmp_path / "out", marker_file)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    args = ["prepare", str(tree), "-o", str(out), "--size", "16"]
+    args = ["prepare", str(dicom_tree), "-o", str(out), "--size", "16"]
     line = only_error_line(CliRunner().invoke(cli, args))
     assert "is not a previous `mrisynth prepare` output" in line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_a_prepare_output_from_before_markers_is_still_ours(tree, tmp_path):
+def test_a_prepare_output_from_before_markers_is_still_ours(dicom_tree, tmp_path):
     out = tmp_path / "old"
-    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(out), "--size", "16"]
+    assert CliRunner().invoke(cli, ["prepare", str(dicom_tree), "-o", str(out), "--size", "16"]
                               ).exit_code == 0  # fmt: skip
     (out / ".mrisynth-prepare").unlink()  # as written before the marker existed
-    res = CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(out), "--size", "16"])
+    res = CliRunner().invoke(cli, ["prepare", str(dicom_tree), "-o", str(out), "--size", "16"])
     assert res.exit_code == 0 and "unchanged" in res.output, res.output
 
 
-def test_prepare_says_what_a_non_dicom_input_is(tree, tmp_path):
+def test_prepare_says_what_a_non_dicom_input_is(dicom_tree, tmp_path):
     zipped = tmp_path / "CHAOS_Train_Sets.zip"
     import zipfile
 
     with zipfile.ZipFile(zipped, "w") as z:
-        z.write(next(tree.rglob("*.dcm")), "a.dcm")
+        z.write(next(dicom_tree.rglob("*.dcm")), "a.dcm")
     prepared = tmp_path / "prepared"
-    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(prepared), "--size", "16"]
+    assert CliRunner().invoke(cli, ["prepare", str(dicom_tree), "-o", str(prepared), "--size", "16"]
                               ).exit_code == 0  # fmt: skip
     for given, said in (
         (zipped, f"{zipped} is a ZIP archive: unzip it and give the folder"),
@@ -67,13 +58,13 @@ def test_prepare_says_what_a_non_dicom_input_is(tree, tmp_path):
         assert "no usable t1-in slices" in line and said in line, line
 
 
-def test_demo_never_takes_the_quick_starts_data_folder(tree, tmp_path):
+def test_demo_never_takes_the_quick_starts_data_folder(dicom_tree, tmp_path):
     """The quick start leaves data/phantom, data/prepared (prepare's marker) and data/train.zip;
     `demo --outdir data` took that for a demo from before the demo marker and deleted
     data/phantom (with real data: replaced the user's prepared slices)."""
     data = tmp_path / "data"
-    assert CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(data / "prepared"), "--size",
-                                    "16"]).exit_code == 0  # fmt: skip
+    args = ["prepare", str(dicom_tree), "-o", str(data / "prepared"), "--size", "16"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
     (data / "phantom").mkdir()
     (data / "phantom" / "mine.dcm").write_bytes(b"user data")
     (data / "train.zip").write_bytes(b"user archive")
@@ -83,15 +74,15 @@ def test_demo_never_takes_the_quick_starts_data_folder(tree, tmp_path):
     assert not (data / ".mrisynth-demo").exists()
 
 
-def test_a_huge_secret_file_is_refused_unread(tree, tmp_path, monkeypatch):
+def test_a_huge_secret_file_is_refused_unread(dicom_tree, tmp_path, monkeypatch):
     big = tmp_path / "scan.dcm"  # a mistyped --patient-key-secret: some large file
     big.write_bytes(b"k" * 100_000)
-    args = ["prepare", str(tree), "-o", str(tmp_path / "o"), "--size", "16",
+    args = ["prepare", str(dicom_tree), "-o", str(tmp_path / "o"), "--size", "16",
             "--patient-key-secret", str(big)]  # fmt: skip
     line = only_error_line(CliRunner().invoke(cli, args))
     assert f"{big}: over 4096 bytes, not a patient-key secret" in line
     ok = tmp_path / "key"
     ok.write_text("0123456789abcdef" * 4 + "\n")
-    res = CliRunner().invoke(cli, ["prepare", str(tree), "-o", str(tmp_path / "o"), "--size", "16",
-                                   "--patient-key-secret", str(ok)])  # fmt: skip
+    res = CliRunner().invoke(cli, ["prepare", str(dicom_tree), "-o", str(tmp_path / "o"),
+                                   "--size", "16", "--patient-key-secret", str(ok)])  # fmt: skip
     assert res.exit_code == 0, res.output
