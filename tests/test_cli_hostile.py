@@ -265,13 +265,16 @@ def test_weights_fetch_removes_a_download_that_is_no_detector(cli_in, fx, tmp_pa
     assert not (tmp_path / "w" / "inception-2015-12-05.pt").exists()
 
 
-def test_metrics_images_says_why_a_generate_grid_folder_is_refused(cli_in, fx, tmp_path):
+def test_metrics_images_scores_a_generate_grid_folder_without_its_grid(cli_in, fx, tmp_path):
     gen = tmp_path / "gen"
     args = ["generate", "--network", "00000-tiny", "--outdir", str(gen), "--seeds", "0-2", "--grid",
             "--no-progress"]  # fmt: skip
     assert cli_in(fx, args).exit_code == 0
-    res = cli_in(fx, ["metrics", "--images", str(gen), "--data", "archive", "--metrics", "pixfd"])
-    assert_one_error_line(res, "grid.png", "without --grid")
+    (gen / "stray.png").write_bytes((gen / "seed000000.png").read_bytes())  # not listed
+    args = ["metrics", "--images", gen, "--data", "archive", "--metrics", "pixfd", "--json", "-"]
+    res = cli_in(fx, args)
+    assert res.exit_code == 0, res.output
+    assert "pixfd3" in res.output  # the manifest's 3 seeds: not grid.png, not stray.png
 
 
 def test_train_never_puts_a_run_inside_its_data_folder(cli_in, fx):

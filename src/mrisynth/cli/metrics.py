@@ -290,11 +290,6 @@ def _run_images(images, data, metric_names, out_dir, device, num_gen, opts, forc
     from mrisynth.devices import resolve_device
     from mrisynth.metrics.evaluations import evaluate_images
 
-    if (Path(images) / "generation.json").is_file() and (Path(images) / "grid.png").is_file():
-        raise InputError(  # the grid is one big picture of all samples, not a sample
-            f"--images {images}: a `mrisynth generate --grid` folder; its grid.png would be "
-            "read as a generated image: move grid.png out of it, or generate without --grid"
-        )
     inputs = [Path(images).resolve(), Path(data).resolve()]
     if out_dir is not None and not any(out_dir.resolve().is_relative_to(p) for p in inputs):
         _check_out_dir(out_dir)  # (-o inside an input: evaluate_images says so)

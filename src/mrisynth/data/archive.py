@@ -71,8 +71,10 @@ def list_image_names(path: str | os.PathLike[str]) -> list[str]:
 class ImageArchive:
     """Random-access reader for a training archive (folder or ZIP); see DEVELOPERS.md."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], only: list[str] | None = None) -> None:
+        """`only`: the member names to take (a generate folder's listed images), not every PNG."""
         self.path = Path(path)
+        self._only = None if only is None else set(only)
         from mrisynth.data.source_kind import explained, refuse_non_archive
 
         try:
@@ -94,6 +96,8 @@ class ImageArchive:
         self._lock = threading.Lock()
         self._hash: str | None = None
         self.names: list[str] = self._without_masks(list_image_names(self.path))
+        if self._only is not None:
+            self.names = [n for n in self.names if n in self._only]
         if not self.names:
             raise InputError(f"{self.path}: contains no PNG images")
         first = self[0]  # [C, H, W]

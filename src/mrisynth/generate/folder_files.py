@@ -118,6 +118,32 @@ def read_manifest(folder: str | Path, option: str) -> GeneratedManifest | None:
     )
 
 
+def listed_images(folder: str | Path, option: str) -> list[str] | None:
+    """The PNG images a finished generate folder's manifest lists (never grid.png or a mask),
+    or None when `folder` is no generate output (no generation.json, or no manifest with a
+    `file` column): then every PNG is an image, as for any folder. InputError, naming
+    `option`, for a listed name that is not a plain PNG in the folder or is missing."""
+    folder = Path(folder)
+    if not folder.is_dir() or not (folder / INFO_NAME).is_file():
+        return None
+    manifest = read_manifest(folder, option)
+    if manifest is None:
+        return None
+    names = list(dict.fromkeys(image for image, _ in manifest.pairs()))
+    for name in names:
+        if not plain_name(name):
+            raise InputError(
+                f"{option} {folder / MANIFEST_NAME} lists {name[:80]!r}, not a PNG name in the "
+                "folder; re-run `mrisynth generate` into a new folder"
+            )
+        if not (folder / name).is_file():
+            raise InputError(
+                f"{option} {folder / MANIFEST_NAME} lists {name}, which is not in the folder; "
+                "put it back, or re-run `mrisynth generate` into a new folder"
+            )
+    return names
+
+
 def _parse(text: str, source: str) -> GeneratedManifest | None:
     try:
         reader = csv.DictReader(io.StringIO(text))

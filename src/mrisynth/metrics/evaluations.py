@@ -146,12 +146,14 @@ def _check_output_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
 
 
 def open_images(images: str | os.PathLike, train: ImageArchive) -> ImageArchive:
-    """The images as an ImageArchive, checked against the training data's size and channels."""
+    """The images as an ImageArchive, checked against the training data's size and channels.
+    A `mrisynth generate` folder gives the images its manifest lists (not grid.png, masks)."""
     from mrisynth.data.archive import ImageArchive
+    from mrisynth.generate.folder_files import listed_images
     from mrisynth.generate.output_folder import PLAN_NAME
 
     try:
-        arch = ImageArchive(images)
+        arch = ImageArchive(images, only=listed_images(images, "--images"))
         unfinished = arch.read_member(PLAN_NAME) is not None
     except InputError as e:
         raise InputError(f"--images: {e}") from None
