@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from mrisynth.cli import demo_cond, demo_downstream
+from mrisynth.cli.demo_console import demo_console
 from mrisynth.cli.prepare import describe_skips
 from mrisynth.errors import ConfigError
 
@@ -339,15 +340,6 @@ class _TickEcho(logging.Handler):
             click.echo("      " + " ".join(msg.split()))
 
 
-def _quiet_console() -> None:
-    """Keep the console at the level `-v` chose, even when training lowers mrisynth's level to
-    INFO for its log.txt: the demo's own step lines are its output."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if type(handler) is logging.StreamHandler and handler.level == logging.NOTSET:
-            handler.setLevel(root.level)
-
-
 @click.command("demo")
 @click.option(
     "--outdir",
@@ -386,7 +378,6 @@ def command(
     minutes on a 2-core CPU (it prints an estimate before training); --quick under a minute.
     The last line names the report.
     """
-    _quiet_console()
     plan = QUICK if quick else FULL
     if kimg is not None and not (math.isfinite(kimg) and 0 < kimg <= 1e6):
         raise ConfigError(f"--kimg must be a number in (0, 1000000], got {kimg}")
@@ -395,4 +386,5 @@ def command(
     if cond and downstream:
         raise ConfigError("--cond and --downstream: choose one (no conditional paired demo)")
     demo_downstream.check_ready(downstream)  # before minutes of training, not after
-    run_demo(outdir, plan, device=device, cond=cond, downstream=downstream)
+    with demo_console():  # warnings read like the step lines; log files keep their format
+        run_demo(outdir, plan, device=device, cond=cond, downstream=downstream)
