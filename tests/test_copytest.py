@@ -195,3 +195,17 @@ def test_a_low_z_u_without_flagged_images_says_it_is_not_proof_of_a_copy():
     assert v["title"].startswith("Possible data-copying")
     (v,) = copy_verdicts(block | {"num_flagged": 3, "flagged_fraction": 3 / 256}, 256)
     assert "No single image" not in v["text"]
+
+
+@pytest.mark.parametrize(("threshold", "flagged"), [(0.36, 0), (0.36, 3), (0.36, 40), (None, 0)])
+def test_without_holdout_the_flag_count_is_said_once(threshold, flagged):
+    from mrisynth.metrics.audit_verdicts import HOLDOUT_HINT, copy_verdicts
+
+    block = {
+        "value": None, "p_value": None, "threshold": threshold, "threshold_percentile": 1.0,
+        "num_flagged": flagged, "flagged_fraction": flagged / 256, "holdout": False, "cells": [],
+    }  # fmt: skip
+    verdicts = copy_verdicts(block, 256)
+    said = " ".join(v["text"] for v in verdicts)
+    assert said.count(f"{flagged} of 256 generated images are closer") == 1
+    assert verdicts[0]["topic"] == "data" and HOLDOUT_HINT in verdicts[0]["text"]

@@ -45,16 +45,6 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
         f"{n_flag} of {num_gen} generated images are closer to a training image than "
         f"{100 - copy_test['threshold_percentile']:g} % of real between-patient pairs."
     )
-    if not copy_test["holdout"]:
-        out.append(
-            {
-                "topic": "data",
-                "level": "info",
-                "title": "No held-out patients: no data-copying statistic",
-                "text": "The copy test compares generated images with patients training never "
-                f"saw; build the archive with {HOLDOUT_HINT} to get them. {flags}",
-            }
-        )
     value, p = copy_test["value"], copy_test["p_value"]
     stat = f"Meehan Z_U {_fmt(value, '.2f')} (p {_fmt(p)}{_support(copy_test)})."
     if value is not None and p is not None and p < P_COPYING:
@@ -105,4 +95,18 @@ def copy_verdicts(copy_test: dict, num_gen: int) -> list[dict]:
                 "text": flags,
             }
         )
+    if not copy_test["holdout"]:
+        out.insert(0, _no_holdout(flags, said=any(flags in v["text"] for v in out)))
     return out
+
+
+def _no_holdout(flags: str, said: bool) -> dict:
+    """The note that the statistic could not run; the flag count only when no other verdict
+    says it (each thing said once)."""
+    return {
+        "topic": "data",
+        "level": "info",
+        "title": "No held-out patients: no data-copying statistic",
+        "text": "The copy test compares generated images with patients training never saw; "
+        f"build the archive with {HOLDOUT_HINT} to get them.{'' if said else ' ' + flags}",
+    }
