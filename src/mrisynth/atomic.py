@@ -65,6 +65,9 @@ def _refuse_special(path: Path) -> None:
         mode = path.lstat().st_mode
     except (FileNotFoundError, NotADirectoryError):
         return
+    except OSError as e:  # a name too long, a folder we may not enter: one line, as a write
+        raise ConfigError(f"{path}: cannot be written ({e.strerror or e}); choose another "
+                          "output") from None
     if stat.S_ISLNK(mode):
         raise _link_error(path)
     if not stat.S_ISREG(mode):
@@ -123,9 +126,12 @@ def _file_in_the_way(path: Path) -> Path | None:
     """The nearest existing ancestor of `path` when it is not a folder (creating the folders
     then fails with the confusing 'File exists' or 'Not a directory')."""
     parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return None if parent.is_dir() else parent
+    try:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        return None if parent.is_dir() else parent
+    except OSError:  # exists() raises for a name too long or no permission: the write's reason
+        return None
 
 
 def disk_full_message(path: Path, written_bytes: int = 0) -> str:
@@ -177,7 +183,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line (for .jsonl logs); a single write() of a short line is not torn."""
     path = Path(path)
-    with disk_full_as_error(path):
+    with output_errors(path):  # a full disk, or one line naming a path that cannot be written
         path.parent.mkdir(parents=True, exist_ok=True)
         with open_append(path) as f:
             f.write(line.rstrip("\n") + "\n")
