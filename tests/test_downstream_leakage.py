@@ -151,3 +151,20 @@ def test_cli_says_it_and_records_it(study, sets):
     assert res.exit_code == 1 and res.output.count("\n") == 1 and "trained on --test" in res.output
     assert not (study / "o2").exists()
     assert len(load_archive(study / "data-holdout.zip", "x")) == 3  # inputs untouched
+
+
+def test_recorded_paths_never_name_the_users_home(study, sets, monkeypatch, tmp_path_factory):
+    # The run records its archive resolved (absolute); downstream.json travels with the results,
+    # so a path under the home folder is shown from '~', one under the current folder relatively.
+    real, test, _ = sets
+    write_paired_zip(study / "other.zip", real)
+    os.rename(study / "data.zip", study / "data2.zip")
+    write_paired_zip(study / "data.zip", phantom_set(range(3, 4), 16, 3, "r2"))
+    make_run(study, study / "synth", study / "other.zip")
+    monkeypatch.setenv("HOME", str(study.parent))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    got = _check(study, test)
+    assert got.checked and f"~/{study.name}/other.zip (6 slices)" in got.detail
+    assert str(study.parent) not in got.detail
+    monkeypatch.chdir(study)
+    assert "trained on other.zip (6 slices)" in _check(study, test).detail

@@ -12,6 +12,7 @@ or its archive cannot be found, the study goes on and says that this was not che
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ def check_no_test_slices(real: SegSet, synthetic: SegSet, test: SegSet) -> None:
             )
 
 
+def _shown(path: Path) -> str:
+    """A path for downstream.json, which travels with the results: relative to the current
+    folder when inside it, else with the home folder as '~' (a run record's resolved paths
+    would otherwise put the user's account name into the study's record)."""
+    absolute = Path(os.path.abspath(path))
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if absolute.is_relative_to(base) and absolute != base:
+            return prefix + str(absolute.relative_to(base))
+    return str(path)
+
+
 @dataclass(frozen=True)
 class GeneratorData:
     """What downstream could check of the data the --synthetic folder's generator trained on."""
@@ -74,20 +86,20 @@ def check_generator(
     hashes = {name: _content_hash(p) for name, p in (("test", test_path), ("real", real_path))}
     if trained_hash == hashes["test"]:
         raise InputError(
-            f"--synthetic {synthetic_dir}: its generator (run {run.run_dir}) was trained on "
-            f"--test {test_path} (the held-out patients); train it on the --real archive and "
+            f"--synthetic {synthetic_dir}: its generator (run {_shown(run.run_dir)}) was trained "
+            f"on --test {test_path} (the held-out patients); train it on the --real archive and "
             "generate again"
         )
     if trained_hash == hashes["real"]:
-        return GeneratorData(True, f"its generator (run {run.run_dir}) trained on --real "
+        return GeneratorData(True, f"its generator (run {_shown(run.run_dir)}) trained on --real "
                                    f"{real_path}, which shares no patient with --test")  # fmt: skip
     archive = find_recorded_data(options, run.run_dir)
     if archive is None:
-        return _unchecked(synthetic_dir, f"its run {run.run_dir} names no training archive "
+        return _unchecked(synthetic_dir, f"its run {_shown(run.run_dir)} names no training archive "
                                          "that is still there")  # fmt: skip
     if trained_hash is not None and _content_hash(archive) != trained_hash:
-        return _unchecked(synthetic_dir, f"{archive}, its run's training archive, has changed "
-                                         "since training (content hash)")  # fmt: skip
+        return _unchecked(synthetic_dir, f"{_shown(archive)}, its run's training archive, has "
+                                         "changed since training (content hash)")  # fmt: skip
     return _check_archive(synthetic_dir, archive, test)
 
 
@@ -101,12 +113,12 @@ def _check_archive(synthetic_dir: Path, archive: Path, test: SegSet) -> Generato
     shared_slices = len(_slice_hashes(trained) & _slice_hashes(test))
     if shared_keys or shared_slices:
         raise InputError(
-            f"--synthetic {synthetic_dir}: its generator was trained on {archive}, which holds "
-            f"{len(shared_keys)} --test patient(s) and {shared_slices} --test slice(s); train it "
-            "on an archive without the held-out patients and generate again"
+            f"--synthetic {synthetic_dir}: its generator was trained on {_shown(archive)}, which "
+            f"holds {len(shared_keys)} --test patient(s) and {shared_slices} --test slice(s); "
+            "train it on an archive without the held-out patients and generate again"
         )
-    return GeneratorData(True, f"its generator trained on {archive} ({len(trained)} slices): "
-                               "no --test patient key or slice in it")  # fmt: skip
+    return GeneratorData(True, f"its generator trained on {_shown(archive)} ({len(trained)} "
+                               "slices): no --test patient key or slice in it")  # fmt: skip
 
 
 def _unchecked(synthetic_dir: Path, reason: str) -> GeneratorData:
