@@ -191,3 +191,15 @@ def test_a_malformed_manifest_is_one_error_line_for_every_reader(tmp_path, args)
     assert res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
     assert "manifest.csv: malformed CSV (field larger than field limit" in res.output
     assert not (tmp_path / "out.zip").exists()
+
+
+def test_a_windows_made_zip_says_how_to_use_it(tmp_path):
+    # PowerShell 5's Compress-Archive stores folder names with backslashes: still refused (a
+    # backslash may hide '..' from a POSIX check), but the line says what to do instead.
+    src = tmp_path / "win.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("images\\img0.png", good_png(0))
+    res = CliRunner().invoke(cli, ["dataset", str(src), "-o", str(tmp_path / "out.zip")])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "backslash" in res.output and "unzip it and pass the folder" in res.output
+    assert "unsafe" not in res.output and not (tmp_path / "out.zip").exists()

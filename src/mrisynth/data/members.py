@@ -32,8 +32,12 @@ def check_member_name(name: str, source: str) -> None:
         reason = "empty or over-long name"
     elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         reason = "control character (NUL, newline, ...) in the name"
-    elif "\\" in name:
-        reason = "backslash in the name (a Windows path separator)"
+    elif "\\" in name:  # also what PowerShell 5's Compress-Archive writes for folders
+        raise InputError(
+            f"{source}: refused member '{shown}': a backslash in the name (a Windows path "
+            "separator, as PowerShell 5's Compress-Archive writes); unzip it and pass the "
+            "folder, or zip it with a tool that writes '/' (7-Zip, PowerShell 7)"
+        )
     elif name.startswith("/") or _DRIVE.match(name):
         reason = "absolute path"
     elif any(part in ("", ".", "..") for part in name.rstrip("/").split("/")):
