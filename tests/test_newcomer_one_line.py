@@ -50,9 +50,10 @@ def test_printable_text_is_untouched():
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["demo", "--outdir", "--quick"], "'--outdir' needs a value, got the option '--quick'"),
+        (["demo", "--outdir", "--quick"], "got the option '--quick' (see `mrisynth demo --help`)"),
         (["generate", "--network", "r", "--outdir", "--grid", "--seeds", "0"], "'--grid'"),
-        (["reader-study", "create", "--outdir", "--real", "x"], "'--outdir' needs a value"),
+        (["reader-study", "create", "--outdir", "--real", "x"],
+         "'--outdir' needs a value, got the option '--real' (see `mrisynth reader-study create"),
         (["train", "--data", "--outdir", "r"], "'--data' needs a value"),
         (["-v", "train", "--desc", "--dry-run"], "'--desc' needs a value"),
     ],

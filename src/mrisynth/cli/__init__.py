@@ -54,7 +54,7 @@ class _Group(click.Group):
         name, cmd, rest = super().resolve_command(ctx, args)
         ctx.meta[_COMMAND_KEY] = f"{ctx.command_path} {name}"  # for errors that lack a context
         if cmd is not None:
-            check_option_values(ctx, cmd, rest)  # `--outdir --quick`: a value is missing
+            check_option_values(ctx, cmd, rest, name)  # `--outdir --quick`: no value
         return name, cmd, rest
 
     def invoke(self, ctx: click.Context):

@@ -7,13 +7,17 @@ from __future__ import annotations
 import click
 
 
-def check_option_values(ctx: click.Context, cmd: click.Command, args: list[str]) -> None:
+def check_option_values(
+    ctx: click.Context, cmd: click.Command, args: list[str], name: str | None = None
+) -> None:
     """UsageError when, in `args` (what follows the command's name), an option that needs a
-    value is followed by one of `cmd`'s own option names; sub-commands of a group too."""
+    value is followed by one of `cmd`'s own option names; sub-commands of a group too. The
+    error's context is the (sub-)command's own, so its help pointer names the right one."""
+    here = click.Context(cmd, info_name=name or cmd.name, parent=ctx)
     if isinstance(cmd, click.Group):
         sub = cmd.get_command(ctx, args[0]) if args and not args[0].startswith("-") else None
         if sub is not None:
-            check_option_values(ctx, sub, args[1:])
+            check_option_values(here, sub, args[1:], args[0])
         return
     names = {n for p in cmd.params for n in (*p.opts, *p.secondary_opts)}
     wants_value = {
@@ -26,5 +30,5 @@ def check_option_values(ctx: click.Context, cmd: click.Command, args: list[str])
             return
         if token in wants_value and args[i + 1] in names:
             raise click.UsageError(
-                f"Option '{token}' needs a value, got the option '{args[i + 1]}'"
+                f"Option '{token}' needs a value, got the option '{args[i + 1]}'", ctx=here
             )
