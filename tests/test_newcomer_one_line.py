@@ -50,10 +50,10 @@ def test_printable_text_is_untouched():
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["demo", "--outdir", "--quick"], "got the option '--quick' (see `mrisynth demo --help`)"),
+        (["demo", "--outdir", "--quick"], "got the option '--quick' (see `cli demo --help`)"),
         (["generate", "--network", "r", "--outdir", "--grid", "--seeds", "0"], "'--grid'"),
         (["reader-study", "create", "--outdir", "--real", "x"],
-         "'--outdir' needs a value, got the option '--real' (see `mrisynth reader-study create"),
+         "got the option '--real' (see `cli reader-study create --help`)"),
         (["train", "--data", "--outdir", "r"], "'--data' needs a value"),
         (["-v", "train", "--desc", "--dry-run"], "'--desc' needs a value"),
     ],
