@@ -20,6 +20,7 @@ from mrisynth.data.png import MAX_PNG_BYTES, decode_checked
 from mrisynth.errors import InputError
 from mrisynth.generate.folder_files import (
     GeneratedManifest,
+    generated_manifest,
     plain_name,
     read_file,
     read_manifest,
@@ -113,8 +114,11 @@ def load_generated(folder: str | Path, num_labels: int, option: str = "--synthet
             "same `mrisynth generate` command to finish it"
         )
     _not_generated(folder, option)
-    manifest = read_manifest(folder, option)
-    listed = manifest is not None and manifest.has_masks  # generate's: mask_file per row
+    manifest = generated_manifest(folder, option)  # generate's folder: its rows, nothing else
+    generated = manifest is not None
+    if not generated:  # a copy without generation.json may still name its pairs
+        manifest = read_manifest(folder, option)
+    listed = manifest is not None and (generated or manifest.has_masks)
     pairs = manifest.pairs() if listed else _pairs_from_names(folder)
     if not pairs or (listed and not manifest.mask_names()):
         raise InputError(f"{option} {folder}: no image + mask pairs ({_why_none(manifest)})")

@@ -118,15 +118,23 @@ def read_manifest(folder: str | Path, option: str) -> GeneratedManifest | None:
     )
 
 
+def generated_manifest(folder: str | Path, option: str) -> GeneratedManifest | None:
+    """The manifest of a finished `mrisynth generate` folder (generation.json and a manifest
+    with a `file` column), or None for any other folder. Every consumer asks this one question,
+    so all agree on which folders are generate outputs; InputError as `read_manifest`."""
+    folder = Path(folder)
+    if not folder.is_dir() or not (folder / INFO_NAME).is_file():
+        return None
+    return read_manifest(folder, option)
+
+
 def listed_images(folder: str | Path, option: str) -> list[str] | None:
     """The PNG images a finished generate folder's manifest lists (never grid.png or a mask),
     or None when `folder` is no generate output (no generation.json, or no manifest with a
     `file` column): then every PNG is an image, as for any folder. InputError, naming
     `option`, for a listed name that is not a plain PNG in the folder or is missing."""
     folder = Path(folder)
-    if not folder.is_dir() or not (folder / INFO_NAME).is_file():
-        return None
-    manifest = read_manifest(folder, option)
+    manifest = generated_manifest(folder, option)
     if manifest is None:
         return None
     names = list(dict.fromkeys(image for image, _ in manifest.pairs()))

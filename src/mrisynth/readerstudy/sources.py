@@ -91,6 +91,7 @@ def _is_run(path: Path) -> bool:
 def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceImage]:
     from mrisynth.data.archive import list_image_names
     from mrisynth.data.source_kind import describe
+    from mrisynth.generate.folder_files import listed_images
     from mrisynth.generate.images import read_png
 
     what = describe(path)  # a DICOM tree or a folder of runs: their PNGs are masks, grids
@@ -102,9 +103,13 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
             f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
             ".json); finish it by running the same generate command again"
         )
-    names = _without_masks(path, list_image_names(path))
-    if (path / "generation.json").is_file():  # generate's folder: its grid is not a sample
-        names = [m for m in names if GENERATED_NAME.fullmatch(m)]
+    listed = listed_images(path, "--synthetic")  # generate's folder: what its manifest lists
+    if listed is not None:
+        names = listed
+    else:
+        names = _without_masks(path, list_image_names(path))
+        if (path / "generation.json").is_file():  # generate's, manifest lost: grid is no sample
+            names = [m for m in names if GENERATED_NAME.fullmatch(m)]
     if n > len(names):
         raise InputError(f"--synthetic {path}: holds {len(names)} PNG images, {n} requested")
     picked = sorted(int(j) for j in rng.choice(len(names), size=n, replace=False))
