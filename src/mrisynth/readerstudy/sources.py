@@ -94,10 +94,12 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
     from mrisynth.generate.folder_files import listed_images
     from mrisynth.generate.images import read_png
 
+    _refuse_nvidia_run(path)
     what = describe(path)  # a DICOM tree or a folder of runs: their PNGs are masks, grids
     if what is not None:
         raise InputError(f"--synthetic {path}: {what.split(';')[0]}; give generated PNGs "
-                         "(`mrisynth generate`), one run folder or a snapshot")  # fmt: skip
+                         "(`mrisynth generate`), a snapshot or a run folder holding "
+                         "network-snapshot-*.safetensors")  # fmt: skip
     if (path / "generation.partial.json").exists():
         raise InputError(
             f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
@@ -114,6 +116,21 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
         raise InputError(f"--synthetic {path}: holds {len(names)} PNG images, {n} requested")
     picked = sorted(int(j) for j in rng.choice(len(names), size=n, replace=False))
     return [SourceImage(read_png(path / names[j]), "synthetic", names[j]) for j in picked]
+
+
+def _refuse_nvidia_run(path: Path) -> None:
+    """NVIDIA's stylegan2-ada-pytorch run folder (network-snapshot-*.pkl): its pickles must be
+    converted before anything here can sample them, so say how instead of 'a run folder'."""
+    pickles = sorted(path.glob("network-snapshot-*.pkl"))
+    if not pickles:
+        return
+    name = pickles[-1].name if pickles[-1].name.isprintable() else "network-snapshot-NNNNNN.pkl"
+    raise InputError(
+        f"--synthetic {path}: looks like an NVIDIA stylegan2-ada-pytorch run folder "
+        f"({len(pickles)} network-snapshot-*.pkl); convert a snapshot first: mrisynth "
+        f"import-nvidia {path / name} -o SNAPSHOT.safetensors, then give --synthetic "
+        "SNAPSHOT.safetensors (or generate images with `mrisynth generate` and give that folder)"
+    )
 
 
 def _without_masks(path: Path, names: list[str]) -> list[str]:
