@@ -2,8 +2,9 @@
 image has which mask, `mask_file`), the files that manifest names, and the run folder its
 generator came from (`generation.json`).
 
-One reader for every consumer (downstream's image + mask pairs, the reader study's "which PNGs
-are masks"), so all get the same bounds. A generate folder may come from anyone, so:
+One reader for every consumer (downstream's image + mask pairs; metrics --images' and the reader
+study's images, `listed_images`), so all take the same images within the same bounds. A generate
+folder may come from anyone, so:
 - a name from the manifest is used only if it is a plain PNG name directly in the folder (no
   path parts, not hidden): `../x.png`, `/etc/x.png` or `masks/../../x` never leave the folder;
 - files are opened without following links (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`),
