@@ -31,6 +31,11 @@ def shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def printable(text: str) -> str:
+    """Text from a file or a record, for a one-line message: control characters as escapes."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def integer(value: Any, where: str, lo: int = 0, hi: int = 2**62) -> int:
     """An int (not a bool, not a float) in [lo, hi]."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -226,14 +226,9 @@ def generator_run(folder: str | Path) -> GeneratorRun:
                 return GeneratorRun(run)
         except (OSError, ValueError):
             continue
-    shown = ", ".join(_printable(str(c)) for c in candidates[:4]) or "none"
-    where = f"its snapshot {_printable(snapshot)} (sha256 {sha[:12]}...)"
+    shown = ", ".join(u.printable(str(c)) for c in candidates[:4]) or "none"
+    where = f"its snapshot {u.printable(snapshot)} (sha256 {sha[:12]}...)"
     return GeneratorRun(None, f"{where} is not in the run folders tried: {shown}")
-
-
-def _printable(text: str) -> str:
-    """A recorded path for a one-line message: control characters as escapes."""
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _run_candidates(network: str | None, link: str | None, folder: Path) -> list[Path]:

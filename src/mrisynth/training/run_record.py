@@ -70,8 +70,8 @@ def recorded_data(run: str | Path, option: str = "--resume") -> str:
     if found is None:
         raise InputError(
             f"{option} {run}: the training archive recorded in {run_dir / OPTIONS_NAME} is not "
-            f"there (tried {', '.join(_shown_path(p) for p in tried)}; current folder "
-            f"{_shown_path(Path.cwd())}); pass --data ARCHIVE"
+            f"there (tried {', '.join(untrusted.printable(str(p)) for p in tried)}; current folder "
+            f"{untrusted.printable(str(Path.cwd()))}); pass --data ARCHIVE"
         )
     return str(found)
 
@@ -128,12 +128,6 @@ def _first_existing(paths: list[Path]) -> Path | None:
             if p.exists():
                 return p
     return None
-
-
-def _shown_path(p: Path) -> str:
-    """A path for a one-line message: control characters (a hostile record's) as escapes."""
-    text = str(p)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def with_resume_source(options: dict[str, Any], source: dict[str, Any] | None) -> dict[str, Any]:
