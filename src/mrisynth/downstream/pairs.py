@@ -25,10 +25,10 @@ from mrisynth.generate.folder_files import (
     read_file,
     read_manifest,
 )
+from mrisynth.generate.output_folder import PLAN_NAME
 
 log = logging.getLogger(__name__)
 
-PLAN_NAME = "generation.partial.json"  # generate's unfinished-folder marker (DEVELOPERS.md)
 MASK_SUFFIX = "-mask.png"
 MAX_PAIRS = 200_000  # slices per set; 200k x 64x64 x 2 bytes = 1.6 GB
 MAX_LOGGED = 5  # skipped pairs warned about one by one; the rest are counted

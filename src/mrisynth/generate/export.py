@@ -28,8 +28,6 @@ from mrisynth.generate.sampling import SamplingOptions
 from mrisynth.imaging import encode_png, make_grid
 
 FORMATS = ("png", "dicom")
-MANIFEST_NAME = "manifest.csv"
-INFO_NAME = "generation.json"
 GRID_NAME = "grid.png"
 MANIFEST_COLUMNS = (
     "file",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrisynth.errors import InputError
-from mrisynth.generate.output_folder import MANIFEST_NAME
+from mrisynth.generate.output_folder import INFO_NAME, MANIFEST_NAME
 
 MAX_FILE_BYTES = 64 * 2**20  # one PNG, SEG or the manifest (generate's limit is 1M images)
 MAX_ROWS = 2_000_000  # generate's 1M seeds x (png + dicom)
@@ -173,7 +173,6 @@ def _parse(text: str, source: str) -> GeneratedManifest | None:
 
 
 # -- the generator behind the folder ----------------------------------------------------------
-INFO_NAME = "generation.json"
 RUN_LINK = "network_from_outdir"  # generation.json: the network's path relative to --outdir
 MAX_INFO_BYTES = 4 * 2**20
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mrisynth.errors import InputError
+from mrisynth.generate.output_folder import INFO_NAME
 from mrisynth.readerstudy.store import DB_NAME
 
 
@@ -62,7 +63,7 @@ def _manifest(folder: Path) -> list[dict[str, str]]:
 def _is_generated(folder: Path) -> bool:
     """generate writes generation.json and a manifest with a `seed` column."""
     rows = _manifest(folder)
-    return (folder / "generation.json").is_file() or bool(rows and "seed" in rows[0])
+    return (folder / INFO_NAME).is_file() or bool(rows and "seed" in rows[0])
 
 
 def _names_patients(folder: Path) -> bool:

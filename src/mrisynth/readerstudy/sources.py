@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mrisynth.errors import ConfigError, InputError
+from mrisynth.generate.output_folder import INFO_NAME, PLAN_NAME
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,17 @@ def _from_folder(path: Path, n: int, rng: np.random.Generator) -> list[SourceIma
         raise InputError(f"--synthetic {path}: {what.split(';')[0]}; give generated PNGs "
                          "(`mrisynth generate`), a snapshot or a run folder holding "
                          "network-snapshot-*.safetensors")  # fmt: skip
-    if (path / "generation.partial.json").exists():
+    if (path / PLAN_NAME).exists():
         raise InputError(
-            f"--synthetic {path}: an unfinished `mrisynth generate` output (generation.partial"
-            ".json); finish it by running the same generate command again"
+            f"--synthetic {path}: an unfinished `mrisynth generate` output ({PLAN_NAME}); "
+            "finish it by running the same generate command again"
         )
     listed = listed_images(path, "--synthetic")  # generate's folder: what its manifest lists
     if listed is not None:
         names = listed
     else:
         names = _without_masks(path, list_image_names(path))
-        if (path / "generation.json").is_file():  # generate's, manifest lost: grid is no sample
+        if (path / INFO_NAME).is_file():  # generate's, manifest lost: grid is no sample
             names = [m for m in names if GENERATED_NAME.fullmatch(m)]
     if n > len(names):
         raise InputError(f"--synthetic {path}: holds {len(names)} PNG images, {n} requested")
