@@ -62,8 +62,10 @@ def _manifest(folder: Path) -> list[dict[str, str]]:
 
 def _is_generated(folder: Path) -> bool:
     """generate writes generation.json and a manifest with a `seed` column."""
-    rows = _manifest(folder)
-    return (folder / INFO_NAME).is_file() or bool(rows and "seed" in rows[0])
+    if (folder / INFO_NAME).is_file():
+        return True
+    rows = _manifest(folder)  # read only when generation.json does not settle it
+    return bool(rows and "seed" in rows[0])
 
 
 def _names_patients(folder: Path) -> bool:
